@@ -1,0 +1,49 @@
+# CodeIntel front door. `make run` indexes a repository and answers a question on the embedded
+# default; `make test` runs every test. Both install what they need first (`make deps`).
+SHELL := /bin/bash
+export CODEINTEL_CACHE ?= /var/cache/codeintel
+export CARGO_TARGET_DIR ?= $(CODEINTEL_CACHE)/target
+BIN := $(CARGO_TARGET_DIR)/release
+REPO ?= .
+NAME ?= codeintel
+QUESTION ?= how does the answer service fuse dense and lexical results?
+APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler redis-server pkg-config python3-pip npm curl
+
+.PHONY: help deps system-deps fetch build run test fmt lint check bench clean-data
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+system-deps: ## install the Debian packages the build and tests need (cmake, BLAS, protoc, redis)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+fetch: ## fetch and verify libduckdb.so and the model files into $(CODEINTEL_CACHE)
+	@scripts/fetch-deps.sh
+
+deps: system-deps fetch ## everything the build needs
+
+build: deps ## release build of every binary
+	cargo build --release --workspace
+
+run: build ## index $(REPO) as $(NAME), start the mesh, ask $(QUESTION), stop
+	@scripts/demo.sh "$(BIN)" "$(REPO)" "$(NAME)" "$(QUESTION)"
+
+test: deps ## all tests (unit, integration, end-to-end), release profile
+	cargo test --release --workspace
+
+fmt: ## format
+	cargo fmt --all
+
+lint: ## formatting and clippy, warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+check: lint test ## what CI runs, and the lint
+
+bench: build ## dev benchmark from outside: index, up, grpcurl, eval + score --strict
+	@CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) ../shared/bench/check.sh

@@ -1,0 +1,144 @@
+//! `codeintel index PATH --repo NAME`: walk, chunk, embed, write the three stores, publish.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use codeintel_core::chunk::{chunk_file, sha256_hex, Chunk, ChunkOptions};
+use codeintel_core::config::Config;
+use codeintel_core::embed::Embedder;
+use codeintel_core::manifest::{self, Manifest, MANIFEST_FORMAT};
+use codeintel_core::walk;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+#[derive(Debug, Default)]
+pub struct IndexReport {
+    pub version: u64,
+    pub files: usize,
+    pub chunks: usize,
+    pub chunk_time: Duration,
+    pub embed_time: Duration,
+    pub write_time: Duration,
+}
+
+fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what:<9} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
+        ))
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+pub async fn run(cfg: &Config, path: &Path, repo: &str, quiet: bool) -> anyhow::Result<IndexReport> {
+    manifest::validate_repo_name(repo)?;
+    let root = path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
+    let mut report = IndexReport::default();
+
+    // 1. Walk and chunk (all cores).
+    let t = Instant::now();
+    let (files, stats) = walk::walk(&root, cfg.index.max_file_bytes)?;
+    let opts = ChunkOptions { max_chunk_lines: cfg.index.max_chunk_lines, window_lines: cfg.index.window_lines };
+    let pb = bar(files.len() as u64, "chunking", quiet);
+    let per_file: Vec<(String, String, Vec<Chunk>)> = files
+        .par_iter()
+        .filter_map(|f| {
+            let text = walk::read_text(&f.abs).ok().flatten();
+            pb.inc(1);
+            let text = text?;
+            let hash = sha256_hex(text.as_bytes());
+            Some((f.path.clone(), hash, chunk_file(repo, &f.path, f.language, &text, opts)))
+        })
+        .collect();
+    pb.finish_and_clear();
+    let file_hashes = per_file.iter().map(|(p, h, _)| (p.clone(), h.clone())).collect();
+    let mut chunks: Vec<Chunk> = per_file.into_iter().flat_map(|(_, _, c)| c).collect();
+    chunks.sort_by_key(|c| c.chunk_id);
+    chunks.dedup_by_key(|c| c.chunk_id);
+    report.files = files.len();
+    report.chunks = chunks.len();
+    report.chunk_time = t.elapsed();
+    if !quiet {
+        eprintln!(
+            "chunked {} files into {} chunks in {:.1}s (skipped {} large, {} non-source)",
+            files.len(),
+            chunks.len(),
+            report.chunk_time.as_secs_f64(),
+            stats.skipped_large,
+            stats.skipped_unknown
+        );
+    }
+
+    // 2. Embed, with throughput.
+    let t = Instant::now();
+    let embedder = Embedder::from_config(cfg).await?;
+    let contract = embedder.contract(&cfg.embed.model_id).await?;
+    let pb = bar(chunks.len() as u64, "embedding", quiet);
+    let mut vectors = Vec::with_capacity(chunks.len());
+    let step = (cfg.embed.batch_size * 4).max(1);
+    for part in chunks.chunks(step) {
+        let texts: Vec<String> = part.iter().map(|c| c.embedding_text()).collect();
+        vectors.extend(embedder.embed(texts).await?);
+        pb.inc(part.len() as u64);
+    }
+    pb.finish_and_clear();
+    report.embed_time = t.elapsed();
+    if !quiet {
+        eprintln!(
+            "embedded {} chunks in {:.1}s ({:.1} chunks/s, {} dim)",
+            chunks.len(),
+            report.embed_time.as_secs_f64(),
+            chunks.len() as f64 / report.embed_time.as_secs_f64().max(1e-9),
+            contract.dim
+        );
+    }
+
+    // 3. Write every store under the new version's names, then publish.
+    let t = Instant::now();
+    let data_root = &cfg.data.root;
+    std::fs::create_dir_all(data_root).with_context(|| format!("cannot create {}", data_root.display()))?;
+    let version = manifest::next_version(data_root, repo)?;
+    let vname = manifest::version_name(version);
+    let repo_dir = manifest::repo_dir(data_root, repo)?;
+    let segment = hydrate_svc::segment::write_segment(&repo_dir, &vname, &chunks)?;
+    let metas: Vec<vector_svc::store::ChunkMeta> = chunks
+        .iter()
+        .map(|c| vector_svc::store::ChunkMeta { id: c.chunk_id, path: c.path.clone(), language: c.language.clone() })
+        .collect();
+    let (faiss_index, chunk_meta) = vector_svc::store::write_index(&repo_dir, &vname, contract.dim, &vectors, &metas)?;
+    let tantivy_dir = lexical_svc::store::write_index(&repo_dir, &vname, &chunks)?;
+    let m = Manifest {
+        format: MANIFEST_FORMAT,
+        repo: repo.to_string(),
+        version,
+        created_unix_ms: manifest::now_unix_ms(),
+        source: root.display().to_string(),
+        embedding: contract,
+        segments: vec![segment],
+        faiss_index,
+        chunk_meta,
+        tantivy_dir,
+        chunks: chunks.len() as u64,
+        files: files.len() as u64,
+        file_hashes,
+    };
+    let mpath = manifest::publish(data_root, &m)?;
+    report.write_time = t.elapsed();
+    report.version = version;
+    if !quiet {
+        eprintln!(
+            "published {repo} {vname} ({} chunks) in {:.1}s: {}",
+            chunks.len(),
+            report.write_time.as_secs_f64(),
+            mpath.display()
+        );
+    }
+    Ok(report)
+}

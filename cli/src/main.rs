@@ -1,0 +1,296 @@
+//! The `codeintel` command.
+
+mod index;
+mod up;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use codeintel_core::config::Config;
+use codeintel_core::proto::v1::answer_event::Event;
+use codeintel_core::proto::v1::answer_service_client::AnswerServiceClient;
+use codeintel_core::proto::v1::{AnswerRequest, Scope, SearchMode, SearchRequest};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+#[command(name = "codeintel", version, about = "Index code repositories and answer questions about them")]
+struct Cli {
+    /// TOML configuration file (also $CODEINTEL_CONFIG).
+    #[arg(long, global = true, env = codeintel_core::config::CONFIG_FILE_ENV)]
+    config: Option<PathBuf>,
+    /// Data root holding the indexed repos (overrides data.root).
+    #[arg(long, global = true)]
+    data_root: Option<PathBuf>,
+    /// Any option by its dotted key, e.g. `--set answer.rrf_k=30`; repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Hybrid,
+    Dense,
+    Lexical,
+}
+
+impl From<Mode> for SearchMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Hybrid => SearchMode::Hybrid,
+            Mode::Dense => SearchMode::Dense,
+            Mode::Lexical => SearchMode::Lexical,
+        }
+    }
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct ScopeArgs {
+    /// Restrict to these repos (repeatable).
+    #[arg(long = "repo-scope", value_name = "REPO")]
+    repos: Vec<String>,
+    /// Only paths matching these globs (repeatable).
+    #[arg(long = "include")]
+    include: Vec<String>,
+    /// Skip paths matching these globs (repeatable).
+    #[arg(long = "exclude")]
+    exclude: Vec<String>,
+    /// Only these languages (repeatable).
+    #[arg(long = "lang")]
+    languages: Vec<String>,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> Option<Scope> {
+        let s = Scope {
+            repos: self.repos.clone(),
+            include_globs: self.include.clone(),
+            exclude_globs: self.exclude.clone(),
+            languages: self.languages.clone(),
+        };
+        (s != Scope::default()).then_some(s)
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Index a repository (a new published version of it).
+    Index {
+        /// Folder to index.
+        path: PathBuf,
+        /// Name of the repo in the data root.
+        #[arg(long)]
+        repo: String,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Start the whole mesh locally; Ctrl-C stops it.
+    Up,
+    /// Ask a question; the answer streams with `path:start-end` citations.
+    Ask {
+        question: String,
+        #[arg(long, default_value_t = 8)]
+        top_k: u32,
+        #[arg(long, default_value_t = 20_000)]
+        time_budget_ms: u32,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Retrieve ranked code for a query.
+    Search {
+        query: String,
+        #[arg(long, value_enum, default_value = "hybrid")]
+        mode: Mode,
+        #[arg(long, default_value_t = 10)]
+        top_k: u32,
+        /// Print hits as JSON lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Run every query of a benchmark file and write the results file `score.py` reads.
+    Eval {
+        /// Queries in JSON lines (`id`, `query`).
+        queries: PathBuf,
+        #[arg(long, value_enum, default_value = "hybrid")]
+        mode: Mode,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        top_k: u32,
+    },
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    for kv in &cli.set {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--set expects KEY=VALUE, got {kv:?}"))?;
+        cfg.set(k.trim(), v.trim())?;
+    }
+    if let Some(r) = &cli.data_root {
+        cfg.data.root = r.clone();
+    }
+    Ok(cfg)
+}
+
+async fn client(cfg: &Config) -> anyhow::Result<AnswerServiceClient<Channel>> {
+    let url = format!("http://{}", cfg.answer.addr);
+    let ch = Channel::from_shared(url.clone())?.connect_timeout(Duration::from_secs(2)).connect().await.with_context(
+        || format!("answer-svc is not reachable at {}: start the mesh with `codeintel up`", cfg.answer.addr),
+    )?;
+    Ok(AnswerServiceClient::new(ch).max_decoding_message_size(64 << 20))
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = load_config(&cli)?;
+    match &cli.cmd {
+        Cmd::Index { path, repo, quiet } => {
+            codeintel_core::server::init_tracing();
+            let r = index::run(&cfg, path, repo, *quiet).await?;
+            println!(
+                "indexed {repo}: {} files, {} chunks, version {} (chunk {:.1}s, embed {:.1}s, write {:.1}s)",
+                r.files,
+                r.chunks,
+                r.version,
+                r.chunk_time.as_secs_f64(),
+                r.embed_time.as_secs_f64(),
+                r.write_time.as_secs_f64()
+            );
+        }
+        Cmd::Up => up::run(&cfg, cli.config.as_deref()).await?,
+        Cmd::Ask { question, top_k, time_budget_ms, scope } => {
+            let mut c = client(&cfg).await?;
+            let req = AnswerRequest {
+                query: question.clone(),
+                scope: scope.scope(),
+                top_k: *top_k,
+                rerank_top_n: 0,
+                time_budget_ms: *time_budget_ms,
+            };
+            let mut stream = c.answer(req).await.map_err(status_err)?.into_inner();
+            let mut out = std::io::stdout();
+            let mut sources = Vec::new();
+            while let Some(ev) = stream.message().await.map_err(status_err)? {
+                match ev.event {
+                    Some(Event::Citations(c)) => sources = c.citations,
+                    Some(Event::Token(t)) => {
+                        write!(out, "{}", t.text)?;
+                        out.flush()?;
+                    }
+                    Some(Event::Limits(l)) => {
+                        for l in l.limits {
+                            eprintln!("note [{}]: {}", l.code, l.message);
+                        }
+                    }
+                    Some(Event::Trace(t)) => {
+                        let stages: Vec<String> =
+                            t.stages.iter().map(|s| format!("{} {:.0}ms", s.stage, s.ms)).collect();
+                        eprintln!("trace: total {:.0}ms ({}) by {}", t.total_ms, stages.join(", "), t.synthesizer);
+                    }
+                    Some(Event::Done(_)) | None => {}
+                }
+            }
+            println!("\n\nSources:");
+            for c in &sources {
+                println!("  [{}] {}/{}:{}-{} {}", c.index, c.repo, c.path, c.start_line, c.end_line, c.symbol);
+            }
+        }
+        Cmd::Search { query, mode, top_k, json, scope } => {
+            let mut c = client(&cfg).await?;
+            let req = SearchRequest {
+                query: query.clone(),
+                scope: scope.scope(),
+                top_k: *top_k,
+                mode: SearchMode::from(*mode) as i32,
+            };
+            let resp = c.search(req).await.map_err(status_err)?.into_inner();
+            for l in &resp.limits {
+                eprintln!("note [{}]: {}", l.code, l.message);
+            }
+            for (i, h) in resp.hits.iter().enumerate() {
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "rank": i + 1, "chunk_id": h.chunk_id, "repo": h.repo, "path": h.path,
+                            "start_line": h.start_line, "end_line": h.end_line, "language": h.language,
+                            "symbol": h.symbol, "score": h.score, "dense_rank": h.dense_rank,
+                            "lexical_rank": h.lexical_rank, "text": h.text,
+                        })
+                    );
+                } else {
+                    println!(
+                        "{:>2}. {:.4}  {}/{}:{}-{}  {}",
+                        i + 1,
+                        h.score,
+                        h.repo,
+                        h.path,
+                        h.start_line,
+                        h.end_line,
+                        h.symbol
+                    );
+                }
+            }
+        }
+        Cmd::Eval { queries, mode, out, top_k } => {
+            let mut c = client(&cfg).await?;
+            let text =
+                std::fs::read_to_string(queries).with_context(|| format!("cannot read {}", queries.display()))?;
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?,
+            );
+            let mut lat = Vec::new();
+            for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+                let q: serde_json::Value =
+                    serde_json::from_str(line).with_context(|| format!("line {} is not JSON", n + 1))?;
+                let id = q["id"].as_str().with_context(|| format!("line {} has no id", n + 1))?;
+                let query = q["query"].as_str().with_context(|| format!("line {} has no query", n + 1))?;
+                let t = Instant::now();
+                let req = SearchRequest {
+                    query: query.into(),
+                    scope: None,
+                    top_k: *top_k,
+                    mode: SearchMode::from(*mode) as i32,
+                };
+                let hits = match c.search(req).await {
+                    Ok(r) => r.into_inner().hits,
+                    Err(s) => {
+                        eprintln!("{id}: {}", status_err(s));
+                        Vec::new()
+                    }
+                };
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                let hits: Vec<_> = hits
+                    .iter()
+                    .map(|h| serde_json::json!({"path": h.path, "start_line": h.start_line, "end_line": h.end_line, "symbol": h.symbol}))
+                    .collect();
+                writeln!(w, "{}", serde_json::json!({"id": id, "hits": hits}))?;
+            }
+            w.flush()?;
+            lat.sort_by(f64::total_cmp);
+            let pct =
+                |p: f64| lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+            eprintln!(
+                "{} queries -> {}; Search latency p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+                lat.len(),
+                out.display(),
+                pct(0.5),
+                pct(0.95),
+                pct(1.0)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! answer-svc: the orchestrator. Hybrid retrieval with deadlines, RRF fusion, Flight hydration,
+//! streamed answers, session scope.
+
+pub mod backends;
+pub mod error;
+pub mod fusion;
+pub mod grpc;
+pub mod pipeline;
+pub mod session;
+pub mod synth;
+
+pub use error::AnswerError;
+pub use pipeline::Engine;

@@ -1,0 +1,42 @@
+use answer_svc::grpc::AnswerGrpc;
+use answer_svc::Engine;
+use clap::Parser;
+use codeintel_core::proto::v1::answer_service_server::AnswerServiceServer;
+use codeintel_core::server::{self, CommonArgs};
+
+/// answer-svc: hybrid retrieval, fusion, hydration and streamed answers.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    server::init_tracing();
+    let args = Args::parse();
+    let cfg = args.common.load("answer")?;
+    let engine = Engine::new(&cfg)?;
+    let e = engine.clone();
+    tokio::spawn(async move {
+        loop {
+            e.check_backends().await;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    });
+    let grpc = AnswerServiceServer::new(AnswerGrpc(engine.clone()));
+    server::serve(
+        server::ServeSpec {
+            service: "answer-svc",
+            health_name: "codeintel.v1.AnswerService",
+            addr: &cfg.answer.addr,
+            metrics_addr: &cfg.answer.metrics_addr,
+            metrics: engine.metrics.clone(),
+            readiness: engine.readiness.clone(),
+            extra_descriptors: &[],
+        },
+        |r| r.add_service(grpc),
+    )
+    .await
+}

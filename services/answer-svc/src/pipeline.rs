@@ -1,0 +1,489 @@
+//! The answer pipeline, free of gRPC: validate, resolve scope, retrieve in parallel under
+//! deadlines, fuse, hydrate, then stream citations, tokens, limits, trace and done.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use codeintel_core::config::Config;
+use codeintel_core::proto::v1::answer_event::Event;
+use codeintel_core::proto::v1::{
+    AnswerEvent, AnswerRequest, Citation, Citations, Done, Limit, Limits, RetrieverContribution, Scope, SearchHit,
+    SearchMode, SearchRequest, StageTiming, Token, Trace,
+};
+use codeintel_core::scope::ScopeFilter;
+use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
+use futures::StreamExt;
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+use crate::backends::{Backends, CallError, HydratedChunk};
+use crate::error::AnswerError;
+use crate::fusion::{rrf, RankedList};
+use crate::session::SessionStore;
+use crate::synth::{build_prompt, extractive_answer, ChatClient};
+
+pub const MAX_TOP_K: u32 = 1000;
+
+/// A fused, hydrated hit.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub chunk: HydratedChunk,
+    pub score: f32,
+    pub dense_rank: u32,
+    pub lexical_rank: u32,
+}
+
+/// What retrieval produced, with everything the trace reports.
+#[derive(Debug, Default)]
+pub struct Retrieval {
+    pub hits: Vec<Hit>,
+    pub limits: Vec<Limit>,
+    pub stages: Vec<StageTiming>,
+    pub retrievers: Vec<RetrieverContribution>,
+}
+
+pub struct Engine {
+    cfg: Config,
+    backends: Backends,
+    chat: Option<ChatClient>,
+    pub sessions: SessionStore,
+    pub metrics: Metrics,
+    pub readiness: SharedReadiness,
+}
+
+/// One retriever's answer: ranked (chunk id, repo) with its own scores.
+struct RetrieverList {
+    name: &'static str,
+    weight: f32,
+    hits: Vec<(u64, String)>,
+    scores: Vec<f32>,
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let t = Instant::now();
+    let r = f.await;
+    (r, t.elapsed())
+}
+
+fn limit(code: &str, message: impl Into<String>) -> Limit {
+    Limit { code: code.into(), message: message.into() }
+}
+
+fn stage(name: &str, since: Instant) -> StageTiming {
+    StageTiming { stage: name.into(), ms: since.elapsed().as_secs_f64() * 1e3 }
+}
+
+/// Validates the parts every request shares; returns the compiled scope filter.
+pub fn validate_query(query: &str, top_k: u32, scope: Option<&Scope>) -> Result<ScopeFilter, AnswerError> {
+    if query.trim().is_empty() {
+        return Err(AnswerError::InvalidArgument("query is empty: ask a question or name a symbol".into()));
+    }
+    if query.len() > 8192 {
+        return Err(AnswerError::InvalidArgument(format!("query is {} bytes; at most 8192 are allowed", query.len())));
+    }
+    if top_k == 0 || top_k > MAX_TOP_K {
+        return Err(AnswerError::InvalidArgument(format!("top_k must be between 1 and {MAX_TOP_K}, got {top_k}")));
+    }
+    Ok(ScopeFilter::new(scope)?)
+}
+
+impl Engine {
+    pub fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
+        let a = &cfg.answer;
+        let chat = if a.llm_url.is_empty() {
+            None
+        } else {
+            Some(ChatClient::new(&a.llm_url, &a.llm_model, a.llm_max_tokens)?)
+        };
+        Ok(Arc::new(Self {
+            cfg: cfg.clone(),
+            backends: Backends::connect(&a.vector_url, &a.lexical_url, &a.hydrate_url)?,
+            chat,
+            sessions: SessionStore::default(),
+            metrics: Metrics::new("answer"),
+            readiness: Arc::new(RwLock::new(Readiness::ready())),
+        }))
+    }
+
+    /// Re-derives readiness from the backends' health: `degraded` when a retriever is down
+    /// (answers come from the other), `down` when hydration or both retrievers are.
+    pub async fn check_backends(&self) {
+        let bad = self.backends.unhealthy(Duration::from_millis(1000)).await;
+        let names: Vec<&str> = bad.iter().map(|b| b.0).collect();
+        let reasons: Vec<String> = bad.into_iter().map(|b| b.1).collect();
+        let status =
+            if names.contains(&"hydrate-svc") || (names.contains(&"vector-svc") && names.contains(&"lexical-svc")) {
+                "down"
+            } else if reasons.is_empty() {
+                "ready"
+            } else {
+                "degraded"
+            };
+        *self.readiness.write() = Readiness { status, reasons };
+    }
+
+    /// The request's scope, else the session's, else everything.
+    pub fn resolve_scope(&self, scope: Option<Scope>, session: Option<&str>) -> Result<Scope, AnswerError> {
+        if let Some(s) = scope.filter(|s| *s != Scope::default()) {
+            return Ok(s);
+        }
+        match session {
+            Some(id) => Ok(self.sessions.get(id)?.unwrap_or_default()),
+            None => Ok(Scope::default()),
+        }
+    }
+
+    /// Retrieves, fuses and hydrates the best `top_k` chunks within `budget`.
+    pub async fn retrieve(
+        &self,
+        query: &str,
+        scope: &Scope,
+        mode: SearchMode,
+        top_k: u32,
+        budget: Duration,
+    ) -> Result<Retrieval, AnswerError> {
+        let started = Instant::now();
+        let a = &self.cfg.answer;
+        let mut out = Retrieval::default();
+        let candidates = a.candidates.max(top_k);
+        // Retrieval gets most of the budget; hydration needs the rest.
+        let retr_budget = budget.mul_f32(0.7).min(Duration::from_millis(a.retriever_timeout_ms));
+        let want_dense = mode != SearchMode::Lexical;
+        let want_lex = mode != SearchMode::Dense;
+        let dense = async {
+            if want_dense {
+                Some(timed(self.backends.dense(query, scope, candidates, retr_budget)).await)
+            } else {
+                None
+            }
+        };
+        let lexical = async {
+            if want_lex {
+                Some(timed(self.backends.lexical(query, scope, candidates, retr_budget)).await)
+            } else {
+                None
+            }
+        };
+        let (dense, lexical) = tokio::join!(dense, lexical);
+        out.stages.push(stage("retrieve", started));
+
+        let mut lists: Vec<RetrieverList> = Vec::new();
+        let mut failures = Vec::new();
+        for (name, svc, weight, res) in
+            [("dense", "vector-svc", a.dense_weight, dense), ("lexical", "lexical-svc", a.lexical_weight, lexical)]
+        {
+            let Some((res, took)) = res else { continue };
+            let ms = took.as_secs_f64() * 1e3;
+            match res {
+                Ok(hits) => {
+                    out.retrievers.push(RetrieverContribution {
+                        retriever: name.into(),
+                        hits: hits.len() as u32,
+                        in_top_k: 0,
+                        ms,
+                        timed_out: false,
+                    });
+                    let scores = hits.iter().map(|h| h.score).collect();
+                    lists.push(RetrieverList {
+                        name,
+                        weight,
+                        hits: hits.into_iter().map(|h| (h.chunk_id, h.repo)).collect(),
+                        scores,
+                    });
+                }
+                Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
+                    return Err(AnswerError::InvalidArgument(s.message().to_string()));
+                }
+                Err(e) => {
+                    let timed_out = matches!(e, CallError::Timeout(_));
+                    if timed_out {
+                        self.metrics.stage(&format!("{name}_timeout"), took.as_secs_f64());
+                    }
+                    out.retrievers.push(RetrieverContribution {
+                        retriever: name.into(),
+                        hits: 0,
+                        in_top_k: 0,
+                        ms,
+                        timed_out,
+                    });
+                    let code = if timed_out { format!("{name}_timeout") } else { format!("{name}_unavailable") };
+                    out.limits
+                        .push(limit(&code, format!("{svc} failed ({e}); results come from the other retrievers only")));
+                    failures.push(format!("{svc}: {e}"));
+                }
+            }
+        }
+        if lists.is_empty() {
+            let all = failures.join("; ");
+            return Err(if failures.iter().all(|f| f.contains("no answer within")) {
+                AnswerError::DeadlineExceeded(format!("retrieval did not finish within its budget: {all}"))
+            } else {
+                AnswerError::Unavailable(all)
+            });
+        }
+
+        let t = Instant::now();
+        let fused: Vec<(u64, f32, u32, u32)> = if lists.len() == 1 {
+            let RetrieverList { name, hits, scores, .. } = &lists[0];
+            hits.iter()
+                .zip(scores)
+                .enumerate()
+                .map(|(i, ((id, _), s))| {
+                    let r = i as u32 + 1;
+                    if *name == "dense" {
+                        (*id, *s, r, 0)
+                    } else {
+                        (*id, *s, 0, r)
+                    }
+                })
+                .collect()
+        } else {
+            let ranked: Vec<RankedList> =
+                lists.iter().map(|l| RankedList { weight: l.weight, hits: &l.hits }).collect();
+            let names: Vec<&str> = lists.iter().map(|l| l.name).collect();
+            let pos = |n: &str| names.iter().position(|x| *x == n);
+            rrf(&ranked, a.rrf_k)
+                .into_iter()
+                .map(|f| {
+                    let d = pos("dense").map(|i| f.ranks[i]).unwrap_or(0);
+                    let l = pos("lexical").map(|i| f.ranks[i]).unwrap_or(0);
+                    (f.chunk_id, f.score, d, l)
+                })
+                .collect()
+        };
+        out.stages.push(stage("fuse", t));
+
+        // Hydrate a few more than asked, in case the scope filter at hydration drops some.
+        let t = Instant::now();
+        let take: Vec<&(u64, f32, u32, u32)> = fused.iter().take(top_k as usize + 8).collect();
+        let ids: Vec<u64> = take.iter().map(|f| f.0).collect();
+        let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
+        let chunks = self.backends.hydrate(&ids, scope, left).await.map_err(|e| match e {
+            CallError::Timeout(_) => AnswerError::DeadlineExceeded(format!("hydrate-svc: {e}")),
+            CallError::Status(s) if s.code() == tonic::Code::InvalidArgument => {
+                AnswerError::InvalidArgument(s.message().into())
+            }
+            CallError::Status(_) => AnswerError::Unavailable(format!("hydrate-svc: {e}")),
+        })?;
+        out.stages.push(stage("hydrate", t));
+        for (id, score, d, l) in take {
+            if let Some(c) = chunks.get(id) {
+                out.hits.push(Hit { chunk: c.clone(), score: *score, dense_rank: *d, lexical_rank: *l });
+                if out.hits.len() == top_k as usize {
+                    break;
+                }
+            }
+        }
+        for r in &mut out.retrievers {
+            r.in_top_k = out
+                .hits
+                .iter()
+                .filter(|h| if r.retriever == "dense" { h.dense_rank > 0 } else { h.lexical_rank > 0 })
+                .count() as u32;
+        }
+        for s in &out.stages {
+            self.metrics.stage(&s.stage, s.ms / 1e3);
+        }
+        Ok(out)
+    }
+
+    pub async fn search(
+        &self,
+        req: SearchRequest,
+        session: Option<&str>,
+    ) -> Result<(Vec<SearchHit>, Vec<Limit>), AnswerError> {
+        let top_k = req.top_k;
+        validate_query(&req.query, top_k, req.scope.as_ref())?;
+        let scope = self.resolve_scope(req.scope, session)?;
+        let mode = SearchMode::try_from(req.mode).map_err(|_| {
+            AnswerError::InvalidArgument(format!("unknown mode {}; use HYBRID, DENSE or LEXICAL", req.mode))
+        })?;
+        let budget = Duration::from_millis(self.cfg.answer.time_budget_ms);
+        let r = self.retrieve(&req.query, &scope, mode, top_k, budget).await?;
+        let hits = r
+            .hits
+            .into_iter()
+            .map(|h| SearchHit {
+                chunk_id: h.chunk.chunk_id,
+                repo: h.chunk.repo,
+                path: h.chunk.path,
+                start_line: h.chunk.start_line,
+                end_line: h.chunk.end_line,
+                language: h.chunk.language,
+                symbol: h.chunk.symbol,
+                score: h.score,
+                text: h.chunk.text,
+                dense_rank: h.dense_rank,
+                lexical_rank: h.lexical_rank,
+            })
+            .collect();
+        Ok((hits, r.limits))
+    }
+
+    /// Validates `req` and starts the answer; events arrive on the returned receiver. The work
+    /// stops as soon as the receiver is dropped (client gone).
+    pub fn answer(
+        self: &Arc<Self>,
+        req: AnswerRequest,
+        session: Option<&str>,
+    ) -> Result<mpsc::Receiver<AnswerEvent>, AnswerError> {
+        let top_k = req.top_k;
+        validate_query(&req.query, top_k, req.scope.as_ref())?;
+        if req.rerank_top_n > MAX_TOP_K {
+            return Err(AnswerError::InvalidArgument(format!(
+                "rerank_top_n must be at most {MAX_TOP_K}, got {}",
+                req.rerank_top_n
+            )));
+        }
+        if req.time_budget_ms > 600_000 {
+            return Err(AnswerError::InvalidArgument("time_budget_ms must be at most 600000".into()));
+        }
+        let scope = self.resolve_scope(req.scope.clone(), session)?;
+        let (tx, rx) = mpsc::channel(64);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let closed = tx.clone();
+            tokio::select! {
+                _ = closed.closed() => {
+                    me.metrics.stage("answer_cancelled", 0.0);
+                    tracing::info!("client went away; answer cancelled");
+                }
+                _ = me.run_answer(req, scope, top_k, tx) => {}
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn run_answer(&self, req: AnswerRequest, scope: Scope, top_k: u32, tx: mpsc::Sender<AnswerEvent>) {
+        let started = Instant::now();
+        let send = |e: Event| {
+            let tx = tx.clone();
+            async move { tx.send(AnswerEvent { event: Some(e) }).await.is_ok() }
+        };
+        let budget_ms =
+            if req.time_budget_ms == 0 { self.cfg.answer.time_budget_ms } else { req.time_budget_ms as u64 };
+        let budget = Duration::from_millis(budget_ms);
+        let r = match self.retrieve(&req.query, &scope, SearchMode::Hybrid, top_k, budget).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = send(Event::Limits(Limits {
+                    limits: vec![limit(&format!("{:?}", e.code()).to_lowercase(), e.to_string())],
+                }))
+                .await;
+                let _ = send(Event::Done(Done {})).await;
+                return;
+            }
+        };
+        let citations: Vec<Citation> = r
+            .hits
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Citation {
+                index: i as u32 + 1,
+                repo: h.chunk.repo.clone(),
+                path: h.chunk.path.clone(),
+                start_line: h.chunk.start_line,
+                end_line: h.chunk.end_line,
+                score: h.score,
+                symbol: h.chunk.symbol.clone(),
+                language: h.chunk.language.clone(),
+                chunk_id: h.chunk.chunk_id,
+            })
+            .collect();
+        if !send(Event::Citations(Citations { citations })).await {
+            return;
+        }
+        let mut limits = r.limits;
+        let mut stages = r.stages;
+        let sources: Vec<HydratedChunk> = r.hits.iter().map(|h| h.chunk.clone()).collect();
+        let t = Instant::now();
+        let mut ttft = 0.0;
+        let mut tokens = 0u32;
+        let mut synthesizer = "extractive".to_string();
+        let mut streamed = false;
+        if sources.is_empty() {
+            limits.push(limit("no_results", "nothing in scope matched the question; widen the scope or rephrase"));
+        } else if let Some(chat) = &self.chat {
+            let prompt = build_prompt(&req.query, &sources, self.cfg.answer.prompt_chars);
+            match chat.stream(prompt).await {
+                Ok(stream) => {
+                    synthesizer = chat.model.clone();
+                    let mut stream = std::pin::pin!(stream);
+                    while let Some(item) = stream.next().await {
+                        match item {
+                            Ok(text) => {
+                                if tokens == 0 {
+                                    ttft = started.elapsed().as_secs_f64() * 1e3;
+                                }
+                                tokens += 1;
+                                streamed = true;
+                                if !send(Event::Token(Token { text })).await {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                limits.push(limit(
+                                    "synthesis_interrupted",
+                                    format!("the language model stream failed: {e}"),
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => limits.push(limit(
+                    "synthesis_failed",
+                    format!("the language model could not be reached ({e}); showing the retrieved code instead"),
+                )),
+            }
+        } else {
+            limits.push(limit(
+                "extractive",
+                "no language model is configured (set CODEINTEL__ANSWER__LLM_URL to an OpenAI-compatible server); the answer lists the retrieved code",
+            ));
+        }
+        if !streamed && !sources.is_empty() {
+            synthesizer = "extractive".into();
+            for piece in extractive_answer(&req.query, &sources, 12) {
+                if tokens == 0 {
+                    ttft = started.elapsed().as_secs_f64() * 1e3;
+                }
+                tokens += 1;
+                if !send(Event::Token(Token { text: piece })).await {
+                    return;
+                }
+            }
+        }
+        stages.push(stage("synthesize", t));
+        if !limits.is_empty() && !send(Event::Limits(Limits { limits })).await {
+            return;
+        }
+        let trace = Trace {
+            stages,
+            total_ms: started.elapsed().as_secs_f64() * 1e3,
+            retrievers: r.retrievers,
+            ttft_ms: ttft,
+            tokens,
+            synthesizer,
+        };
+        self.metrics.stage("answer_total", trace.total_ms / 1e3);
+        if send(Event::Trace(trace)).await {
+            let _ = send(Event::Done(Done {})).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_explains_what_to_fix() {
+        assert!(validate_query("", 5, None).unwrap_err().to_string().contains("query is empty"));
+        assert!(validate_query("q", 0, None).unwrap_err().to_string().contains("top_k"));
+        assert!(validate_query("q", 1001, None).unwrap_err().to_string().contains("top_k"));
+        let bad = Scope { include_globs: vec!["a/[".into()], ..Default::default() };
+        assert_eq!(validate_query("q", 5, Some(&bad)).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert!(validate_query("q", 5, None).is_ok());
+    }
+}

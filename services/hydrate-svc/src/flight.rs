@@ -1,0 +1,124 @@
+//! Arrow Flight adapter: `DoGet` streams the record batches a ticket names; `GetFlightInfo`
+//! and `GetSchema` describe them; `ListFlights` lists the repos. The service is read-only.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
+};
+use codeintel_core::ticket::HydrateTicket;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::segment::schema;
+use crate::store::ChunkStore;
+
+pub struct HydrateFlight(pub Arc<ChunkStore>);
+
+fn read_only(what: &str) -> Status {
+    Status::unimplemented(format!("hydrate-svc is read-only and does not support {what}; use DoGet"))
+}
+
+impl HydrateFlight {
+    async fn fetch(&self, ticket: &[u8]) -> Result<Vec<arrow::record_batch::RecordBatch>, Status> {
+        let t = HydrateTicket::decode(ticket).map_err(Status::invalid_argument)?;
+        let store = self.0.clone();
+        let started = Instant::now();
+        let res =
+            tokio::task::spawn_blocking(move || store.fetch(&t)).await.map_err(|e| Status::internal(e.to_string()))?;
+        self.0.metrics.stage("duckdb_fetch", started.elapsed().as_secs_f64());
+        res.map_err(Status::from)
+    }
+}
+
+#[tonic::async_trait]
+impl FlightService for HydrateFlight {
+    type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, Result<FlightInfo, Status>>;
+    type DoGetStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoPutStream = BoxStream<'static, Result<PutResult, Status>>;
+    type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let started = Instant::now();
+        let res = self.fetch(&request.get_ref().ticket).await;
+        self.0.metrics.observe("DoGet", started, &res);
+        let batches = res?;
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema())
+            .build(stream::iter(batches.into_iter().map(Ok)))
+            .map_err(|e| Status::internal(e.to_string()));
+        Ok(Response::new(stream.boxed()))
+    }
+
+    async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let cmd = request.into_inner().cmd;
+        let batches = self.fetch(&cmd).await?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let info = FlightInfo::new()
+            .try_with_schema(&schema())
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_descriptor(FlightDescriptor::new_cmd(cmd.clone()))
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(cmd)))
+            .with_total_records(rows as i64);
+        Ok(Response::new(info))
+    }
+
+    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        let r: SchemaResult = SchemaAsIpc::new(&schema(), &IpcWriteOptions::default())
+            .try_into()
+            .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        Ok(Response::new(r))
+    }
+
+    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let mut infos = Vec::new();
+        for (repo, chunks) in self.0.repos() {
+            let info = FlightInfo::new()
+                .try_with_schema(&schema())
+                .map_err(|e| Status::internal(e.to_string()))?
+                .with_descriptor(FlightDescriptor::new_path(vec![repo]))
+                .with_total_records(chunks as i64);
+            infos.push(Ok(info));
+        }
+        Ok(Response::new(stream::iter(infos).boxed()))
+    }
+
+    async fn handshake(
+        &self,
+        _r: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        Err(read_only("Handshake (no authentication is configured)"))
+    }
+
+    async fn poll_flight_info(&self, _r: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        Err(read_only("PollFlightInfo"))
+    }
+
+    async fn do_put(&self, _r: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        Err(read_only("DoPut"))
+    }
+
+    async fn do_exchange(
+        &self,
+        _r: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(read_only("DoExchange"))
+    }
+
+    async fn do_action(&self, _r: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        Err(read_only("DoAction"))
+    }
+
+    async fn list_actions(&self, _r: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        Ok(Response::new(stream::empty().boxed()))
+    }
+}

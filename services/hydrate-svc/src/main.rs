@@ -1,0 +1,39 @@
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use clap::Parser;
+use codeintel_core::server::{self, CommonArgs};
+use hydrate_svc::flight::HydrateFlight;
+use hydrate_svc::ChunkStore;
+
+/// hydrate-svc: chunks in Parquet through DuckDB, served over Arrow Flight.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    server::init_tracing();
+    let args = Args::parse();
+    let cfg = args.common.load("hydrate")?;
+    let store = ChunkStore::new(&cfg)?;
+    let s = store.clone();
+    server::spawn_reloader(Duration::from_millis(cfg.hydrate.reload_ms), move || s.refresh());
+    let grpc = FlightServiceServer::new(HydrateFlight(store.clone())).max_encoding_message_size(64 << 20);
+    server::serve(
+        server::ServeSpec {
+            service: "hydrate-svc",
+            health_name: "arrow.flight.protocol.FlightService",
+            addr: &cfg.hydrate.addr,
+            metrics_addr: &cfg.hydrate.metrics_addr,
+            metrics: store.metrics.clone(),
+            readiness: store.readiness.clone(),
+            extra_descriptors: &[codeintel_core::proto::FLIGHT_DESCRIPTOR_SET],
+        },
+        |r| r.add_service(grpc),
+    )
+    .await
+}

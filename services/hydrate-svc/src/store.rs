@@ -1,0 +1,126 @@
+//! Chunk lookups through DuckDB over the published Parquet segments. One shared in-memory
+//! database; every request works on its own connection cloned from it (DuckDB connections are
+//! not shared across threads). All values from requests are bound as parameters.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, StringArray};
+use arrow::record_batch::RecordBatch;
+use codeintel_core::catalog::Catalog;
+use codeintel_core::config::Config;
+use codeintel_core::scope::ScopeFilter;
+use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
+use codeintel_core::ticket::{HydrateTicket, MAX_TICKET_IDS};
+use duckdb::types::Value as DbValue;
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::HydrateError;
+
+/// Absolute paths of one repo version's segment files.
+pub struct RepoSegments {
+    pub files: Vec<PathBuf>,
+    pub chunks: u64,
+}
+
+pub struct ChunkStore {
+    db: Mutex<duckdb::Connection>,
+    pub catalog: Catalog<RepoSegments>,
+    pub readiness: SharedReadiness,
+    pub metrics: Metrics,
+}
+
+const COLUMNS: &str = "chunk_id, repo, path, language, start_line, end_line, symbol, kind, text";
+
+impl ChunkStore {
+    pub fn new(cfg: &Config) -> Result<Arc<Self>, HydrateError> {
+        let db = duckdb::Connection::open_in_memory()?;
+        let s = Arc::new(Self {
+            db: Mutex::new(db),
+            catalog: Catalog::new(&cfg.data.root),
+            readiness: Arc::new(RwLock::new(Readiness::ready())),
+            metrics: Metrics::new("hydrate"),
+        });
+        s.refresh();
+        Ok(s)
+    }
+
+    pub fn refresh(&self) {
+        self.catalog.refresh(|dir, m| {
+            let files: Vec<PathBuf> = m.segments.iter().map(|s| dir.join(s)).collect();
+            if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+                return Err(format!("segment {} is missing", missing.display()));
+            }
+            Ok(RepoSegments { files, chunks: m.chunks })
+        });
+        let errors = self.catalog.errors();
+        *self.readiness.write() =
+            if errors.is_empty() { Readiness::ready() } else { Readiness { status: "degraded", reasons: errors } };
+    }
+
+    pub fn validate(&self, t: &HydrateTicket) -> Result<ScopeFilter, HydrateError> {
+        if t.chunk_ids.is_empty() {
+            return Err(HydrateError::InvalidArgument("ticket names no chunk_ids".into()));
+        }
+        if t.chunk_ids.len() > MAX_TICKET_IDS {
+            return Err(HydrateError::InvalidArgument(format!(
+                "ticket names {} chunk_ids; at most {MAX_TICKET_IDS} per request",
+                t.chunk_ids.len()
+            )));
+        }
+        let scope = ScopeFilter::new(Some(&t.scope()))?;
+        scope.check_repos(&self.catalog.repo_names())?;
+        Ok(scope)
+    }
+
+    /// The rows of the requested chunks that the ticket's scope allows (blocking).
+    pub fn fetch(&self, ticket: &HydrateTicket) -> Result<Vec<RecordBatch>, HydrateError> {
+        let scope = self.validate(ticket)?;
+        let conn = self.db.lock().try_clone()?;
+        let mut out = Vec::new();
+        for repo in self.catalog.snapshot().iter().filter(|l| scope.allows_repo(&l.manifest.repo)) {
+            let files = &repo.value.files;
+            let file_params = vec!["?"; files.len()].join(", ");
+            let id_params = vec!["?"; ticket.chunk_ids.len()].join(", ");
+            let mut sql =
+                format!("SELECT {COLUMNS} FROM read_parquet([{file_params}]) WHERE chunk_id IN ({id_params})");
+            let mut params: Vec<DbValue> = files.iter().map(|f| DbValue::Text(f.display().to_string())).collect();
+            params.extend(ticket.chunk_ids.iter().map(|&id| DbValue::UBigInt(id)));
+            if !scope.languages.is_empty() {
+                sql.push_str(&format!(" AND language IN ({})", vec!["?"; scope.languages.len()].join(", ")));
+                params.extend(scope.languages.iter().map(|l| DbValue::Text(l.clone())));
+            }
+            sql.push_str(" ORDER BY chunk_id");
+            let mut stmt = conn.prepare(&sql)?;
+            let batches: Vec<RecordBatch> = stmt.query_arrow(duckdb::params_from_iter(params))?.collect();
+            for b in batches {
+                let b = if scope.filters_chunks() { filter_paths(&b, &scope)? } else { b };
+                if b.num_rows() > 0 {
+                    out.push(b);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Applies the path globs (and languages) of `scope` to a batch.
+fn filter_paths(b: &RecordBatch, scope: &ScopeFilter) -> Result<RecordBatch, HydrateError> {
+    let col = |name: &str| -> Result<StringArray, HydrateError> {
+        let a = b.column_by_name(name).ok_or_else(|| HydrateError::Internal(format!("no column {name}")))?;
+        let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| HydrateError::Internal(e.to_string()))?;
+        Ok(a.as_any().downcast_ref::<StringArray>().cloned().expect("utf8 after cast"))
+    };
+    let (repo, path, lang) = (col("repo")?, col("path")?, col("language")?);
+    let mask: BooleanArray =
+        (0..b.num_rows()).map(|i| Some(scope.allows(repo.value(i), path.value(i), lang.value(i)))).collect();
+    arrow::compute::filter_record_batch(b, &mask).map_err(|e| HydrateError::Internal(e.to_string()))
+}
+
+impl ChunkStore {
+    /// Chunks per repo, for ListFlights.
+    pub fn repos(&self) -> Vec<(String, u64)> {
+        self.catalog.snapshot().iter().map(|l| (l.manifest.repo.clone(), l.value.chunks)).collect()
+    }
+}

@@ -1,0 +1,156 @@
+//! hydrate-svc over a real Flight server on loopback: identical batches under concurrency,
+//! scope filters that exclude what they should, and hostile filter strings treated as data.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::AsArray;
+use arrow::datatypes::UInt64Type;
+use arrow::record_batch::RecordBatch;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::Ticket;
+use codeintel_core::chunk::{chunk_file, ChunkOptions};
+use codeintel_core::config::Config;
+use codeintel_core::manifest::{self, EmbeddingContract, Manifest, MANIFEST_FORMAT};
+use codeintel_core::ticket::HydrateTicket;
+use futures::TryStreamExt;
+use hydrate_svc::flight::HydrateFlight;
+use hydrate_svc::ChunkStore;
+use tonic::transport::{Channel, Server};
+
+/// Publishes a repo whose segment holds real chunks of a few files; the vector and lexical
+/// artifacts the manifest names are not used by hydrate-svc and are left empty.
+fn publish_repo(root: &std::path::Path, repo: &str, files: &[(&str, &str, &str)]) -> Vec<codeintel_core::chunk::Chunk> {
+    let chunks: Vec<_> =
+        files.iter().flat_map(|(path, lang, src)| chunk_file(repo, path, lang, src, ChunkOptions::default())).collect();
+    let dir = root.join(repo);
+    let v = manifest::version_name(1);
+    let segment = hydrate_svc::segment::write_segment(&dir, &v, &chunks).unwrap();
+    std::fs::create_dir_all(dir.join("vector")).unwrap();
+    std::fs::write(dir.join("vector/unused.faiss"), b"").unwrap();
+    std::fs::write(dir.join("vector/unused.json"), b"[]").unwrap();
+    std::fs::create_dir_all(dir.join("lexical/unused")).unwrap();
+    let m = Manifest {
+        format: MANIFEST_FORMAT,
+        repo: repo.into(),
+        version: 1,
+        created_unix_ms: 0,
+        source: "test".into(),
+        embedding: EmbeddingContract { model_id: "m".into(), dim: 4, metric: "inner_product".into(), normalized: true },
+        segments: vec![segment],
+        faiss_index: "vector/unused.faiss".into(),
+        chunk_meta: "vector/unused.json".into(),
+        tantivy_dir: "lexical/unused".into(),
+        chunks: chunks.len() as u64,
+        files: files.len() as u64,
+        file_hashes: BTreeMap::new(),
+    };
+    manifest::publish(root, &m).unwrap();
+    chunks
+}
+
+async fn serve(store: Arc<ChunkStore>) -> FlightServiceClient<Channel> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        Server::builder()
+            .add_service(FlightServiceServer::new(HydrateFlight(store)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    FlightServiceClient::new(ch)
+}
+
+async fn get(c: &mut FlightServiceClient<Channel>, t: &HydrateTicket) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let stream = c.do_get(Ticket::new(t.encode())).await?.into_inner();
+    Ok(FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from)).try_collect().await.unwrap())
+}
+
+fn ids(batches: &[RecordBatch]) -> Vec<u64> {
+    batches.iter().flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_do_get_is_consistent_scoped_and_injection_proof() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let a = publish_repo(
+        root,
+        "alpha",
+        &[
+            ("src/a.py", "python", "def one():\n    return 1\n\n\ndef two():\n    return 2\n"),
+            ("tests/test_a.py", "python", "def test_one():\n    assert one() == 1\n"),
+            ("lib/b.rs", "rust", "fn three() -> u32 {\n    3\n}\n"),
+        ],
+    );
+    let b = publish_repo(root, "beta", &[("x.js", "javascript", "function four() {\n  return 4;\n}\n")]);
+    let mut cfg = Config::default();
+    cfg.data.root = root.to_path_buf();
+    let store = ChunkStore::new(&cfg).unwrap();
+    let client = serve(store).await;
+
+    let all: Vec<u64> = a.iter().chain(b.iter()).map(|c| c.chunk_id).collect();
+    let ticket = HydrateTicket::new(all.clone(), None);
+
+    // 100 concurrent DoGet calls for the same ids return identical batches.
+    let first = get(&mut client.clone(), &ticket).await.unwrap();
+    let mut expected = all.clone();
+    expected.sort_unstable();
+    let mut got = ids(&first);
+    got.sort_unstable();
+    assert_eq!(got, expected);
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (mut c, t) = (client.clone(), ticket.clone());
+            tokio::spawn(async move { get(&mut c, &t).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), first);
+    }
+
+    // Scope filters: repo, include/exclude globs, language.
+    let scoped = |repos: &[&str], inc: &[&str], exc: &[&str], langs: &[&str]| HydrateTicket {
+        chunk_ids: all.clone(),
+        repos: repos.iter().map(|s| s.to_string()).collect(),
+        include_globs: inc.iter().map(|s| s.to_string()).collect(),
+        exclude_globs: exc.iter().map(|s| s.to_string()).collect(),
+        languages: langs.iter().map(|s| s.to_string()).collect(),
+    };
+    let only = |pred: &dyn Fn(&codeintel_core::chunk::Chunk) -> bool| {
+        let mut v: Vec<u64> = a.iter().chain(b.iter()).filter(|c| pred(c)).map(|c| c.chunk_id).collect();
+        v.sort_unstable();
+        v
+    };
+    let mut c = client.clone();
+    let mut got = ids(&get(&mut c, &scoped(&["beta"], &[], &[], &[])).await.unwrap());
+    got.sort_unstable();
+    assert_eq!(got, only(&|c| c.repo == "beta"));
+    let mut got = ids(&get(&mut c, &scoped(&[], &["**/*.py"], &["tests/**"], &[])).await.unwrap());
+    got.sort_unstable();
+    assert_eq!(got, only(&|c| c.path == "src/a.py"));
+    let mut got = ids(&get(&mut c, &scoped(&[], &[], &[], &["rust"])).await.unwrap());
+    got.sort_unstable();
+    assert_eq!(got, only(&|c| c.language == "rust"));
+
+    // Hostile strings are data: they match nothing and break nothing.
+    for evil in ["python' OR '1'='1", "x'); DROP TABLE chunks; --", "\" OR 1=1 --"] {
+        let r = get(&mut c, &scoped(&[], &[], &[], &[evil])).await.unwrap();
+        assert!(ids(&r).is_empty(), "{evil} matched rows");
+    }
+    // The store still answers normally afterwards.
+    assert_eq!(ids(&get(&mut c, &ticket).await.unwrap()).len(), all.len());
+
+    // Bad tickets: INVALID_ARGUMENT with a reason.
+    let e = c.do_get(Ticket::new(b"not json".to_vec())).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let e = get(&mut c, &scoped(&["nope"], &[], &[], &[])).await.unwrap_err();
+    assert!(e.message().contains("unknown repo"), "{}", e.message());
+    let e = get(&mut c, &HydrateTicket::default()).await.unwrap_err();
+    assert!(e.message().contains("chunk_ids"), "{}", e.message());
+}

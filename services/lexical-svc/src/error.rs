@@ -1,0 +1,27 @@
+use codeintel_core::scope::ScopeError;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LexicalError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    #[error("lexical index error: {0}")]
+    Index(String),
+}
+
+impl LexicalError {
+    pub fn code(&self) -> Code {
+        match self {
+            LexicalError::InvalidArgument(_) | LexicalError::Scope(_) => Code::InvalidArgument,
+            LexicalError::Index(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<LexicalError> for Status {
+    fn from(e: LexicalError) -> Self {
+        Status::new(e.code(), e.to_string())
+    }
+}

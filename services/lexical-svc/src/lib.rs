@@ -1,0 +1,10 @@
+//! lexical-svc: BM25 over tantivy with a code-aware tokenizer.
+
+pub mod error;
+pub mod grpc;
+pub mod service;
+pub mod store;
+pub mod tokenizer;
+
+pub use error::LexicalError;
+pub use service::LexicalSearcher;

@@ -1,0 +1,39 @@
+use std::time::Duration;
+
+use clap::Parser;
+use codeintel_core::proto::v1::lexical_service_server::LexicalServiceServer;
+use codeintel_core::server::{self, CommonArgs};
+use lexical_svc::grpc::LexicalGrpc;
+use lexical_svc::LexicalSearcher;
+
+/// lexical-svc: BM25 retrieval over tantivy.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    server::init_tracing();
+    let args = Args::parse();
+    let cfg = args.common.load("lexical")?;
+    let searcher = LexicalSearcher::new(&cfg);
+    let s = searcher.clone();
+    server::spawn_reloader(Duration::from_millis(cfg.lexical.reload_ms), move || s.refresh());
+    let grpc = LexicalServiceServer::new(LexicalGrpc(searcher.clone()));
+    server::serve(
+        server::ServeSpec {
+            service: "lexical-svc",
+            health_name: "codeintel.v1.LexicalService",
+            addr: &cfg.lexical.addr,
+            metrics_addr: &cfg.lexical.metrics_addr,
+            metrics: searcher.metrics.clone(),
+            readiness: searcher.readiness.clone(),
+            extra_descriptors: &[],
+        },
+        |r| r.add_service(grpc),
+    )
+    .await
+}

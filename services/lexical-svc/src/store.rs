@@ -1,0 +1,177 @@
+//! One tantivy index per repo version. Fields: the qualified symbol name (boosted), the path
+//! (split into words), and the chunk text with a short header (parent, signature), all through
+//! the code-aware tokenizer; plus raw repo/path/language for filters.
+
+use std::path::Path;
+
+use codeintel_core::chunk::Chunk;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
+use tantivy::{collector::TopDocs, Index, IndexReader, TantivyDocument, Term};
+
+use crate::error::LexicalError;
+use crate::tokenizer::{code_tokens, CodeTokenizer};
+
+pub const TOKENIZER: &str = "code";
+
+#[derive(Clone, Copy)]
+pub struct Fields {
+    pub chunk_id: Field,
+    pub path_raw: Field,
+    pub language: Field,
+    pub symbol: Field,
+    pub path: Field,
+    pub body: Field,
+}
+
+/// Field boosts used at query time.
+#[derive(Debug, Clone, Copy)]
+pub struct Boosts {
+    pub symbol: f32,
+    pub path: f32,
+    pub body: f32,
+}
+
+impl Default for Boosts {
+    fn default() -> Self {
+        Self { symbol: 3.0, path: 1.0, body: 1.0 }
+    }
+}
+
+pub fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let code = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let chunk_id = b.add_u64_field("chunk_id", NumericOptions::default().set_stored().set_indexed().set_fast());
+    let path_raw = b.add_text_field("path_raw", STRING | STORED);
+    let language = b.add_text_field("language", STRING | STORED);
+    let symbol = b.add_text_field("symbol", code.clone());
+    let path = b.add_text_field("path", code.clone());
+    let body = b.add_text_field("body", code);
+    (b.build(), Fields { chunk_id, path_raw, language, symbol, path, body })
+}
+
+fn register(index: &Index) {
+    index.tokenizers().register(TOKENIZER, CodeTokenizer);
+}
+
+fn tv(e: tantivy::TantivyError) -> LexicalError {
+    LexicalError::Index(e.to_string())
+}
+
+/// Text indexed in the body field: where the chunk sits, its signature, then the code.
+fn body_text(c: &Chunk) -> String {
+    format!("{}\n{}\n{}", c.parent, c.signature, c.text)
+}
+
+/// Builds `<repo_dir>/lexical/<version>/`; returns its repo-relative path.
+pub fn write_index(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result<String, LexicalError> {
+    let rel = format!("lexical/{version}");
+    let dir = repo_dir.join(&rel);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| LexicalError::Index(e.to_string()))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| LexicalError::Index(e.to_string()))?;
+    let (schema, f) = schema();
+    let index = Index::create_in_dir(&dir, schema).map_err(tv)?;
+    register(&index);
+    let mut w = index.writer_with_num_threads::<TantivyDocument>(1, 64 << 20).map_err(tv)?;
+    for c in chunks {
+        let mut d = TantivyDocument::default();
+        d.add_u64(f.chunk_id, c.chunk_id);
+        d.add_text(f.path_raw, &c.path);
+        d.add_text(f.language, &c.language);
+        d.add_text(f.symbol, &c.symbol);
+        d.add_text(f.path, &c.path);
+        d.add_text(f.body, body_text(c));
+        w.add_document(d).map_err(tv)?;
+    }
+    w.commit().map_err(tv)?;
+    w.wait_merging_threads().map_err(tv)?;
+    codeintel_core::manifest::fsync_tree(&dir).map_err(|e| LexicalError::Index(e.to_string()))?;
+    Ok(rel)
+}
+
+pub struct RepoLexical {
+    reader: IndexReader,
+    fields: Fields,
+    pub docs: u64,
+}
+
+pub struct LexHit {
+    pub chunk_id: u64,
+    pub score: f32,
+}
+
+impl RepoLexical {
+    pub fn open(dir: &Path) -> Result<Self, LexicalError> {
+        let index = Index::open_in_dir(dir).map_err(tv)?;
+        register(&index);
+        let (_, fields) = schema();
+        let reader = index.reader_builder().reload_policy(tantivy::ReloadPolicy::Manual).try_into().map_err(tv)?;
+        let docs = reader.searcher().num_docs();
+        Ok(Self { reader, fields, docs })
+    }
+
+    /// BM25 over the code fields: each query token is a should-clause on each field, boosted.
+    pub fn search(
+        &self,
+        query: &str,
+        k: usize,
+        boosts: Boosts,
+        languages: &[String],
+        keep: impl Fn(&str, &str) -> bool,
+        filtered: bool,
+    ) -> Result<Vec<LexHit>, LexicalError> {
+        let f = self.fields;
+        let mut seen = std::collections::HashSet::new();
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (tok, _, _) in code_tokens(query) {
+            if !seen.insert(tok.clone()) {
+                continue;
+            }
+            for (field, boost) in [(f.symbol, boosts.symbol), (f.path, boosts.path), (f.body, boosts.body)] {
+                if boost <= 0.0 {
+                    continue;
+                }
+                let tq = TermQuery::new(Term::from_field_text(field, &tok), IndexRecordOption::WithFreqs);
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(tq), boost))));
+            }
+        }
+        if clauses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q: Box<dyn Query> = Box::new(BooleanQuery::new(clauses));
+        if !languages.is_empty() {
+            let langs: Vec<(Occur, Box<dyn Query>)> = languages
+                .iter()
+                .map(|l| {
+                    let t: Box<dyn Query> =
+                        Box::new(TermQuery::new(Term::from_field_text(f.language, l), IndexRecordOption::Basic));
+                    (Occur::Should, t)
+                })
+                .collect();
+            q = Box::new(BooleanQuery::new(vec![(Occur::Must, q), (Occur::Must, Box::new(BooleanQuery::new(langs)))]));
+        }
+        let searcher = self.reader.searcher();
+        let depth = if filtered { (k * 20).max(200) } else { k };
+        let top = searcher.search(&q, &TopDocs::with_limit(depth)).map_err(tv)?;
+        let mut out = Vec::with_capacity(k);
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher.doc(addr).map_err(tv)?;
+            let id = doc.get_first(f.chunk_id).and_then(|v| v.as_u64()).unwrap_or(0);
+            let path = doc.get_first(f.path_raw).and_then(|v| v.as_str()).unwrap_or("");
+            let lang = doc.get_first(f.language).and_then(|v| v.as_str()).unwrap_or("");
+            if keep(path, lang) {
+                out.push(LexHit { chunk_id: id, score });
+                if out.len() == k {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,39 @@
+use std::time::Duration;
+
+use clap::Parser;
+use codeintel_core::proto::v1::vector_service_server::VectorServiceServer;
+use codeintel_core::server::{self, CommonArgs};
+use vector_svc::grpc::VectorGrpc;
+use vector_svc::VectorSearcher;
+
+/// vector-svc: dense retrieval over FAISS.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    server::init_tracing();
+    let args = Args::parse();
+    let cfg = args.common.load("vector")?;
+    let searcher = VectorSearcher::new(&cfg).await?;
+    let s = searcher.clone();
+    server::spawn_reloader(Duration::from_millis(cfg.vector.reload_ms), move || s.refresh());
+    let grpc = VectorServiceServer::new(VectorGrpc(searcher.clone()));
+    server::serve(
+        server::ServeSpec {
+            service: "vector-svc",
+            health_name: "codeintel.v1.VectorService",
+            addr: &cfg.vector.addr,
+            metrics_addr: &cfg.vector.metrics_addr,
+            metrics: searcher.metrics.clone(),
+            readiness: searcher.readiness.clone(),
+            extra_descriptors: &[],
+        },
+        |r| r.add_service(grpc),
+    )
+    .await
+}

@@ -1,0 +1,159 @@
+//! Dense retrieval, free of gRPC: embed the query, search each repo in scope, merge by score.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use codeintel_core::catalog::Catalog;
+use codeintel_core::config::Config;
+use codeintel_core::embed::Embedder;
+use codeintel_core::manifest::EmbeddingContract;
+use codeintel_core::proto::v1::{InfoResponse, RepoInfo, RetrieveRequest, ScoredChunk};
+use codeintel_core::scope::ScopeFilter;
+use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
+use parking_lot::RwLock;
+
+use crate::error::VectorError;
+use crate::store::RepoVectors;
+
+pub struct VectorSearcher {
+    catalog: Catalog<RepoVectors>,
+    embedder: Embedder,
+    contract: EmbeddingContract,
+    pub readiness: SharedReadiness,
+    pub metrics: Metrics,
+}
+
+/// Why an index cannot be served by an embedder, or `None` when they agree.
+pub fn contract_mismatch(index: &EmbeddingContract, embedder: &EmbeddingContract) -> Option<String> {
+    if index.dim != embedder.dim {
+        return Some(format!("dimension mismatch: index={}, embedder={}", index.dim, embedder.dim));
+    }
+    if index.model_id != embedder.model_id {
+        return Some(format!("model mismatch: index={}, embedder={}", index.model_id, embedder.model_id));
+    }
+    if index.metric != embedder.metric || index.normalized != embedder.normalized {
+        return Some(format!(
+            "metric mismatch: index={}/normalized={}, embedder={}/normalized={}",
+            index.metric, index.normalized, embedder.metric, embedder.normalized
+        ));
+    }
+    None
+}
+
+pub fn validate(req: &RetrieveRequest) -> Result<ScopeFilter, VectorError> {
+    if req.query.trim().is_empty() {
+        return Err(VectorError::InvalidArgument("query is empty: send the text to search for".into()));
+    }
+    if req.top_k == 0 || req.top_k > 1000 {
+        return Err(VectorError::InvalidArgument(format!("top_k must be between 1 and 1000, got {}", req.top_k)));
+    }
+    Ok(ScopeFilter::new(req.scope.as_ref())?)
+}
+
+impl VectorSearcher {
+    pub async fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
+        let embedder = Embedder::from_config(cfg).await?;
+        let contract = embedder.contract(&cfg.embed.model_id).await?;
+        let s = Arc::new(Self {
+            catalog: Catalog::new(&cfg.data.root),
+            embedder,
+            contract,
+            readiness: Arc::new(RwLock::new(Readiness::ready())),
+            metrics: Metrics::new("vector"),
+        });
+        s.refresh();
+        Ok(s)
+    }
+
+    /// Picks up newly published versions; refuses any whose embedding contract differs.
+    pub fn refresh(&self) {
+        let contract = self.contract.clone();
+        self.catalog.refresh(|dir, m| {
+            if let Some(why) = contract_mismatch(&m.embedding, &contract) {
+                return Err(why);
+            }
+            let r =
+                RepoVectors::open(&m.repo, m.version, dir, &m.faiss_index, &m.chunk_meta).map_err(|e| e.to_string())?;
+            if r.dim != m.embedding.dim {
+                return Err(format!("dimension mismatch: index={}, manifest={}", r.dim, m.embedding.dim));
+            }
+            Ok(r)
+        });
+        let errors = self.catalog.errors();
+        *self.readiness.write() =
+            if errors.is_empty() { Readiness::ready() } else { Readiness { status: "down", reasons: errors } };
+    }
+
+    pub async fn search(&self, req: &RetrieveRequest) -> Result<Vec<ScoredChunk>, VectorError> {
+        let scope = validate(req)?;
+        let loaded = self.catalog.snapshot();
+        scope.check_repos(&loaded.iter().map(|l| l.manifest.repo.clone()).collect::<Vec<_>>())?;
+        {
+            let r = self.readiness.read();
+            if r.is_down() {
+                return Err(VectorError::NotServing(r.reasons.join("; ")));
+            }
+        }
+        let t = Instant::now();
+        let q = self.embedder.embed(vec![req.query.clone()]).await?.pop().unwrap_or_default();
+        self.metrics.stage("embed_query", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let k = req.top_k as usize;
+        let mut hits = Vec::new();
+        for l in loaded.iter().filter(|l| scope.allows_repo(&l.manifest.repo)) {
+            let repo = &l.manifest.repo;
+            let found = l.value.search(&q, k, |path, lang| scope.allows(repo, path, lang), scope.filters_chunks())?;
+            hits.extend(found.into_iter().map(|(id, score)| ScoredChunk { chunk_id: id, repo: repo.clone(), score }));
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
+        hits.truncate(k);
+        self.metrics.stage("faiss_search", t.elapsed().as_secs_f64());
+        Ok(hits)
+    }
+
+    pub fn info(&self) -> InfoResponse {
+        let r = self.readiness.read().clone();
+        InfoResponse {
+            status: r.status.into(),
+            reasons: r.reasons,
+            model_id: self.contract.model_id.clone(),
+            dim: self.contract.dim,
+            metric: self.contract.metric.clone(),
+            repos: self
+                .catalog
+                .snapshot()
+                .iter()
+                .map(|l| RepoInfo {
+                    repo: l.manifest.repo.clone(),
+                    manifest_version: l.manifest.version,
+                    chunks: l.value.len(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_mismatch_names_the_difference() {
+        let a = EmbeddingContract { model_id: "m".into(), dim: 1024, metric: "inner_product".into(), normalized: true };
+        let b = EmbeddingContract { dim: 384, ..a.clone() };
+        assert_eq!(contract_mismatch(&a, &b).unwrap(), "dimension mismatch: index=1024, embedder=384");
+        assert!(contract_mismatch(&a, &a).is_none());
+        let c = EmbeddingContract { model_id: "other".into(), ..a.clone() };
+        assert!(contract_mismatch(&a, &c).unwrap().starts_with("model mismatch"));
+    }
+
+    #[test]
+    fn bad_requests_are_rejected_with_a_reason() {
+        let r = RetrieveRequest { query: " ".into(), scope: None, top_k: 5 };
+        assert!(validate(&r).unwrap_err().to_string().contains("query is empty"));
+        let r = RetrieveRequest { query: "x".into(), scope: None, top_k: 0 };
+        assert!(validate(&r).unwrap_err().to_string().contains("top_k"));
+        let r = RetrieveRequest { query: "x".into(), scope: None, top_k: 1001 };
+        assert_eq!(validate(&r).unwrap_err().code(), tonic::Code::InvalidArgument);
+    }
+}

@@ -1,0 +1,270 @@
+//! Layered configuration: built-in defaults, then a TOML file, then `CODEINTEL__SECTION__KEY`
+//! environment variables, then command-line flags (applied by each binary through
+//! [`Config::set`]). Every option is listed, with its default, in `docs/configuration.md`.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming the configuration file (also `--config` on every binary).
+pub const CONFIG_FILE_ENV: &str = "CODEINTEL_CONFIG";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data: DataConfig,
+    pub embed: EmbedConfig,
+    pub vector: ServiceConfig,
+    pub lexical: ServiceConfig,
+    pub hydrate: ServiceConfig,
+    pub answer: AnswerConfig,
+    pub index: IndexConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Root folder holding one sub-folder per indexed repository.
+    pub root: PathBuf,
+    /// Folder with the model files and native libraries that `make deps` fetches.
+    pub cache: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedConfig {
+    /// Model id recorded in manifests; must match between indexing and serving.
+    pub model_id: String,
+    /// Folder of the local model (config.json, tokenizer.json, model.safetensors); empty means
+    /// `<data.cache>/models/all-MiniLM-L6-v2`.
+    pub model_dir: PathBuf,
+    /// OpenAI-compatible embeddings endpoint (`http://host:8000`); empty means the local model.
+    pub url: String,
+    /// Word-pieces kept per text (longer text is truncated).
+    pub max_tokens: usize,
+    /// Texts per forward pass.
+    pub batch_size: usize,
+    /// Request timeout for the remote endpoint, milliseconds.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// gRPC listen address.
+    pub addr: String,
+    /// Prometheus `/metrics` (and `/ready`) listen address; empty disables it.
+    pub metrics_addr: String,
+    /// How often the service looks for a new published manifest version, milliseconds.
+    pub reload_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerConfig {
+    pub addr: String,
+    pub metrics_addr: String,
+    /// Where answer-svc reaches the other services.
+    pub vector_url: String,
+    pub lexical_url: String,
+    pub hydrate_url: String,
+    /// Reciprocal rank fusion constant k.
+    pub rrf_k: f32,
+    /// RRF weight of the dense retriever.
+    pub dense_weight: f32,
+    /// RRF weight of the lexical retriever.
+    pub lexical_weight: f32,
+    /// Candidates asked from each retriever.
+    pub candidates: u32,
+    /// Per-retriever timeout, milliseconds (also capped by the request budget).
+    pub retriever_timeout_ms: u64,
+    /// Default whole-request budget, milliseconds.
+    pub time_budget_ms: u64,
+    /// OpenAI-compatible chat server (`http://host:8000`); empty means extractive answers.
+    pub llm_url: String,
+    /// Chat model name sent to the server.
+    pub llm_model: String,
+    /// Most tokens the model may generate.
+    pub llm_max_tokens: u32,
+    /// Characters of source code put into the prompt, all sources together.
+    pub prompt_chars: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Files larger than this are skipped, bytes.
+    pub max_file_bytes: u64,
+    /// Definitions longer than this are split at statement boundaries, lines.
+    pub max_chunk_lines: usize,
+    /// Window size of the fallback line chunker, lines.
+    pub window_lines: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        Self { root: home.join(".codeintel").join("data"), cache: PathBuf::from("/var/cache/codeintel") }
+    }
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self {
+            model_id: "sentence-transformers/all-MiniLM-L6-v2".into(),
+            model_dir: PathBuf::new(),
+            url: String::new(),
+            max_tokens: 256,
+            batch_size: 32,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ServiceConfig {
+    fn local(port: u16, metrics_port: u16) -> Self {
+        Self { addr: format!("127.0.0.1:{port}"), metrics_addr: format!("127.0.0.1:{metrics_port}"), reload_ms: 2_000 }
+    }
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self::local(0, 0)
+    }
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:50051".into(),
+            metrics_addr: "127.0.0.1:9101".into(),
+            vector_url: "http://127.0.0.1:50052".into(),
+            lexical_url: "http://127.0.0.1:50053".into(),
+            hydrate_url: "http://127.0.0.1:50054".into(),
+            rrf_k: 60.0,
+            dense_weight: 1.0,
+            lexical_weight: 1.0,
+            candidates: 50,
+            retriever_timeout_ms: 1_500,
+            time_budget_ms: 2_000,
+            llm_url: String::new(),
+            llm_model: "default".into(),
+            llm_max_tokens: 512,
+            prompt_chars: 12_000,
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self { max_file_bytes: 1 << 20, max_chunk_lines: 120, window_lines: 40 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data: DataConfig::default(),
+            embed: EmbedConfig::default(),
+            vector: ServiceConfig::local(50052, 9102),
+            lexical: ServiceConfig::local(50053, 9103),
+            hydrate: ServiceConfig::local(50054, 9104),
+            answer: AnswerConfig::default(),
+            index: IndexConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (or `$CODEINTEL_CONFIG`), then `CODEINTEL__SECTION__KEY` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from));
+        if let Some(f) = file {
+            anyhow::ensure!(f.is_file(), "config file {} does not exist", f.display());
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("CODEINTEL__").split("__").lowercase(true));
+        let cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Overrides one option by its dotted key (`answer.rrf_k`), as a flag does.
+    pub fn set(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        let fig = Figment::from(Serialized::defaults(self.clone())).merge(Serialized::global(key, toml_value(value)));
+        *self = fig.extract().map_err(|e| anyhow::anyhow!("invalid value for {key}: {e}"))?;
+        self.validate()
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.answer.rrf_k > 0.0, "answer.rrf_k must be positive, got {}", self.answer.rrf_k);
+        anyhow::ensure!(
+            self.answer.dense_weight >= 0.0 && self.answer.lexical_weight >= 0.0,
+            "answer.dense_weight and answer.lexical_weight must not be negative"
+        );
+        anyhow::ensure!((1..=1000).contains(&self.answer.candidates), "answer.candidates must be in 1..=1000");
+        anyhow::ensure!(self.embed.batch_size > 0, "embed.batch_size must be positive");
+        anyhow::ensure!(self.embed.max_tokens >= 8, "embed.max_tokens must be at least 8");
+        anyhow::ensure!(self.index.max_chunk_lines >= 10, "index.max_chunk_lines must be at least 10");
+        anyhow::ensure!(self.index.window_lines >= 5, "index.window_lines must be at least 5");
+        Ok(())
+    }
+
+    pub fn model_dir(&self) -> PathBuf {
+        if self.embed.model_dir.as_os_str().is_empty() {
+            self.data.cache.join("models").join("all-MiniLM-L6-v2")
+        } else {
+            self.embed.model_dir.clone()
+        }
+    }
+}
+
+/// Parses a flag value as TOML (numbers, booleans) and falls back to a plain string.
+fn toml_value(v: &str) -> figment::value::Value {
+    let doc = format!("v = {v}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => {
+            let val = t.remove("v").unwrap_or(toml::Value::String(v.into()));
+            figment::value::Value::serialize(val).unwrap_or_else(|_| v.into())
+        }
+        Err(_) => v.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail signature
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[answer]\nrrf_k = 10.0\ncandidates = 20\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CODEINTEL__ANSWER__CANDIDATES", "30");
+            let mut cfg = Config::load(Some(&file)).unwrap();
+            assert_eq!(cfg.answer.rrf_k, 10.0, "file overrides default");
+            assert_eq!(cfg.answer.candidates, 30, "env overrides file");
+            cfg.set("answer.candidates", "40").unwrap();
+            assert_eq!(cfg.answer.candidates, 40, "flag overrides env");
+            cfg.set("vector.addr", "127.0.0.1:7000").unwrap();
+            assert_eq!(cfg.vector.addr, "127.0.0.1:7000");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[answer]\nrrf_kk = 10.0\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("rrf_kk"), "{err}");
+        let mut cfg = Config::default();
+        assert!(cfg.set("answer.rrf_k", "-1").is_err());
+    }
+}

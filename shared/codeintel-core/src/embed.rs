@@ -1,0 +1,221 @@
+//! Embedders: the built-in CPU model (a BERT sentence encoder run with candle, loaded from local
+//! files) or an OpenAI-compatible `/v1/embeddings` endpoint. Vectors are L2-normalised so inner
+//! product is cosine similarity.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::config::Config;
+use crate::manifest::EmbeddingContract;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("model files missing in {dir}: {message} (run `make deps` or set CODEINTEL__EMBED__MODEL_DIR)")]
+    MissingModel { dir: String, message: String },
+    #[error("embedding model failed: {0}")]
+    Model(String),
+    #[error("embedding endpoint {url} failed: {message}")]
+    Remote { url: String, message: String },
+}
+
+/// A sentence encoder that runs in this process on the CPU.
+pub struct LocalEmbedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    dim: usize,
+    batch_size: usize,
+}
+
+impl LocalEmbedder {
+    pub fn load(dir: &Path, max_tokens: usize, batch_size: usize) -> Result<Self, EmbedError> {
+        let missing = |message: String| EmbedError::MissingModel { dir: dir.display().to_string(), message };
+        let cfg_text =
+            std::fs::read_to_string(dir.join("config.json")).map_err(|e| missing(format!("config.json: {e}")))?;
+        let cfg: BertConfig =
+            serde_json::from_str(&cfg_text).map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
+        let weights =
+            std::fs::read(dir.join("model.safetensors")).map_err(|e| missing(format!("model.safetensors: {e}")))?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .map_err(|e| EmbedError::Model(e.to_string()))?;
+        let model = BertModel::load(vb, &cfg).map_err(|e| EmbedError::Model(e.to_string()))?;
+        let mut tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| missing(format!("tokenizer.json: {e}")))?;
+        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| EmbedError::Model(e.to_string()))?;
+        Ok(Self { model, tokenizer, dim: cfg.hidden_size, batch_size })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Embeds texts in batches of similar length (less padding), returning vectors in input order.
+    pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for batch in order.chunks(self.batch_size) {
+            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
+            let vecs = self.embed_batch(&inputs)?;
+            for (&i, v) in batch.iter().zip(vecs) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let m = |e: candle_core::Error| EmbedError::Model(e.to_string());
+        let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Model(e.to_string()))?;
+        let n = enc.len();
+        let len = enc.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        let ids: Vec<u32> = enc.iter().flat_map(|e| e.get_ids().to_vec()).collect();
+        let mask: Vec<u32> = enc.iter().flat_map(|e| e.get_attention_mask().to_vec()).collect();
+        let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu).map_err(m)?;
+        let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).map_err(m)?;
+        let types = ids.zeros_like().map_err(m)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(m)?; // (n, len, dim)
+                                                                                // Mean pooling over real tokens, then L2 normalisation.
+        let maskf = mask.to_dtype(DType::F32).map_err(m)?.unsqueeze(2).map_err(m)?;
+        let summed = hidden.broadcast_mul(&maskf).map_err(m)?.sum(1).map_err(m)?;
+        let counts = maskf.sum(1).map_err(m)?.clamp(1e-9, f64::MAX).map_err(m)?;
+        let mean = summed.broadcast_div(&counts).map_err(m)?;
+        let rows: Vec<Vec<f32>> = mean.to_vec2().map_err(m)?;
+        Ok(rows.into_iter().map(normalize).collect())
+    }
+}
+
+pub fn normalize(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+/// An OpenAI-compatible embeddings server (vLLM, TEI, ...).
+pub struct RemoteEmbedder {
+    client: reqwest::Client,
+    url: String,
+    model: String,
+    batch_size: usize,
+}
+
+impl RemoteEmbedder {
+    pub fn new(url: &str, model: &str, batch_size: usize, timeout: Duration) -> Result<Self, EmbedError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| EmbedError::Remote { url: url.into(), message: e.to_string() })?;
+        Ok(Self {
+            client,
+            url: format!("{}/v1/embeddings", url.trim_end_matches('/')),
+            model: model.into(),
+            batch_size,
+        })
+    }
+
+    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.batch_size) {
+            let err = |message: String| EmbedError::Remote { url: self.url.clone(), message };
+            let resp = self
+                .client
+                .post(&self.url)
+                .json(&serde_json::json!({ "model": self.model, "input": batch }))
+                .send()
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            let status = resp.status();
+            if !status.is_success() {
+                let body = resp.text().await.unwrap_or_default();
+                return Err(err(format!("http {status}: {}", body.chars().take(300).collect::<String>())));
+            }
+            let body: serde_json::Value = resp.json().await.map_err(|e| err(e.to_string()))?;
+            let mut data: Vec<(usize, Vec<f32>)> = body["data"]
+                .as_array()
+                .ok_or_else(|| err("response has no data array".into()))?
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let idx = d["index"].as_u64().map(|x| x as usize).unwrap_or(i);
+                    let v = d["embedding"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect())
+                        .unwrap_or_default();
+                    (idx, v)
+                })
+                .collect();
+            if data.len() != batch.len() {
+                return Err(err(format!("asked for {} embeddings, got {}", batch.len(), data.len())));
+            }
+            data.sort_by_key(|(i, _)| *i);
+            out.extend(data.into_iter().map(|(_, v)| normalize(v)));
+        }
+        Ok(out)
+    }
+}
+
+/// The configured embedder, local or remote.
+#[derive(Clone)]
+pub enum Embedder {
+    Local(Arc<LocalEmbedder>),
+    Remote(Arc<RemoteEmbedder>),
+}
+
+impl Embedder {
+    pub async fn from_config(cfg: &Config) -> Result<Self, EmbedError> {
+        if cfg.embed.url.is_empty() {
+            let dir: PathBuf = cfg.model_dir();
+            let (max, batch) = (cfg.embed.max_tokens, cfg.embed.batch_size);
+            let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, max, batch))
+                .await
+                .map_err(|e| EmbedError::Model(e.to_string()))??;
+            Ok(Embedder::Local(Arc::new(e)))
+        } else {
+            let r = RemoteEmbedder::new(
+                &cfg.embed.url,
+                &cfg.embed.model_id,
+                cfg.embed.batch_size,
+                Duration::from_millis(cfg.embed.timeout_ms),
+            )?;
+            Ok(Embedder::Remote(Arc::new(r)))
+        }
+    }
+
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self {
+            Embedder::Local(e) => {
+                let e = e.clone();
+                tokio::task::spawn_blocking(move || e.embed(&texts))
+                    .await
+                    .map_err(|e| EmbedError::Model(e.to_string()))?
+            }
+            Embedder::Remote(r) => r.embed(&texts).await,
+        }
+    }
+
+    /// The contract this embedder produces vectors under (the remote dimension is probed).
+    pub async fn contract(&self, model_id: &str) -> Result<EmbeddingContract, EmbedError> {
+        let dim = match self {
+            Embedder::Local(e) => e.dim(),
+            Embedder::Remote(r) => {
+                r.embed(&["dimension probe".to_string()]).await?.first().map(|v| v.len()).unwrap_or(0)
+            }
+        };
+        Ok(EmbeddingContract {
+            model_id: model_id.to_string(),
+            dim: dim as u32,
+            metric: "inner_product".into(),
+            normalized: true,
+        })
+    }
+}

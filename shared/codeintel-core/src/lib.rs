@@ -1,0 +1,13 @@
+//! Shared domain code of the CodeIntel mesh.
+
+pub mod catalog;
+pub mod chunk;
+pub mod config;
+pub mod embed;
+pub mod manifest;
+pub mod scope;
+pub mod server;
+pub mod ticket;
+pub mod walk;
+
+pub use codeintel_proto as proto;

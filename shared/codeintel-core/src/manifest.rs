@@ -1,0 +1,274 @@
+//! Versioned manifests. A repo's data lives under `<root>/<repo>/`; every artifact is written
+//! under a new versioned name, fsynced, then `manifests/vNNNNNN.json` is written (temp + rename)
+//! and finally `CURRENT` is replaced by rename. A reader that follows `CURRENT` therefore sees a
+//! complete version or the previous one, never a half-written one.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const CURRENT: &str = "CURRENT";
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// What every vector in an index means; services refuse to serve when theirs differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingContract {
+    pub model_id: String,
+    pub dim: u32,
+    /// `inner_product` over L2-normalised vectors (cosine).
+    pub metric: String,
+    pub normalized: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub repo: String,
+    pub version: u64,
+    pub created_unix_ms: u64,
+    /// Where the repository was indexed from (informational).
+    pub source: String,
+    pub embedding: EmbeddingContract,
+    /// Paths relative to the repo folder.
+    pub segments: Vec<String>,
+    pub faiss_index: String,
+    pub chunk_meta: String,
+    pub tantivy_dir: String,
+    pub chunks: u64,
+    pub files: u64,
+    /// repo-relative path -> sha256 of its content, for incremental indexing.
+    pub file_hashes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("repo {0} has no published index: run `codeintel index PATH --repo {0}`")]
+    NotIndexed(String),
+    #[error("invalid repo name {0:?}: use letters, digits, '-', '_' and '.' (not starting with '.')")]
+    BadRepoName(String),
+    #[error("manifest {path}: {message}")]
+    Corrupt { path: String, message: String },
+    #[error("io error at {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ManifestError + '_ {
+    move |source| ManifestError::Io { path: path.display().to_string(), source }
+}
+
+/// Repo names become folder names: keep them to a safe alphabet so no request escapes the root.
+pub fn validate_repo_name(name: &str) -> Result<(), ManifestError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ManifestError::BadRepoName(name.to_string()))
+    }
+}
+
+pub fn repo_dir(root: &Path, repo: &str) -> Result<PathBuf, ManifestError> {
+    validate_repo_name(repo)?;
+    Ok(root.join(repo))
+}
+
+pub fn version_name(version: u64) -> String {
+    format!("v{version:06}")
+}
+
+/// Reads the published manifest of `repo`, following `CURRENT`.
+pub fn load_current(root: &Path, repo: &str) -> Result<Manifest, ManifestError> {
+    let dir = repo_dir(root, repo)?;
+    let cur = dir.join(CURRENT);
+    let name = match fs::read_to_string(&cur) {
+        Ok(s) => s.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ManifestError::NotIndexed(repo.into())),
+        Err(e) => return Err(io_err(&cur)(e)),
+    };
+    let path = dir.join("manifests").join(format!("{name}.json"));
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    let m: Manifest = serde_json::from_str(&text)
+        .map_err(|e| ManifestError::Corrupt { path: path.display().to_string(), message: e.to_string() })?;
+    if m.format != MANIFEST_FORMAT {
+        return Err(ManifestError::Corrupt {
+            path: path.display().to_string(),
+            message: format!("format {} is not supported (expected {MANIFEST_FORMAT})", m.format),
+        });
+    }
+    Ok(m)
+}
+
+/// The version `CURRENT` names, without reading the manifest (cheap, for reload polling).
+pub fn current_version_name(root: &Path, repo: &str) -> Option<String> {
+    fs::read_to_string(root.join(repo).join(CURRENT)).ok().map(|s| s.trim().to_string())
+}
+
+/// Repos under `root` that have a published version, sorted.
+pub fn list_repos(root: &Path) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(root) else { return Vec::new() };
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(CURRENT).is_file())
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .filter(|n| validate_repo_name(n).is_ok())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The next version number for `repo` (one past the highest manifest on disk).
+pub fn next_version(root: &Path, repo: &str) -> Result<u64, ManifestError> {
+    let dir = repo_dir(root, repo)?.join("manifests");
+    let mut max = 0;
+    if let Ok(rd) = fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            if let Some(v) =
+                n.strip_prefix('v').and_then(|s| s.strip_suffix(".json")).and_then(|s| s.parse::<u64>().ok())
+            {
+                max = max.max(v);
+            }
+        }
+    }
+    Ok(max + 1)
+}
+
+pub fn fsync_file(path: &Path) -> Result<(), ManifestError> {
+    File::open(path).and_then(|f| f.sync_all()).map_err(io_err(path))
+}
+
+/// Fsyncs every file under `dir` (for artifacts written by libraries, such as tantivy).
+pub fn fsync_tree(dir: &Path) -> Result<(), ManifestError> {
+    for e in fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            fsync_tree(&p)?;
+        } else {
+            fsync_file(&p)?;
+        }
+    }
+    fsync_dir(dir)
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), ManifestError> {
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io_err(dir))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(parent) = path.parent() {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Publishes `m`: every artifact it names must already be written and fsynced. Writes the
+/// manifest, then atomically points `CURRENT` at it.
+pub fn publish(root: &Path, m: &Manifest) -> Result<PathBuf, ManifestError> {
+    let dir = repo_dir(root, &m.repo)?;
+    let mdir = dir.join("manifests");
+    fs::create_dir_all(&mdir).map_err(io_err(&mdir))?;
+    for rel in m.segments.iter().chain([&m.faiss_index, &m.chunk_meta, &m.tantivy_dir]) {
+        let p = dir.join(rel);
+        if !p.exists() {
+            return Err(ManifestError::Corrupt {
+                path: p.display().to_string(),
+                message: "artifact named by the manifest is missing; refusing to publish".into(),
+            });
+        }
+    }
+    let name = version_name(m.version);
+    let path = mdir.join(format!("{name}.json"));
+    let json = serde_json::to_vec_pretty(m).expect("manifest serializes");
+    write_atomic(&path, &json)?;
+    write_atomic(&dir.join(CURRENT), format!("{name}\n").as_bytes())?;
+    Ok(path)
+}
+
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(repo: &str, version: u64) -> Manifest {
+        let v = version_name(version);
+        Manifest {
+            format: MANIFEST_FORMAT,
+            repo: repo.into(),
+            version,
+            created_unix_ms: 0,
+            source: ".".into(),
+            embedding: EmbeddingContract {
+                model_id: "m".into(),
+                dim: 4,
+                metric: "inner_product".into(),
+                normalized: true,
+            },
+            segments: vec![format!("segments/{v}.parquet")],
+            faiss_index: format!("vector/{v}.faiss"),
+            chunk_meta: format!("vector/{v}.meta.json"),
+            tantivy_dir: format!("lexical/{v}"),
+            chunks: version,
+            files: 1,
+            file_hashes: BTreeMap::new(),
+        }
+    }
+
+    fn write_artifacts(root: &Path, m: &Manifest) {
+        let dir = root.join(&m.repo);
+        for rel in m.segments.iter().chain([&m.faiss_index, &m.chunk_meta]) {
+            let p = dir.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, b"x").unwrap();
+        }
+        fs::create_dir_all(dir.join(&m.tantivy_dir)).unwrap();
+    }
+
+    #[test]
+    fn a_version_is_visible_only_once_complete() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        assert!(matches!(load_current(root, "r"), Err(ManifestError::NotIndexed(_))));
+        let m1 = manifest("r", 1);
+        // Artifacts missing: publishing must refuse and leave nothing visible.
+        assert!(publish(root, &m1).is_err());
+        assert!(matches!(load_current(root, "r"), Err(ManifestError::NotIndexed(_))));
+        write_artifacts(root, &m1);
+        publish(root, &m1).unwrap();
+        assert_eq!(load_current(root, "r").unwrap(), m1);
+        assert_eq!(next_version(root, "r").unwrap(), 2);
+
+        // Version 2 half-written (manifest present but CURRENT not yet renamed): still v1.
+        let m2 = manifest("r", 2);
+        write_artifacts(root, &m2);
+        fs::write(root.join("r/manifests/v000002.json"), serde_json::to_vec(&m2).unwrap()).unwrap();
+        fs::write(root.join("r/CURRENT.tmp"), "v000002\n").unwrap();
+        assert_eq!(load_current(root, "r").unwrap().version, 1);
+        publish(root, &m2).unwrap();
+        assert_eq!(load_current(root, "r").unwrap().version, 2);
+        assert_eq!(list_repos(root), vec!["r".to_string()]);
+    }
+
+    #[test]
+    fn hostile_repo_names_are_refused() {
+        for bad in ["", "..", "../etc", "a/b", ".hidden", "a b", "x\0"] {
+            assert!(validate_repo_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_repo_name("my-repo_1.2").is_ok());
+    }
+}

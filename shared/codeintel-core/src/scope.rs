@@ -1,0 +1,117 @@
+//! Scope filters: which repos, paths and languages a request may touch.
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use codeintel_proto::v1::Scope;
+
+pub const MAX_GLOBS: usize = 1000;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ScopeError {
+    #[error("bad glob {glob:?}: {message}; use patterns like `src/**/*.rs`")]
+    BadGlob { glob: String, message: String },
+    #[error("scope has {0} globs; at most {MAX_GLOBS} are allowed")]
+    TooManyGlobs(usize),
+    #[error("unknown repo {repo:?}; indexed repos: {known}")]
+    UnknownRepo { repo: String, known: String },
+}
+
+/// A compiled scope. An empty list in any field means "no restriction" on it.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeFilter {
+    pub repos: Vec<String>,
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+    pub languages: Vec<String>,
+    pub scope: Scope,
+}
+
+fn build(globs: &[String]) -> Result<Option<GlobSet>, ScopeError> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob = Glob::new(g).map_err(|e| ScopeError::BadGlob { glob: g.clone(), message: e.kind().to_string() })?;
+        b.add(glob);
+    }
+    b.build().map(Some).map_err(|e| ScopeError::BadGlob { glob: globs.join(","), message: e.to_string() })
+}
+
+impl ScopeFilter {
+    pub fn new(scope: Option<&Scope>) -> Result<Self, ScopeError> {
+        let Some(scope) = scope else { return Ok(Self::default()) };
+        let n = scope.include_globs.len() + scope.exclude_globs.len();
+        if n > MAX_GLOBS {
+            return Err(ScopeError::TooManyGlobs(n));
+        }
+        Ok(Self {
+            repos: scope.repos.clone(),
+            include: build(&scope.include_globs)?,
+            exclude: build(&scope.exclude_globs)?,
+            languages: scope.languages.iter().map(|l| l.to_ascii_lowercase()).collect(),
+            scope: scope.clone(),
+        })
+    }
+
+    /// Checks that every repo named exists among `known`.
+    pub fn check_repos(&self, known: &[String]) -> Result<(), ScopeError> {
+        for r in &self.repos {
+            if !known.contains(r) {
+                return Err(ScopeError::UnknownRepo {
+                    repo: r.clone(),
+                    known: if known.is_empty() { "none".into() } else { known.join(", ") },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn allows_repo(&self, repo: &str) -> bool {
+        self.repos.is_empty() || self.repos.iter().any(|r| r == repo)
+    }
+
+    /// Whether anything beyond the repo list restricts results (callers over-fetch then).
+    pub fn filters_chunks(&self) -> bool {
+        self.include.is_some() || self.exclude.is_some() || !self.languages.is_empty()
+    }
+
+    pub fn allows(&self, repo: &str, path: &str, language: &str) -> bool {
+        self.allows_repo(repo)
+            && self.include.as_ref().is_none_or(|g| g.is_match(path))
+            && self.exclude.as_ref().is_none_or(|g| !g.is_match(path))
+            && (self.languages.is_empty() || self.languages.iter().any(|l| l == language))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_by_repo_glob_and_language() {
+        let s = Scope {
+            repos: vec!["a".into()],
+            include_globs: vec!["src/**".into()],
+            exclude_globs: vec!["**/test_*".into()],
+            languages: vec!["Python".into()],
+        };
+        let f = ScopeFilter::new(Some(&s)).unwrap();
+        assert!(f.allows("a", "src/x/y.py", "python"));
+        assert!(!f.allows("b", "src/x/y.py", "python"));
+        assert!(!f.allows("a", "lib/y.py", "python"));
+        assert!(!f.allows("a", "src/test_y.py", "python"));
+        assert!(!f.allows("a", "src/y.rs", "rust"));
+        assert!(ScopeFilter::new(None).unwrap().allows("z", "q", "c"));
+    }
+
+    #[test]
+    fn bad_and_too_many_globs_are_errors() {
+        let s = Scope { include_globs: vec!["src/[".into()], ..Default::default() };
+        assert!(matches!(ScopeFilter::new(Some(&s)), Err(ScopeError::BadGlob { .. })));
+        let s = Scope { include_globs: vec!["*".into(); 1001], ..Default::default() };
+        assert_eq!(ScopeFilter::new(Some(&s)).unwrap_err(), ScopeError::TooManyGlobs(1001));
+        let f = ScopeFilter::new(Some(&Scope { repos: vec!["nope".into()], ..Default::default() })).unwrap();
+        assert!(f.check_repos(&["a".into()]).unwrap_err().to_string().contains("nope"));
+    }
+}

@@ -1,0 +1,289 @@
+//! The bootstrap every service shares: tracing, health, reflection (v1 and v1alpha),
+//! Prometheus `/metrics` and JSON `/ready` over HTTP, graceful shutdown on SIGTERM/Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::get;
+use parking_lot::RwLock;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+/// Service readiness: `ready`, `degraded` (serving with reduced function) or `down`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Readiness {
+    pub status: &'static str,
+    pub reasons: Vec<String>,
+}
+
+impl Readiness {
+    pub fn ready() -> Self {
+        Self { status: "ready", reasons: Vec::new() }
+    }
+    pub fn down(reason: impl Into<String>) -> Self {
+        Self { status: "down", reasons: vec![reason.into()] }
+    }
+    pub fn is_down(&self) -> bool {
+        self.status == "down"
+    }
+}
+
+pub type SharedReadiness = Arc<RwLock<Readiness>>;
+
+/// Per-service Prometheus metrics (`codeintel_` prefix).
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub stages: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new(service: &str) -> Self {
+        let registry =
+            Registry::new_custom(Some("codeintel".into()), Some([("service".to_string(), service.to_string())].into()))
+                .expect("valid registry");
+        let requests =
+            IntCounterVec::new(Opts::new("requests_total", "gRPC requests by rpc and status code"), &["rpc", "code"])
+                .expect("metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("request_duration_seconds", "gRPC request latency by rpc")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["rpc"],
+        )
+        .expect("metric");
+        let stages = HistogramVec::new(
+            HistogramOpts::new("stage_duration_seconds", "latency of pipeline stages")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["stage"],
+        )
+        .expect("metric");
+        registry.register(Box::new(requests.clone())).expect("register");
+        registry.register(Box::new(latency.clone())).expect("register");
+        registry.register(Box::new(stages.clone())).expect("register");
+        Self { registry, requests, latency, stages }
+    }
+
+    /// Records one finished RPC.
+    pub fn observe<T>(&self, rpc: &str, started: std::time::Instant, result: &Result<T, tonic::Status>) {
+        let code = match result {
+            Ok(_) => "OK".to_string(),
+            Err(s) => format!("{:?}", s.code()),
+        };
+        self.requests.with_label_values(&[rpc, &code]).inc();
+        self.latency.with_label_values(&[rpc]).observe(started.elapsed().as_secs_f64());
+    }
+
+    pub fn stage(&self, stage: &str, seconds: f64) {
+        self.stages.with_label_values(&[stage]).observe(seconds);
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encode metrics");
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tantivy=warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"))
+}
+
+/// Reflection services (v1 and v1alpha) over the CodeIntel contracts, health, and `extra` sets.
+pub fn reflection(
+    extra: &[&'static [u8]],
+) -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+)> {
+    let mut v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(codeintel_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let mut v1a = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(codeintel_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for set in extra {
+        v1 = v1.register_encoded_file_descriptor_set(set);
+        v1a = v1a.register_encoded_file_descriptor_set(set);
+    }
+    Ok((v1.build_v1()?, v1a.build_v1alpha()?))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received, draining");
+}
+
+/// Serves `/metrics` (Prometheus text) and `/ready` (JSON readiness; 503 when down).
+pub async fn serve_http(listener: TcpListener, metrics: Metrics, readiness: SharedReadiness) -> anyhow::Result<()> {
+    let m = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m.clone();
+                async move { m.render() }
+            }),
+        )
+        .route(
+            "/ready",
+            get(move || {
+                let r = readiness.read().clone();
+                async move {
+                    let code = if r.is_down() {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::OK
+                    };
+                    (
+                        code,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        serde_json::to_string(&r).unwrap_or_default(),
+                    )
+                }
+            }),
+        );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Prints where a service listens, in the form `codeintel up` and scripts read.
+pub fn announce(service: &str, grpc: SocketAddr, http: Option<SocketAddr>) {
+    match http {
+        Some(h) => eprintln!("{service} listening on grpc {grpc} metrics http://{h}/metrics"),
+        None => eprintln!("{service} listening on grpc {grpc}"),
+    }
+}
+
+/// Flags every service binary takes; they override the file and environment layers.
+#[derive(Debug, clap::Args)]
+pub struct CommonArgs {
+    /// TOML configuration file.
+    #[arg(long, env = crate::config::CONFIG_FILE_ENV)]
+    pub config: Option<std::path::PathBuf>,
+    /// gRPC listen address (overrides `<section>.addr`).
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// HTTP address for /metrics and /ready (overrides `<section>.metrics_addr`).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Data root holding the indexed repos (overrides `data.root`).
+    #[arg(long)]
+    pub data_root: Option<std::path::PathBuf>,
+    /// Any option by its dotted key, e.g. `--set answer.rrf_k=30`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl CommonArgs {
+    /// Loads the layered configuration and applies these flags; `section` names the service's
+    /// own section (`vector`, `lexical`, `hydrate`, `answer`).
+    pub fn load(&self, section: &str) -> anyhow::Result<crate::config::Config> {
+        let mut cfg = crate::config::Config::load(self.config.as_deref())?;
+        for kv in &self.set {
+            let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--set expects KEY=VALUE, got {kv:?}"))?;
+            cfg.set(k.trim(), v.trim())?;
+        }
+        if let Some(a) = &self.addr {
+            cfg.set(&format!("{section}.addr"), &format!("{a:?}"))?;
+        }
+        if let Some(a) = &self.metrics_addr {
+            cfg.set(&format!("{section}.metrics_addr"), &format!("{a:?}"))?;
+        }
+        if let Some(r) = &self.data_root {
+            cfg.data.root = r.clone();
+        }
+        Ok(cfg)
+    }
+}
+
+/// Runs `f` every `interval` on a blocking thread (index reloads read files).
+pub fn spawn_reloader(interval: std::time::Duration, f: impl Fn() + Send + Sync + 'static) {
+    let f = Arc::new(f);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let f = f.clone();
+            let _ = tokio::task::spawn_blocking(move || f()).await;
+        }
+    });
+}
+
+/// What [`serve`] runs: names, addresses and the shared state behind health and metrics.
+pub struct ServeSpec<'a> {
+    pub service: &'static str,
+    /// Fully-qualified gRPC service whose health follows `readiness`.
+    pub health_name: &'static str,
+    pub addr: &'a str,
+    pub metrics_addr: &'a str,
+    pub metrics: Metrics,
+    pub readiness: SharedReadiness,
+    /// Descriptor sets for reflection beyond the CodeIntel contracts and health.
+    pub extra_descriptors: &'a [&'static [u8]],
+}
+
+/// Serves a service with health, reflection (v1 + v1alpha), metrics and graceful shutdown.
+pub async fn serve(
+    spec: ServeSpec<'_>,
+    add: impl FnOnce(tonic::transport::server::Router) -> tonic::transport::server::Router,
+) -> anyhow::Result<()> {
+    let ServeSpec { service, health_name, addr, metrics_addr, metrics, readiness, extra_descriptors } = spec;
+    let listener = bind(addr, "grpc").await?;
+    let grpc_addr = listener.local_addr()?;
+    let http = if metrics_addr.is_empty() { None } else { Some(bind(metrics_addr, "metrics").await?) };
+    let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
+    if let Some(l) = http {
+        let (m, r) = (metrics.clone(), readiness.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_http(l, m, r).await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
+    }
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let r = readiness.clone();
+    tokio::spawn(async move {
+        loop {
+            let status = if r.read().is_down() {
+                tonic_health::ServingStatus::NotServing
+            } else {
+                tonic_health::ServingStatus::Serving
+            };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(health_name, status).await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    });
+    let (v1, v1a) = reflection(extra_descriptors)?;
+    let router = tonic::transport::Server::builder().add_service(health).add_service(v1).add_service(v1a);
+    let router = add(router);
+    announce(service, grpc_addr, http_addr);
+    router
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown_signal())
+        .await?;
+    tracing::info!(service, "stopped");
+    Ok(())
+}

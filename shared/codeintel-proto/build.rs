@@ -1,0 +1,25 @@
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files: Vec<PathBuf> =
+        ["common.proto", "retrieval.proto", "answer.proto"].iter().map(|f| root.join("codeintel/v1").join(f)).collect();
+    let flight = root.join("arrow/flight/Flight.proto");
+    for f in files.iter().chain([&flight]) {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("codeintel_descriptor.bin"))
+        .compile_protos(&files, std::slice::from_ref(&root))?;
+    // Flight: descriptor only (the types come from arrow-flight), for reflection on hydrate-svc.
+    let flight_out = out.join("flight");
+    std::fs::create_dir_all(&flight_out)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .out_dir(&flight_out)
+        .file_descriptor_set_path(out.join("flight_descriptor.bin"))
+        .compile_protos(&[flight], &[root])?;
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The mesh end to end: index a fixture repo, start the four service binaries as separate
+//! processes on ephemeral loopback ports, and talk to them over gRPC as a client would.
+
+use codeintel_e2e::{fixture, index, Mesh};
+use codeintel_proto::v1::answer_event::Event;
+use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
+use codeintel_proto::v1::vector_service_client::VectorServiceClient;
+use codeintel_proto::v1::{AnswerRequest, InfoRequest, Scope, SearchMode, SearchRequest, SetScopeRequest};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::Code;
+
+async fn channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+}
+
+async fn list_services(addr: &str) -> Vec<String> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut c = ServerReflectionClient::new(channel(addr).await);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = c.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let msg = resp.next().await.unwrap().unwrap();
+    match msg.message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+async fn list_services_v1alpha(addr: &str) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    let mut c = ServerReflectionClient::new(channel(addr).await);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = c.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    match resp.next().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    index(&fixture("shop"), "shop", &data);
+    let mesh = Mesh::start(&data);
+
+    // Reflection (v1 and v1alpha) and health on every service.
+    for (p, svc) in [
+        (&mesh.vector, "codeintel.v1.VectorService"),
+        (&mesh.lexical, "codeintel.v1.LexicalService"),
+        (&mesh.hydrate, "arrow.flight.protocol.FlightService"),
+        (&mesh.answer, "codeintel.v1.AnswerService"),
+    ] {
+        let v1 = list_services(&p.addr).await;
+        assert!(v1.contains(&svc.to_string()), "{} reflection v1 lists {v1:?}", p.name);
+        assert!(v1.contains(&"grpc.health.v1.Health".to_string()), "{v1:?}");
+        let v1a = list_services_v1alpha(&p.addr).await;
+        assert!(v1a.contains(&svc.to_string()), "{} reflection v1alpha lists {v1a:?}", p.name);
+        let mut h = tonic_health::pb::health_client::HealthClient::new(channel(&p.addr).await);
+        let mut serving = false;
+        for _ in 0..20 {
+            let st = h
+                .check(tonic_health::pb::HealthCheckRequest { service: svc.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            if st == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+                serving = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert!(serving, "{} is not SERVING", p.name);
+    }
+
+    // vector-svc reports the embedding contract of the embedded model.
+    let info =
+        VectorServiceClient::new(channel(&mesh.vector.addr).await).info(InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!((info.dim, info.status.as_str()), (384, "ready"));
+    assert_eq!(info.repos.len(), 1);
+
+    let mut c = AnswerServiceClient::new(channel(&mesh.answer.addr).await);
+
+    // Answer: citations first, naming the right file and a span containing the definition.
+    let req = AnswerRequest {
+        query: "how is the shopping cart total computed with tax".into(),
+        scope: None,
+        top_k: 5,
+        rerank_top_n: 0,
+        time_budget_ms: 10_000,
+    };
+    let mut stream = c.answer(req).await.unwrap().into_inner();
+    let mut events = Vec::new();
+    while let Some(ev) = stream.next().await {
+        events.push(ev.unwrap().event.unwrap());
+    }
+    let Event::Citations(cites) = &events[0] else { panic!("first event is not citations: {:?}", events[0]) };
+    let top = &cites.citations[0];
+    assert_eq!((top.repo.as_str(), top.path.as_str()), ("shop", "src/shop/cart.py"), "{cites:?}");
+    assert!(
+        top.start_line <= 11 && top.end_line >= 11,
+        "span {}-{} must contain compute_total (line 11)",
+        top.start_line,
+        top.end_line
+    );
+    let text: String =
+        events.iter().filter_map(|e| if let Event::Token(t) = e { Some(t.text.clone()) } else { None }).collect();
+    assert!(text.contains("shop/src/shop/cart.py:"), "answer cites the file: {text}");
+    assert!(events.iter().any(|e| matches!(e, Event::Limits(l) if l.limits.iter().any(|l| l.code == "extractive"))));
+    assert!(
+        matches!(events.iter().rev().nth(1), Some(Event::Trace(t)) if t.stages.iter().any(|s| s.stage == "retrieve"))
+    );
+    assert!(matches!(events.last(), Some(Event::Done(_))));
+
+    // Search by name, each mode; a scope restricts results.
+    for mode in [SearchMode::Hybrid, SearchMode::Lexical, SearchMode::Dense] {
+        let r = c
+            .search(SearchRequest { query: "TokenBucket try_acquire".into(), scope: None, top_k: 3, mode: mode as i32 })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.hits[0].path,
+            "engine/ratelimit.rs",
+            "{mode:?}: {:?}",
+            r.hits.iter().map(|h| &h.path).collect::<Vec<_>>()
+        );
+        assert!(!r.hits[0].text.is_empty());
+    }
+    let js_only = Scope { languages: vec!["javascript".into()], ..Default::default() };
+    let r = c
+        .search(SearchRequest { query: "token".into(), scope: Some(js_only.clone()), top_k: 10, mode: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.hits.is_empty() && r.hits.iter().all(|h| h.language == "javascript"), "{:?}", r.hits);
+
+    // Session scope applies when the request has none.
+    let mut set = tonic::Request::new(SetScopeRequest { scope: Some(js_only) });
+    set.metadata_mut().insert("x-session-id", "s1".parse().unwrap());
+    c.set_scope(set).await.unwrap();
+    let mut s = tonic::Request::new(SearchRequest { query: "token".into(), scope: None, top_k: 10, mode: 0 });
+    s.metadata_mut().insert("x-session-id", "s1".parse().unwrap());
+    let r = c.search(s).await.unwrap().into_inner();
+    assert!(r.hits.iter().all(|h| h.language == "javascript"));
+
+    // Bad input: INVALID_ARGUMENT with a sentence.
+    let bad =
+        |query: &str, top_k: u32, scope: Option<Scope>| SearchRequest { query: query.into(), scope, top_k, mode: 0 };
+    for (req, needle) in [
+        (bad("", 5, None), "query is empty"),
+        (bad("x", 0, None), "top_k"),
+        (bad("x", 1001, None), "top_k"),
+        (bad("x", 5, Some(Scope { repos: vec!["nope".into()], ..Default::default() })), "unknown repo"),
+        (bad("x", 5, Some(Scope { include_globs: vec!["src/[".into()], ..Default::default() })), "bad glob"),
+    ] {
+        let e = c.search(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains(needle), "{needle}: {}", e.message());
+    }
+
+    // A service that is down: UNAVAILABLE naming it (lexical still answers, so hybrid degrades).
+    drop(mesh.vector);
+    let r = c
+        .search(SearchRequest { query: "parse cookie header".into(), scope: None, top_k: 3, mode: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        r.limits.iter().any(|l| l.code == "dense_unavailable" && l.message.contains("vector-svc")),
+        "{:?}",
+        r.limits
+    );
+    assert_eq!(r.hits[0].symbol, "parseCookieHeader");
+    let e = c
+        .search(SearchRequest { query: "x".into(), scope: None, top_k: 3, mode: SearchMode::Dense as i32 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(e.message().contains("vector-svc"), "{}", e.message());
+}
