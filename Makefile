@@ -7,7 +7,7 @@ BIN := $(CARGO_TARGET_DIR)/release
 REPO ?= .
 NAME ?= codeintel
 QUESTION ?= how does the answer service fuse dense and lexical results?
-APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler redis-server pkg-config python3-pip npm curl
+APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler redis-server pkg-config
 
 .PHONY: help deps system-deps fetch build run test fmt lint check bench clean-data
 
@@ -16,6 +16,8 @@ help: ## list targets
 
 system-deps: ## install the Debian packages the build and tests need (cmake, BLAS, protoc, redis)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -34,6 +36,7 @@ run: build ## index $(REPO) as $(NAME), start the mesh, ask $(QUESTION), stop
 	@scripts/demo.sh "$(BIN)" "$(REPO)" "$(NAME)" "$(QUESTION)"
 
 test: deps ## all tests (unit, integration, end-to-end), release profile
+	cargo build --release --workspace --bins
 	cargo test --release --workspace
 
 fmt: ## format
