@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use codeintel_core::chunk::{chunk_file, sha256_hex, Chunk, ChunkOptions};
+use codeintel_core::chunk::{chunk_file, sha256_hex, Chunk, ChunkOptions, EMBED_TEXT_FORMAT};
 use codeintel_core::config::Config;
 use codeintel_core::embed::Embedder;
 use codeintel_core::manifest::{self, Manifest, MANIFEST_FORMAT};
@@ -17,6 +17,8 @@ pub struct IndexReport {
     pub version: u64,
     pub files: usize,
     pub chunks: usize,
+    /// Chunks embedded in this run (the others reused the previous version's vectors).
+    pub embedded: usize,
     pub chunk_time: Duration,
     pub embed_time: Duration,
     pub write_time: Duration,
@@ -80,23 +82,47 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, quiet: bool) -> anyhow::
     let t = Instant::now();
     let embedder = Embedder::from_config(cfg).await?;
     let contract = embedder.contract(&cfg.embed.model_id).await?;
-    let pb = bar(chunks.len() as u64, "embedding", quiet);
-    let mut vectors = Vec::with_capacity(chunks.len());
+    // Chunks unchanged since the published version keep their vectors (same chunk id means same
+    // repo, path, lines and content; same contract and text format means the same embedding).
+    let mut reused: std::collections::HashMap<u64, Vec<f32>> = std::collections::HashMap::new();
+    if let Ok(prev) = manifest::load_current(&cfg.data.root, repo) {
+        if prev.embedding == contract
+            && prev.embed_text_format == EMBED_TEXT_FORMAT
+            && prev.embed_max_tokens as usize == cfg.embed.max_tokens
+        {
+            let ids: Vec<u64> = chunks.iter().map(|c| c.chunk_id).collect();
+            let dir = manifest::repo_dir(&cfg.data.root, repo)?;
+            match vector_svc::store::read_vectors(&dir, &prev.faiss_index, &ids) {
+                Ok(v) => reused = v,
+                Err(e) => tracing::warn!(error = %e, "cannot reuse vectors of the previous version"),
+            }
+        }
+    }
+    let todo: Vec<usize> = (0..chunks.len()).filter(|i| !reused.contains_key(&chunks[*i].chunk_id)).collect();
+    let pb = bar(todo.len() as u64, "embedding", quiet);
+    let mut fresh: Vec<Vec<f32>> = Vec::with_capacity(todo.len());
     let step = (cfg.embed.batch_size * 4).max(1);
-    for part in chunks.chunks(step) {
-        let texts: Vec<String> = part.iter().map(|c| c.embedding_text()).collect();
-        vectors.extend(embedder.embed(texts).await?);
+    for part in todo.chunks(step) {
+        let texts: Vec<String> = part.iter().map(|&i| chunks[i].embedding_text()).collect();
+        fresh.extend(embedder.embed(texts).await?);
         pb.inc(part.len() as u64);
     }
     pb.finish_and_clear();
+    let mut fresh = fresh.into_iter();
+    let vectors: Vec<Vec<f32>> = chunks
+        .iter()
+        .map(|c| reused.remove(&c.chunk_id).unwrap_or_else(|| fresh.next().expect("one vector per embedded chunk")))
+        .collect();
     report.embed_time = t.elapsed();
+    report.embedded = todo.len();
     if !quiet {
         eprintln!(
-            "embedded {} chunks in {:.1}s ({:.1} chunks/s, {} dim)",
-            chunks.len(),
+            "embedded {} chunks in {:.1}s ({:.1} chunks/s, {} dim); reused {} unchanged",
+            todo.len(),
             report.embed_time.as_secs_f64(),
-            chunks.len() as f64 / report.embed_time.as_secs_f64().max(1e-9),
-            contract.dim
+            todo.len() as f64 / report.embed_time.as_secs_f64().max(1e-9),
+            contract.dim,
+            chunks.len() - todo.len()
         );
     }
 
@@ -121,6 +147,8 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, quiet: bool) -> anyhow::
         created_unix_ms: manifest::now_unix_ms(),
         source: root.display().to_string(),
         embedding: contract,
+        embed_text_format: EMBED_TEXT_FORMAT,
+        embed_max_tokens: cfg.embed.max_tokens as u32,
         segments: vec![segment],
         faiss_index,
         chunk_meta,

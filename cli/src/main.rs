@@ -160,16 +160,17 @@ async fn main() -> anyhow::Result<()> {
             codeintel_core::server::init_tracing();
             let r = index::run(&cfg, path, repo, *quiet).await?;
             println!(
-                "indexed {repo}: {} files, {} chunks, version {} (chunk {:.1}s, embed {:.1}s, write {:.1}s)",
+                "indexed {repo}: {} files, {} chunks ({} embedded), version {} (chunk {:.1}s, embed {:.1}s, write {:.1}s)",
                 r.files,
                 r.chunks,
+                r.embedded,
                 r.version,
                 r.chunk_time.as_secs_f64(),
                 r.embed_time.as_secs_f64(),
                 r.write_time.as_secs_f64()
             );
         }
-        Cmd::Up => up::run(&cfg, cli.config.as_deref()).await?,
+        Cmd::Up => up::run(&cfg, cli.config.as_deref(), &cli.set).await?,
         Cmd::Ask { question, top_k, time_budget_ms, scope } => {
             let mut c = client(&cfg).await?;
             let req = AnswerRequest {

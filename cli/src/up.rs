@@ -57,7 +57,7 @@ fn terminate(child: &Child) {
     }
 }
 
-pub async fn run(cfg: &Config, config_file: Option<&Path>) -> anyhow::Result<()> {
+pub async fn run(cfg: &Config, config_file: Option<&Path>, sets: &[String]) -> anyhow::Result<()> {
     let bins = bin_dir()?;
     let logs = cfg.data.root.parent().unwrap_or(&cfg.data.root).join("logs");
     std::fs::create_dir_all(&logs)?;
@@ -78,6 +78,9 @@ pub async fn run(cfg: &Config, config_file: Option<&Path>) -> anyhow::Result<()>
             cmd.arg("--addr").arg(&s.addr).arg("--metrics-addr").arg(&s.metrics).arg("--data-root").arg(&cfg.data.root);
             if let Some(f) = config_file {
                 cmd.arg("--config").arg(f);
+            }
+            for kv in sets {
+                cmd.arg("--set").arg(kv);
             }
             // Children see the same environment layer (CODEINTEL__*) and the same data root.
             cmd.stdout(Stdio::null()).stderr(file.try_clone()?).stdin(Stdio::null()).kill_on_drop(true);

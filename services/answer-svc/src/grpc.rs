@@ -43,17 +43,8 @@ impl AnswerService for AnswerGrpc {
         let session = session_id(&request)?;
         let res = self.0.answer(request.into_inner(), session.as_deref()).map_err(Status::from);
         self.0.metrics.observe("Answer", t, &res);
-        let mut rx = res?;
-        // Adapt the event channel to the response stream; dropping it (client gone) stops the work.
-        let (tx, out) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                if tx.send(Ok(e)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(out)))
+        // Dropping the stream (client gone) closes the channel, which stops the pipeline.
+        Ok(Response::new(ReceiverStream::new(res?)))
     }
 
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {

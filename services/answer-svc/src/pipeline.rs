@@ -326,7 +326,7 @@ impl Engine {
         self: &Arc<Self>,
         req: AnswerRequest,
         session: Option<&str>,
-    ) -> Result<mpsc::Receiver<AnswerEvent>, AnswerError> {
+    ) -> Result<mpsc::Receiver<Result<AnswerEvent, tonic::Status>>, AnswerError> {
         let top_k = req.top_k;
         validate_query(&req.query, top_k, req.scope.as_ref())?;
         if req.rerank_top_n > MAX_TOP_K {
@@ -354,11 +354,17 @@ impl Engine {
         Ok(rx)
     }
 
-    async fn run_answer(&self, req: AnswerRequest, scope: Scope, top_k: u32, tx: mpsc::Sender<AnswerEvent>) {
+    async fn run_answer(
+        &self,
+        req: AnswerRequest,
+        scope: Scope,
+        top_k: u32,
+        tx: mpsc::Sender<Result<AnswerEvent, tonic::Status>>,
+    ) {
         let started = Instant::now();
         let send = |e: Event| {
             let tx = tx.clone();
-            async move { tx.send(AnswerEvent { event: Some(e) }).await.is_ok() }
+            async move { tx.send(Ok(AnswerEvent { event: Some(e) })).await.is_ok() }
         };
         let budget_ms =
             if req.time_budget_ms == 0 { self.cfg.answer.time_budget_ms } else { req.time_budget_ms as u64 };
@@ -366,11 +372,9 @@ impl Engine {
         let r = match self.retrieve(&req.query, &scope, SearchMode::Hybrid, top_k, budget).await {
             Ok(r) => r,
             Err(e) => {
-                let _ = send(Event::Limits(Limits {
-                    limits: vec![limit(&format!("{:?}", e.code()).to_lowercase(), e.to_string())],
-                }))
-                .await;
-                let _ = send(Event::Done(Done {})).await;
+                // Nothing to cite: end the stream with the precise status (UNAVAILABLE naming the
+                // services, DEADLINE_EXCEEDED, ...).
+                let _ = tx.send(Err(e.into())).await;
                 return;
             }
         };

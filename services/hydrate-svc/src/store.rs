@@ -35,6 +35,8 @@ const COLUMNS: &str = "chunk_id, repo, path, language, start_line, end_line, sym
 impl ChunkStore {
     pub fn new(cfg: &Config) -> Result<Arc<Self>, HydrateError> {
         let db = duckdb::Connection::open_in_memory()?;
+        // Keep Parquet metadata between queries: segments are immutable once published.
+        db.execute_batch("SET enable_object_cache = true;")?;
         let s = Arc::new(Self {
             db: Mutex::new(db),
             catalog: Catalog::new(&cfg.data.root),

@@ -40,6 +40,8 @@ fn publish_repo(root: &std::path::Path, repo: &str, files: &[(&str, &str, &str)]
         created_unix_ms: 0,
         source: "test".into(),
         embedding: EmbeddingContract { model_id: "m".into(), dim: 4, metric: "inner_product".into(), normalized: true },
+        embed_text_format: 1,
+        embed_max_tokens: 256,
         segments: vec![segment],
         faiss_index: "vector/unused.faiss".into(),
         chunk_meta: "vector/unused.json".into(),

@@ -33,7 +33,11 @@ impl LexicalSearcher {
     pub fn new(cfg: &Config) -> Arc<Self> {
         let s = Arc::new(Self {
             catalog: Catalog::new(&cfg.data.root),
-            boosts: Boosts::default(),
+            boosts: Boosts {
+                symbol: cfg.lexical.symbol_boost,
+                path: cfg.lexical.path_boost,
+                body: cfg.lexical.body_boost,
+            },
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("lexical"),
         });

@@ -26,18 +26,12 @@ pub struct Fields {
     pub body: Field,
 }
 
-/// Field boosts used at query time.
+/// Field boosts used at query time (configured as `lexical.*_boost`).
 #[derive(Debug, Clone, Copy)]
 pub struct Boosts {
     pub symbol: f32,
     pub path: f32,
     pub body: f32,
-}
-
-impl Default for Boosts {
-    fn default() -> Self {
-        Self { symbol: 3.0, path: 1.0, body: 1.0 }
-    }
 }
 
 pub fn schema() -> (Schema, Fields) {

@@ -1,4 +1,4 @@
-//! On-disk vector artifacts of one repo version: a FAISS `IDMap,Flat` inner-product index whose
+//! On-disk vector artifacts of one repo version: a FAISS `IDMap2,Flat` inner-product index whose
 //! ids are chunk ids, and a side file with each chunk's path and language for scope filters.
 
 use std::collections::HashMap;
@@ -31,7 +31,7 @@ pub fn write_index(
     if let Some(bad) = vectors.iter().find(|v| v.len() != dim as usize) {
         return Err(VectorError::InvalidArgument(format!("vector dimension {} does not match {dim}", bad.len())));
     }
-    let mut index = faiss::index_factory(dim, "IDMap,Flat", MetricType::InnerProduct)?;
+    let mut index = faiss::index_factory(dim, "IDMap2,Flat", MetricType::InnerProduct)?;
     let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
     let ids: Vec<Idx> = metas.iter().map(|m| Idx::new(m.id)).collect();
     if !ids.is_empty() {
@@ -49,6 +49,22 @@ pub fn write_index(
         codeintel_core::manifest::fsync_file(&repo_dir.join(rel)).map_err(|e| VectorError::Io(e.to_string()))?;
     }
     Ok((faiss_rel, meta_rel))
+}
+
+/// Reads back the vectors of `ids` from a written index (absent ids are skipped), so that
+/// re-indexing reuses the embeddings of chunks that did not change.
+pub fn read_vectors(repo_dir: &Path, faiss_rel: &str, ids: &[u64]) -> Result<HashMap<u64, Vec<f32>>, VectorError> {
+    let p = repo_dir.join(faiss_rel);
+    let index = faiss::read_index(p.to_str().ok_or_else(|| VectorError::Io("non-utf8 path".into()))?)?;
+    let d = index.d() as usize;
+    let mut out = HashMap::with_capacity(ids.len());
+    for &id in ids {
+        let mut v = vec![0f32; d];
+        if index.reconstruct(Idx::new(id), &mut v).is_ok() {
+            out.insert(id, v);
+        }
+    }
+    Ok(out)
 }
 
 /// A loaded, searchable version of one repo's vectors.
@@ -140,5 +156,8 @@ mod tests {
         let hits = r.search(&[0.0, 1.0, 0.0], 2, |_, l| l == "python", true).unwrap();
         assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![33, 11]);
         assert!(write_index(d.path(), "v2", 4, &vecs, &metas).is_err(), "wrong dimension must be refused");
+        let back = read_vectors(d.path(), &f, &[33, 44]).unwrap();
+        assert_eq!(back.len(), 1, "unknown ids are skipped");
+        assert_eq!(back[&33], vec![0.6, 0.8, 0.0]);
     }
 }

@@ -27,6 +27,9 @@ pub struct Chunk {
     pub text: String,
 }
 
+/// Bumped whenever [`Chunk::embedding_text`] changes, so stored vectors are not reused.
+pub const EMBED_TEXT_FORMAT: u32 = 1;
+
 impl Chunk {
     /// The text given to the embedder: a short header naming where the code lives, then the code.
     pub fn embedding_text(&self) -> String {

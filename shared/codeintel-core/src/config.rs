@@ -17,7 +17,7 @@ pub struct Config {
     pub data: DataConfig,
     pub embed: EmbedConfig,
     pub vector: ServiceConfig,
-    pub lexical: ServiceConfig,
+    pub lexical: LexicalConfig,
     pub hydrate: ServiceConfig,
     pub answer: AnswerConfig,
     pub index: IndexConfig,
@@ -59,6 +59,34 @@ pub struct ServiceConfig {
     pub metrics_addr: String,
     /// How often the service looks for a new published manifest version, milliseconds.
     pub reload_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LexicalConfig {
+    pub addr: String,
+    pub metrics_addr: String,
+    pub reload_ms: u64,
+    /// BM25 weight of a match in the definition's qualified name.
+    pub symbol_boost: f32,
+    /// BM25 weight of a match in the file path.
+    pub path_boost: f32,
+    /// BM25 weight of a match in the code (with its parent and signature).
+    pub body_boost: f32,
+}
+
+impl Default for LexicalConfig {
+    fn default() -> Self {
+        let s = ServiceConfig::local(50053, 9103);
+        Self {
+            addr: s.addr,
+            metrics_addr: s.metrics_addr,
+            reload_ms: s.reload_ms,
+            symbol_boost: 1.0,
+            path_boost: 0.3,
+            body_boost: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -169,7 +197,7 @@ impl Default for Config {
             data: DataConfig::default(),
             embed: EmbedConfig::default(),
             vector: ServiceConfig::local(50052, 9102),
-            lexical: ServiceConfig::local(50053, 9103),
+            lexical: LexicalConfig::default(),
             hydrate: ServiceConfig::local(50054, 9104),
             answer: AnswerConfig::default(),
             index: IndexConfig::default(),
@@ -206,6 +234,11 @@ impl Config {
             "answer.dense_weight and answer.lexical_weight must not be negative"
         );
         anyhow::ensure!((1..=1000).contains(&self.answer.candidates), "answer.candidates must be in 1..=1000");
+        let l = &self.lexical;
+        anyhow::ensure!(
+            l.symbol_boost >= 0.0 && l.path_boost >= 0.0 && l.body_boost >= 0.0,
+            "lexical boosts must not be negative"
+        );
         anyhow::ensure!(self.embed.batch_size > 0, "embed.batch_size must be positive");
         anyhow::ensure!(self.embed.max_tokens >= 8, "embed.max_tokens must be at least 8");
         anyhow::ensure!(self.index.max_chunk_lines >= 10, "index.max_chunk_lines must be at least 10");

@@ -32,6 +32,13 @@ pub struct Manifest {
     /// Where the repository was indexed from (informational).
     pub source: String,
     pub embedding: EmbeddingContract,
+    /// Version of the text each chunk was embedded as (see `chunk::EMBED_TEXT_FORMAT`);
+    /// vectors are reused across versions only when it matches.
+    #[serde(default)]
+    pub embed_text_format: u32,
+    /// Word-pieces each chunk was truncated to before embedding (`embed.max_tokens`).
+    #[serde(default)]
+    pub embed_max_tokens: u32,
     /// Paths relative to the repo folder.
     pub segments: Vec<String>,
     pub faiss_index: String,
@@ -219,6 +226,8 @@ mod tests {
                 metric: "inner_product".into(),
                 normalized: true,
             },
+            embed_text_format: 1,
+            embed_max_tokens: 256,
             segments: vec![format!("segments/{v}.parquet")],
             faiss_index: format!("vector/{v}.faiss"),
             chunk_meta: format!("vector/{v}.meta.json"),

@@ -97,8 +97,10 @@ pub async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"))
 }
 
-/// Reflection services (v1 and v1alpha) over the CodeIntel contracts, health, and `extra` sets.
+/// Reflection services (v1 and v1alpha) over the CodeIntel contracts, health, and `extra` sets,
+/// advertising `services` and health.
 pub fn reflection(
+    services: &[&str],
     extra: &[&'static [u8]],
 ) -> anyhow::Result<(
     tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
@@ -114,7 +116,25 @@ pub fn reflection(
         v1 = v1.register_encoded_file_descriptor_set(set);
         v1a = v1a.register_encoded_file_descriptor_set(set);
     }
+    // Advertise only what this process serves, not every service in the descriptor sets.
+    for name in services.iter().copied().chain(["grpc.health.v1.Health"]) {
+        v1 = v1.with_service_name(name);
+        v1a = v1a.with_service_name(name);
+    }
+    v1 = v1.with_service_name("grpc.reflection.v1.ServerReflection");
+    v1a = v1a.with_service_name("grpc.reflection.v1alpha.ServerReflection");
     Ok((v1.build_v1()?, v1a.build_v1alpha()?))
+}
+
+/// Accepted connections with Nagle's algorithm off: small gRPC frames on loopback otherwise
+/// wait for delayed ACKs (tens of milliseconds per call).
+pub fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        let s = s?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -277,13 +297,11 @@ pub async fn serve(
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     });
-    let (v1, v1a) = reflection(extra_descriptors)?;
+    let (v1, v1a) = reflection(&[health_name], extra_descriptors)?;
     let router = tonic::transport::Server::builder().add_service(health).add_service(v1).add_service(v1a);
     let router = add(router);
     announce(service, grpc_addr, http_addr);
-    router
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown_signal())
-        .await?;
+    router.serve_with_incoming_shutdown(incoming(listener), shutdown_signal()).await?;
     tracing::info!(service, "stopped");
     Ok(())
 }

@@ -67,8 +67,8 @@ pub fn start(name: &str, data_root: &Path, extra: &[String]) -> Proc {
     Proc { name: name.into(), child, addr }
 }
 
-/// Runs `codeintel index` on `path` into `data_root`.
-pub fn index(path: &Path, repo: &str, data_root: &Path) {
+/// Runs `codeintel index` on `path` into `data_root`; returns its summary line.
+pub fn index(path: &Path, repo: &str, data_root: &Path) -> String {
     let out = Command::new(bin_dir().join("codeintel"))
         .args(["index"])
         .arg(path)
@@ -77,6 +77,21 @@ pub fn index(path: &Path, repo: &str, data_root: &Path) {
         .output()
         .expect("run codeintel index");
     assert!(out.status.success(), "codeintel index failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Copies a folder tree (fixtures are edited in copies, never in place).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
 }
 
 pub struct Mesh {

@@ -66,6 +66,8 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
         let v1 = list_services(&p.addr).await;
         assert!(v1.contains(&svc.to_string()), "{} reflection v1 lists {v1:?}", p.name);
         assert!(v1.contains(&"grpc.health.v1.Health".to_string()), "{v1:?}");
+        let foreign = v1.iter().filter(|s| s.starts_with("codeintel.") && s.as_str() != svc).count();
+        assert_eq!(foreign, 0, "{} advertises services it does not serve: {v1:?}", p.name);
         let v1a = list_services_v1alpha(&p.addr).await;
         assert!(v1a.contains(&svc.to_string()), "{} reflection v1alpha lists {v1a:?}", p.name);
         let mut h = tonic_health::pb::health_client::HealthClient::new(channel(&p.addr).await);
@@ -191,4 +193,18 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     assert!(e.message().contains("vector-svc"), "{}", e.message());
+
+    // Every retriever down: Answer ends its stream with UNAVAILABLE naming them.
+    drop(mesh.lexical);
+    let req = AnswerRequest { query: "cart".into(), scope: None, top_k: 3, rerank_top_n: 0, time_budget_ms: 5_000 };
+    let mut stream = c.answer(req).await.unwrap().into_inner();
+    let e = loop {
+        match stream.next().await {
+            Some(Ok(ev)) => panic!("no event expected without retrievers, got {ev:?}"),
+            Some(Err(e)) => break e,
+            None => panic!("stream ended without a status"),
+        }
+    };
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("vector-svc") && e.message().contains("lexical-svc"), "{}", e.message());
 }
