@@ -198,12 +198,10 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
     drop(mesh.lexical);
     let req = AnswerRequest { query: "cart".into(), scope: None, top_k: 3, rerank_top_n: 0, time_budget_ms: 5_000 };
     let mut stream = c.answer(req).await.unwrap().into_inner();
-    let e = loop {
-        match stream.next().await {
-            Some(Ok(ev)) => panic!("no event expected without retrievers, got {ev:?}"),
-            Some(Err(e)) => break e,
-            None => panic!("stream ended without a status"),
-        }
+    let e = match stream.next().await {
+        Some(Ok(ev)) => panic!("no event expected without retrievers, got {ev:?}"),
+        Some(Err(e)) => e,
+        None => panic!("stream ended without a status"),
     };
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     assert!(e.message().contains("vector-svc") && e.message().contains("lexical-svc"), "{}", e.message());
