@@ -37,7 +37,7 @@ run: build ## index $(REPO) as $(NAME), start the mesh, ask $(QUESTION), stop
 
 test: deps ## all tests (unit, integration, end-to-end), release profile
 	cargo build --release --workspace --bins
-	cargo test --release --workspace
+	cargo test --release --workspace --all-targets
 
 fmt: ## format
 	cargo fmt --all
