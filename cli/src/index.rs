@@ -101,7 +101,8 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, quiet: bool) -> anyhow::
     let todo: Vec<usize> = (0..chunks.len()).filter(|i| !reused.contains_key(&chunks[*i].chunk_id)).collect();
     let pb = bar(todo.len() as u64, "embedding", quiet);
     let mut fresh: Vec<Vec<f32>> = Vec::with_capacity(todo.len());
-    let step = (cfg.embed.batch_size * 4).max(1);
+    // Large steps let the embedder sort by length across many texts (less padding).
+    let step = (cfg.embed.batch_size * 32).max(64);
     for part in todo.chunks(step) {
         let texts: Vec<String> = part.iter().map(|&i| chunks[i].embedding_text()).collect();
         fresh.extend(embedder.embed(texts).await?);

@@ -5,9 +5,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files: Vec<PathBuf> =
         ["common.proto", "retrieval.proto", "answer.proto"].iter().map(|f| root.join("codeintel/v1").join(f)).collect();
     let flight = root.join("arrow/flight/Flight.proto");
-    for f in files.iter().chain([&flight]) {
-        println!("cargo:rerun-if-changed={}", f.display());
+    // Relative to this package, so that every checkout sharing a build cache is watched.
+    for f in ["common.proto", "retrieval.proto", "answer.proto"] {
+        println!("cargo:rerun-if-changed=../../proto/codeintel/v1/{f}");
     }
+    println!("cargo:rerun-if-changed=../../proto/arrow/flight/Flight.proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("codeintel_descriptor.bin"))

@@ -109,26 +109,33 @@ impl Backends {
         futures::future::join_all(checks).await.into_iter().flatten().collect()
     }
 
-    fn request(query: &str, scope: &Scope, k: u32, d: Duration) -> tonic::Request<RetrieveRequest> {
-        let mut r = tonic::Request::new(RetrieveRequest { query: query.into(), scope: Some(scope.clone()), top_k: k });
+    fn request(query: &str, scope: &Scope, k: u32, d: Duration, exact_symbol: &str) -> tonic::Request<RetrieveRequest> {
+        let mut r = tonic::Request::new(RetrieveRequest {
+            query: query.into(),
+            scope: Some(scope.clone()),
+            top_k: k,
+            exact_symbol: exact_symbol.into(),
+        });
         r.set_timeout(d);
         r
     }
 
     pub async fn dense(&self, query: &str, scope: &Scope, k: u32, d: Duration) -> Result<Vec<ScoredChunk>, CallError> {
         let mut c = self.vector.clone();
-        bounded(d, c.search(Self::request(query, scope, k, d))).await.map(|r| r.hits)
+        bounded(d, c.search(Self::request(query, scope, k, d, ""))).await.map(|r| r.hits)
     }
 
+    /// BM25; with `exact_symbol`, definitions of that name come first, flagged `exact`.
     pub async fn lexical(
         &self,
         query: &str,
+        exact_symbol: &str,
         scope: &Scope,
         k: u32,
         d: Duration,
     ) -> Result<Vec<ScoredChunk>, CallError> {
         let mut c = self.lexical.clone();
-        bounded(d, c.search(Self::request(query, scope, k, d))).await.map(|r| r.hits)
+        bounded(d, c.search(Self::request(query, scope, k, d, exact_symbol))).await.map(|r| r.hits)
     }
 
     /// Fetches chunks by id through Flight `DoGet`; returns them keyed by chunk id.

@@ -21,6 +21,7 @@ use crate::error::AnswerError;
 use crate::fusion::{rrf, RankedList};
 use crate::session::SessionStore;
 use crate::synth::{build_prompt, extractive_answer, ChatClient};
+use codeintel_core::query::{self, QueryKind};
 
 pub const MAX_TOP_K: u32 = 1000;
 
@@ -40,6 +41,8 @@ pub struct Retrieval {
     pub limits: Vec<Limit>,
     pub stages: Vec<StageTiming>,
     pub retrievers: Vec<RetrieverContribution>,
+    /// `identifier` or `natural_language`.
+    pub route: String,
 }
 
 pub struct Engine {
@@ -57,6 +60,19 @@ struct RetrieverList {
     weight: f32,
     hits: Vec<(u64, String)>,
     scores: Vec<f32>,
+    /// Hits that define the exact symbol the query names (lexical only).
+    exact: Vec<u64>,
+}
+
+/// Puts the exact-symbol hits first (in their retriever's order), then the rest as fused.
+pub fn exact_first(fused: Vec<(u64, f32, u32, u32)>, exact: &[u64]) -> Vec<(u64, f32, u32, u32)> {
+    if exact.is_empty() {
+        return fused;
+    }
+    let (mut first, rest): (Vec<_>, Vec<_>) = fused.into_iter().partition(|f| exact.contains(&f.0));
+    first.sort_by_key(|f| exact.iter().position(|e| *e == f.0));
+    first.extend(rest);
+    first
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
@@ -150,6 +166,12 @@ impl Engine {
         let retr_budget = budget.mul_f32(0.7).min(Duration::from_millis(a.retriever_timeout_ms));
         let want_dense = mode != SearchMode::Lexical;
         let want_lex = mode != SearchMode::Dense;
+        // Name lookups get an exact symbol match first (query routing).
+        let exact_symbol = match a.identifier_routing.then(|| query::classify(query)) {
+            Some(QueryKind::Identifier { name }) => name,
+            _ => String::new(),
+        };
+        out.route = if exact_symbol.is_empty() { "natural_language".into() } else { "identifier".into() };
         let dense = async {
             if want_dense {
                 Some(timed(self.backends.dense(query, scope, candidates, retr_budget)).await)
@@ -159,7 +181,7 @@ impl Engine {
         };
         let lexical = async {
             if want_lex {
-                Some(timed(self.backends.lexical(query, scope, candidates, retr_budget)).await)
+                Some(timed(self.backends.lexical(query, &exact_symbol, scope, candidates, retr_budget)).await)
             } else {
                 None
             }
@@ -184,11 +206,13 @@ impl Engine {
                         timed_out: false,
                     });
                     let scores = hits.iter().map(|h| h.score).collect();
+                    let exact = hits.iter().filter(|h| h.exact).map(|h| h.chunk_id).collect();
                     lists.push(RetrieverList {
                         name,
                         weight,
                         hits: hits.into_iter().map(|h| (h.chunk_id, h.repo)).collect(),
                         scores,
+                        exact,
                     });
                 }
                 Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
@@ -251,6 +275,8 @@ impl Engine {
                 })
                 .collect()
         };
+        let exact: Vec<u64> = lists.iter().flat_map(|l| l.exact.iter().copied()).collect();
+        let fused = exact_first(fused, &exact);
         out.stages.push(stage("fuse", t));
 
         // Hydrate a few more than asked, in case the scope filter at hydration drops some.
@@ -469,6 +495,7 @@ impl Engine {
             ttft_ms: ttft,
             tokens,
             synthesizer,
+            route: r.route,
         };
         self.metrics.stage("answer_total", trace.total_ms / 1e3);
         if send(Event::Trace(trace)).await {
@@ -489,5 +516,13 @@ mod tests {
         let bad = Scope { include_globs: vec!["a/[".into()], ..Default::default() };
         assert_eq!(validate_query("q", 5, Some(&bad)).unwrap_err().code(), tonic::Code::InvalidArgument);
         assert!(validate_query("q", 5, None).is_ok());
+    }
+
+    #[test]
+    fn exact_symbol_hits_lead_in_their_own_order() {
+        let fused = vec![(1, 0.5, 1, 0), (2, 0.4, 2, 3), (3, 0.3, 0, 1), (4, 0.2, 3, 2)];
+        let out: Vec<u64> = exact_first(fused.clone(), &[3, 2]).into_iter().map(|f| f.0).collect();
+        assert_eq!(out, vec![3, 2, 1, 4]);
+        assert_eq!(exact_first(fused.clone(), &[]), fused);
     }
 }

@@ -63,6 +63,7 @@ impl LexicalSearcher {
             let repo = &l.manifest.repo;
             let found = l.value.search(
                 &req.query,
+                &req.exact_symbol,
                 k,
                 self.boosts,
                 &scope.languages,
@@ -73,6 +74,7 @@ impl LexicalSearcher {
                 chunk_id: h.chunk_id,
                 repo: repo.clone(),
                 score: h.score,
+                exact: h.exact,
             }));
         }
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));

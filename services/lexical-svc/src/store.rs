@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use codeintel_core::chunk::Chunk;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
@@ -13,6 +13,10 @@ use tantivy::{collector::TopDocs, Index, IndexReader, TantivyDocument, Term};
 
 use crate::error::LexicalError;
 use crate::tokenizer::{code_tokens, CodeTokenizer};
+use codeintel_core::query::symbol_keys;
+
+/// Score added to a definition whose name equals the requested symbol: above any BM25 score.
+pub const EXACT_SCORE: f32 = 1000.0;
 
 pub const TOKENIZER: &str = "code";
 
@@ -21,6 +25,8 @@ pub struct Fields {
     pub chunk_id: Field,
     pub path_raw: Field,
     pub language: Field,
+    /// Exact-lookup keys of the symbol (see `query::symbol_keys`), untokenized.
+    pub symbol_key: Field,
     pub symbol: Field,
     pub path: Field,
     pub body: Field,
@@ -42,10 +48,11 @@ pub fn schema() -> (Schema, Fields) {
     let chunk_id = b.add_u64_field("chunk_id", NumericOptions::default().set_stored().set_indexed().set_fast());
     let path_raw = b.add_text_field("path_raw", STRING | STORED);
     let language = b.add_text_field("language", STRING | STORED);
+    let symbol_key = b.add_text_field("symbol_key", STRING);
     let symbol = b.add_text_field("symbol", code.clone());
     let path = b.add_text_field("path", code.clone());
     let body = b.add_text_field("body", code);
-    (b.build(), Fields { chunk_id, path_raw, language, symbol, path, body })
+    (b.build(), Fields { chunk_id, path_raw, language, symbol_key, symbol, path, body })
 }
 
 fn register(index: &Index) {
@@ -79,6 +86,9 @@ pub fn write_index(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result<S
         d.add_text(f.path_raw, &c.path);
         d.add_text(f.language, &c.language);
         d.add_text(f.symbol, &c.symbol);
+        for key in symbol_keys(&c.symbol) {
+            d.add_text(f.symbol_key, key);
+        }
         d.add_text(f.path, &c.path);
         d.add_text(f.body, body_text(c));
         w.add_document(d).map_err(tv)?;
@@ -98,6 +108,7 @@ pub struct RepoLexical {
 pub struct LexHit {
     pub chunk_id: u64,
     pub score: f32,
+    pub exact: bool,
 }
 
 impl RepoLexical {
@@ -111,9 +122,11 @@ impl RepoLexical {
     }
 
     /// BM25 over the code fields: each query token is a should-clause on each field, boosted.
+    #[allow(clippy::too_many_arguments)]
     pub fn search(
         &self,
         query: &str,
+        exact_symbol: &str,
         k: usize,
         boosts: Boosts,
         languages: &[String],
@@ -134,6 +147,10 @@ impl RepoLexical {
                 let tq = TermQuery::new(Term::from_field_text(field, &tok), IndexRecordOption::WithFreqs);
                 clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(tq), boost))));
             }
+        }
+        if let Some(key) = symbol_keys(exact_symbol.trim()).into_iter().next().filter(|k| !k.is_empty()) {
+            let tq = TermQuery::new(Term::from_field_text(f.symbol_key, &key), IndexRecordOption::Basic);
+            clauses.push((Occur::Should, Box::new(ConstScoreQuery::new(Box::new(tq), EXACT_SCORE))));
         }
         if clauses.is_empty() {
             return Ok(Vec::new());
@@ -160,12 +177,76 @@ impl RepoLexical {
             let path = doc.get_first(f.path_raw).and_then(|v| v.as_str()).unwrap_or("");
             let lang = doc.get_first(f.language).and_then(|v| v.as_str()).unwrap_or("");
             if keep(path, lang) {
-                out.push(LexHit { chunk_id: id, score });
+                out.push(LexHit { chunk_id: id, score, exact: score >= EXACT_SCORE });
                 if out.len() == k {
                     break;
                 }
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codeintel_core::chunk::{chunk_file, ChunkOptions};
+
+    fn index(files: &[(&str, &str, &str)]) -> (tempfile::TempDir, RepoLexical, Vec<Chunk>) {
+        let chunks: Vec<Chunk> =
+            files.iter().flat_map(|(p, l, s)| chunk_file("r", p, l, s, ChunkOptions::default())).collect();
+        let d = tempfile::tempdir().unwrap();
+        let rel = write_index(d.path(), "v000001", &chunks).unwrap();
+        let r = RepoLexical::open(&d.path().join(rel)).unwrap();
+        (d, r, chunks)
+    }
+
+    fn id_of(chunks: &[Chunk], symbol: &str) -> u64 {
+        chunks.iter().find(|c| c.symbol == symbol).unwrap().chunk_id
+    }
+
+    const BOOSTS: Boosts = Boosts { symbol: 1.0, path: 0.3, body: 1.0 };
+
+    #[test]
+    fn exact_symbol_lookup_outranks_bm25_and_is_flagged() {
+        let (_d, r, chunks) = index(&[
+            (
+                "src/noise.rs",
+                "rust",
+                "fn calls_it() {\n    render_arg_val(); render_arg_val(); render_arg_val();\n    arg(); arg();\n}\n",
+            ),
+            ("src/arg.rs", "rust", "struct Arg;\n\nimpl Arg {\n    fn render_arg_val(&self) -> String {\n        String::new()\n    }\n}\n"),
+        ]);
+        let target = id_of(&chunks, "Arg::render_arg_val");
+        let hits =
+            r.search("impl Arg fn render_arg_val", "Arg::render_arg_val", 5, BOOSTS, &[], |_, _| true, false).unwrap();
+        assert_eq!(hits[0].chunk_id, target);
+        assert!(hits[0].exact && hits.iter().skip(1).all(|h| !h.exact));
+        // The unqualified name finds it too; a name nobody defines flags nothing.
+        let hits = r.search("render_arg_val", "render_arg_val", 5, BOOSTS, &[], |_, _| true, false).unwrap();
+        assert_eq!((hits[0].chunk_id, hits[0].exact), (target, true));
+        let hits = r.search("render_arg_val", "nothing_here", 5, BOOSTS, &[], |_, _| true, false).unwrap();
+        assert!(hits.iter().all(|h| !h.exact));
+    }
+
+    #[test]
+    fn identifier_query_returns_its_definition_first_and_filters_apply() {
+        let (_d, r, chunks) = index(&[
+            (
+                "a/session.py",
+                "python",
+                "def refresh_token(session):\n    session.token = new_token()\n    return session\n",
+            ),
+            ("b/other.py", "python", "def rotate(keys):\n    return [k for k in keys]\n"),
+            ("c/web.js", "javascript", "function refreshToken(s) {\n  return s;\n}\n"),
+        ]);
+        let hits = r.search("refresh_token", "", 3, BOOSTS, &[], |_, _| true, false).unwrap();
+        assert_eq!(hits[0].chunk_id, id_of(&chunks, "refresh_token"));
+        let js = vec!["javascript".to_string()];
+        let hits = r.search("refresh token", "", 3, BOOSTS, &js, |_, _| true, true).unwrap();
+        assert_eq!(hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), vec![id_of(&chunks, "refreshToken")]);
+        let hits = r.search("refresh token", "", 3, BOOSTS, &[], |p, _| p.starts_with("a/"), true).unwrap();
+        assert!(hits.iter().all(|h| h.chunk_id == id_of(&chunks, "refresh_token")));
+        assert!(r.search("the of", "", 3, BOOSTS, &[], |_, _| true, false).unwrap().is_empty(), "stop words only");
     }
 }

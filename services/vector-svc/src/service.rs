@@ -103,7 +103,12 @@ impl VectorSearcher {
         for l in loaded.iter().filter(|l| scope.allows_repo(&l.manifest.repo)) {
             let repo = &l.manifest.repo;
             let found = l.value.search(&q, k, |path, lang| scope.allows(repo, path, lang), scope.filters_chunks())?;
-            hits.extend(found.into_iter().map(|(id, score)| ScoredChunk { chunk_id: id, repo: repo.clone(), score }));
+            hits.extend(found.into_iter().map(|(id, score)| ScoredChunk {
+                chunk_id: id,
+                repo: repo.clone(),
+                score,
+                exact: false,
+            }));
         }
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
         hits.truncate(k);
@@ -149,11 +154,11 @@ mod tests {
 
     #[test]
     fn bad_requests_are_rejected_with_a_reason() {
-        let r = RetrieveRequest { query: " ".into(), scope: None, top_k: 5 };
+        let r = RetrieveRequest { query: " ".into(), scope: None, top_k: 5, exact_symbol: String::new() };
         assert!(validate(&r).unwrap_err().to_string().contains("query is empty"));
-        let r = RetrieveRequest { query: "x".into(), scope: None, top_k: 0 };
+        let r = RetrieveRequest { query: "x".into(), scope: None, top_k: 0, exact_symbol: String::new() };
         assert!(validate(&r).unwrap_err().to_string().contains("top_k"));
-        let r = RetrieveRequest { query: "x".into(), scope: None, top_k: 1001 };
+        let r = RetrieveRequest { query: "x".into(), scope: None, top_k: 1001, exact_symbol: String::new() };
         assert_eq!(validate(&r).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 }

@@ -44,8 +44,10 @@ pub struct EmbedConfig {
     pub url: String,
     /// Word-pieces kept per text (longer text is truncated).
     pub max_tokens: usize,
-    /// Texts per forward pass.
+    /// Texts per forward pass of the local model.
     pub batch_size: usize,
+    /// Texts per request to the remote endpoint.
+    pub remote_batch_size: usize,
     /// Request timeout for the remote endpoint, milliseconds.
     pub timeout_ms: u64,
 }
@@ -106,6 +108,9 @@ pub struct AnswerConfig {
     pub lexical_weight: f32,
     /// Candidates asked from each retriever.
     pub candidates: u32,
+    /// Route name lookups (`class Foo`, `Foo::bar`, `where is foo defined`) to an exact symbol
+    /// match first.
+    pub identifier_routing: bool,
     /// Per-retriever timeout, milliseconds (also capped by the request budget).
     pub retriever_timeout_ms: u64,
     /// Default whole-request budget, milliseconds.
@@ -145,7 +150,8 @@ impl Default for EmbedConfig {
             model_dir: PathBuf::new(),
             url: String::new(),
             max_tokens: 256,
-            batch_size: 32,
+            batch_size: 8,
+            remote_batch_size: 64,
             timeout_ms: 30_000,
         }
     }
@@ -175,6 +181,7 @@ impl Default for AnswerConfig {
             dense_weight: 1.0,
             lexical_weight: 1.0,
             candidates: 50,
+            identifier_routing: true,
             retriever_timeout_ms: 1_500,
             time_budget_ms: 2_000,
             llm_url: String::new(),
@@ -239,7 +246,10 @@ impl Config {
             l.symbol_boost >= 0.0 && l.path_boost >= 0.0 && l.body_boost >= 0.0,
             "lexical boosts must not be negative"
         );
-        anyhow::ensure!(self.embed.batch_size > 0, "embed.batch_size must be positive");
+        anyhow::ensure!(
+            self.embed.batch_size > 0 && self.embed.remote_batch_size > 0,
+            "embed.batch_size and embed.remote_batch_size must be positive"
+        );
         anyhow::ensure!(self.embed.max_tokens >= 8, "embed.max_tokens must be at least 8");
         anyhow::ensure!(self.index.max_chunk_lines >= 10, "index.max_chunk_lines must be at least 10");
         anyhow::ensure!(self.index.window_lines >= 5, "index.window_lines must be at least 5");

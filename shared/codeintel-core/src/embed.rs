@@ -184,7 +184,7 @@ impl Embedder {
             let r = RemoteEmbedder::new(
                 &cfg.embed.url,
                 &cfg.embed.model_id,
-                cfg.embed.batch_size,
+                cfg.embed.remote_batch_size,
                 Duration::from_millis(cfg.embed.timeout_ms),
             )?;
             Ok(Embedder::Remote(Arc::new(r)))

@@ -5,6 +5,7 @@ pub mod chunk;
 pub mod config;
 pub mod embed;
 pub mod manifest;
+pub mod query;
 pub mod scope;
 pub mod server;
 pub mod ticket;

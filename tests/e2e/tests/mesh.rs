@@ -123,7 +123,7 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
     assert!(text.contains("shop/src/shop/cart.py:"), "answer cites the file: {text}");
     assert!(events.iter().any(|e| matches!(e, Event::Limits(l) if l.limits.iter().any(|l| l.code == "extractive"))));
     assert!(
-        matches!(events.iter().rev().nth(1), Some(Event::Trace(t)) if t.stages.iter().any(|s| s.stage == "retrieve"))
+        matches!(events.iter().rev().nth(1), Some(Event::Trace(t)) if t.stages.iter().any(|s| s.stage == "retrieve") && t.route == "natural_language")
     );
     assert!(matches!(events.last(), Some(Event::Done(_))));
 
@@ -142,6 +142,12 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
         );
         assert!(!r.hits[0].text.is_empty());
     }
+    let r = c
+        .search(SearchRequest { query: "where is SessionManager defined".into(), scope: None, top_k: 3, mode: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.hits[0].symbol.as_str(), r.hits[0].start_line), ("SessionManager", 3), "{:?}", r.hits);
     let js_only = Scope { languages: vec!["javascript".into()], ..Default::default() };
     let r = c
         .search(SearchRequest { query: "token".into(), scope: Some(js_only.clone()), top_k: 10, mode: 0 })

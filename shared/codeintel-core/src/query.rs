@@ -1,0 +1,143 @@
+//! Query routing: tells a name lookup (`FooBar`, `fn parse_header`, `Command::flatten_help`,
+//! `where is _get_text_stream defined`) from a natural-language question.
+
+/// What the query asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryKind {
+    /// A definition by name; `name` as typed (qualified names keep their separators).
+    Identifier {
+        name: String,
+    },
+    NaturalLanguage,
+}
+
+/// Words that announce a definition kind before its name.
+const KIND_WORDS: &[&str] = &[
+    "class",
+    "struct",
+    "enum",
+    "trait",
+    "fn",
+    "def",
+    "func",
+    "function",
+    "interface",
+    "type",
+    "impl",
+    "mod",
+    "module",
+    "macro",
+    "method",
+    "const",
+    "static",
+    "var",
+    "let",
+];
+
+fn is_identifier(s: &str) -> bool {
+    let s = s.trim_end_matches("()").trim_end_matches('!');
+    !s.is_empty()
+        && s.split("::").all(|part| {
+            !part.is_empty()
+                && part.split('.').all(|p| {
+                    let mut chars = p.chars();
+                    matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_' || c == '$')
+                        && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                })
+        })
+}
+
+/// Does this single word look like code rather than English? (`parse_header`, `HTTPAdapter`,
+/// `flatten_help`, `Foo::bar`; not `parse` or `Parse`.)
+fn looks_like_code(s: &str) -> bool {
+    let s = s.trim_end_matches("()").trim_end_matches('!');
+    let inner_upper = s.chars().skip(1).any(|c| c.is_uppercase());
+    s.contains('_') || s.contains("::") || s.contains('.') || inner_upper || s.starts_with('$')
+}
+
+/// Words that ask for a definition.
+const LOOKUP_WORDS: &[&str] =
+    &["find", "defined", "declared", "definition", "declaration", "implementation", "implemented", "locate"];
+
+/// Words around a name that add nothing to it.
+const FILLER_WORDS: &[&str] =
+    &["where", "is", "are", "the", "a", "an", "of", "show", "me", "source", "code", "for", "go", "to"];
+
+pub fn classify(query: &str) -> QueryKind {
+    let q = query.trim().trim_end_matches('?').trim();
+    let words: Vec<&str> = q.split_whitespace().collect();
+    let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+    let is_kind = |w: &str| KIND_WORDS.contains(&w);
+    let is_lookup = |w: &str| LOOKUP_WORDS.contains(&w);
+    let is_filler = |w: &str| FILLER_WORDS.contains(&w) || is_lookup(w);
+    let rest: Vec<&str> =
+        words.iter().zip(&lower).filter(|(_, l)| !is_kind(l) && !is_filler(l)).map(|(w, _)| *w).collect();
+    let announced = lower.iter().any(|l| is_kind(l) || is_lookup(l));
+    let clean = |w: &str| w.trim_end_matches("()").trim_end_matches('!').to_string();
+    match rest.as_slice() {
+        // `FooBar`, `fn parse_header`, `where is _get_text_stream defined`, `Translator struct definition`
+        [w] if is_identifier(w) && (announced || looks_like_code(w)) => QueryKind::Identifier { name: clean(w) },
+        // `impl Arg fn render_arg_val`: a member of a type.
+        [t, m] if lower.first().is_some_and(|f| f == "impl") && is_identifier(t) && is_identifier(m) => {
+            QueryKind::Identifier { name: format!("{}::{}", clean(t), clean(m)) }
+        }
+        _ => QueryKind::NaturalLanguage,
+    }
+}
+
+/// Lower-cased lookup keys of a symbol: the qualified name with `::` and `.` unified, and the
+/// last segment. `Command::flatten_help` -> [`command.flatten_help`, `flatten_help`].
+pub fn symbol_keys(symbol: &str) -> Vec<String> {
+    let full = symbol.replace("::", ".").to_lowercase();
+    let mut keys = vec![full.clone()];
+    if let Some(last) = full.rsplit('.').next() {
+        if last != full {
+            keys.push(last.to_string());
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: &str) -> QueryKind {
+        QueryKind::Identifier { name: n.into() }
+    }
+
+    #[test]
+    fn names_and_definition_lookups_are_identifiers() {
+        assert_eq!(classify("class BytesIOCopy"), id("BytesIOCopy"));
+        assert_eq!(classify("fn unwrap_class_unicode"), id("unwrap_class_unicode"));
+        assert_eq!(classify("Command::flatten_help"), id("Command::flatten_help"));
+        assert_eq!(classify("where is _get_text_stream defined"), id("_get_text_stream"));
+        assert_eq!(classify("where is _get_text_stream defined?"), id("_get_text_stream"));
+        assert_eq!(classify("HTTPAdapter"), id("HTTPAdapter"));
+        assert_eq!(classify("parse_header()"), id("parse_header"));
+        assert_eq!(classify("def get"), id("get"));
+        assert_eq!(classify("Command._parseCommand implementation"), id("Command._parseCommand"));
+        assert_eq!(classify("Translator struct definition"), id("Translator"));
+        assert_eq!(classify("_make_order function"), id("_make_order"));
+        assert_eq!(classify("impl Arg fn render_arg_val"), id("Arg::render_arg_val"));
+        assert_eq!(classify("where is class Foo defined"), id("Foo"));
+    }
+
+    #[test]
+    fn questions_and_plain_words_are_natural_language() {
+        assert_eq!(classify("how does the session middleware refresh tokens?"), QueryKind::NaturalLanguage);
+        assert_eq!(classify("parse"), QueryKind::NaturalLanguage);
+        assert_eq!(classify("Returns the value"), QueryKind::NaturalLanguage);
+        assert_eq!(classify(""), QueryKind::NaturalLanguage);
+        assert_eq!(classify("where is the config loaded"), QueryKind::NaturalLanguage);
+        assert_eq!(classify("parse the command line"), QueryKind::NaturalLanguage);
+        assert_eq!(classify("the parser"), QueryKind::NaturalLanguage);
+    }
+
+    #[test]
+    fn symbol_keys_unify_separators() {
+        assert_eq!(symbol_keys("Command::flatten_help"), vec!["command.flatten_help", "flatten_help"]);
+        assert_eq!(symbol_keys("Greeter.loud"), vec!["greeter.loud", "loud"]);
+        assert_eq!(symbol_keys("top"), vec!["top"]);
+    }
+}
