@@ -3,8 +3,6 @@ use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LexicalError {
-    #[error("{0}")]
-    InvalidArgument(String),
     #[error(transparent)]
     Scope(#[from] ScopeError),
     #[error("lexical index error: {0}")]
@@ -14,7 +12,7 @@ pub enum LexicalError {
 impl LexicalError {
     pub fn code(&self) -> Code {
         match self {
-            LexicalError::InvalidArgument(_) | LexicalError::Scope(_) => Code::InvalidArgument,
+            LexicalError::Scope(_) => Code::InvalidArgument,
             LexicalError::Index(_) => Code::Internal,
         }
     }

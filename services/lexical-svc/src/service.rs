@@ -5,7 +5,7 @@ use std::sync::Arc;
 use codeintel_core::catalog::Catalog;
 use codeintel_core::config::Config;
 use codeintel_core::proto::v1::{InfoResponse, RepoInfo, RetrieveRequest, ScoredChunk};
-use codeintel_core::scope::ScopeFilter;
+use codeintel_core::scope::validate_retrieve;
 use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
 use parking_lot::RwLock;
 
@@ -17,16 +17,6 @@ pub struct LexicalSearcher {
     boosts: Boosts,
     pub readiness: SharedReadiness,
     pub metrics: Metrics,
-}
-
-pub fn validate(req: &RetrieveRequest) -> Result<ScopeFilter, LexicalError> {
-    if req.query.trim().is_empty() {
-        return Err(LexicalError::InvalidArgument("query is empty: send the text to search for".into()));
-    }
-    if req.top_k == 0 || req.top_k > 1000 {
-        return Err(LexicalError::InvalidArgument(format!("top_k must be between 1 and 1000, got {}", req.top_k)));
-    }
-    Ok(ScopeFilter::new(req.scope.as_ref())?)
 }
 
 impl LexicalSearcher {
@@ -53,7 +43,7 @@ impl LexicalSearcher {
     }
 
     pub fn search(&self, req: &RetrieveRequest) -> Result<Vec<ScoredChunk>, LexicalError> {
-        let scope = validate(req)?;
+        let scope = validate_retrieve(req)?;
         let loaded = self.catalog.snapshot();
         scope.check_repos(&loaded.iter().map(|l| l.manifest.repo.clone()).collect::<Vec<_>>())?;
         let t = std::time::Instant::now();

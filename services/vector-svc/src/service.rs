@@ -8,7 +8,7 @@ use codeintel_core::config::Config;
 use codeintel_core::embed::Embedder;
 use codeintel_core::manifest::EmbeddingContract;
 use codeintel_core::proto::v1::{InfoResponse, RepoInfo, RetrieveRequest, ScoredChunk};
-use codeintel_core::scope::ScopeFilter;
+use codeintel_core::scope::validate_retrieve;
 use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
 use parking_lot::RwLock;
 
@@ -38,16 +38,6 @@ pub fn contract_mismatch(index: &EmbeddingContract, embedder: &EmbeddingContract
         ));
     }
     None
-}
-
-pub fn validate(req: &RetrieveRequest) -> Result<ScopeFilter, VectorError> {
-    if req.query.trim().is_empty() {
-        return Err(VectorError::InvalidArgument("query is empty: send the text to search for".into()));
-    }
-    if req.top_k == 0 || req.top_k > 1000 {
-        return Err(VectorError::InvalidArgument(format!("top_k must be between 1 and 1000, got {}", req.top_k)));
-    }
-    Ok(ScopeFilter::new(req.scope.as_ref())?)
 }
 
 impl VectorSearcher {
@@ -85,7 +75,7 @@ impl VectorSearcher {
     }
 
     pub async fn search(&self, req: &RetrieveRequest) -> Result<Vec<ScoredChunk>, VectorError> {
-        let scope = validate(req)?;
+        let scope = validate_retrieve(req)?;
         let loaded = self.catalog.snapshot();
         scope.check_repos(&loaded.iter().map(|l| l.manifest.repo.clone()).collect::<Vec<_>>())?;
         {
@@ -150,15 +140,5 @@ mod tests {
         assert!(contract_mismatch(&a, &a).is_none());
         let c = EmbeddingContract { model_id: "other".into(), ..a.clone() };
         assert!(contract_mismatch(&a, &c).unwrap().starts_with("model mismatch"));
-    }
-
-    #[test]
-    fn bad_requests_are_rejected_with_a_reason() {
-        let r = RetrieveRequest { query: " ".into(), scope: None, top_k: 5, exact_symbol: String::new() };
-        assert!(validate(&r).unwrap_err().to_string().contains("query is empty"));
-        let r = RetrieveRequest { query: "x".into(), scope: None, top_k: 0, exact_symbol: String::new() };
-        assert!(validate(&r).unwrap_err().to_string().contains("top_k"));
-        let r = RetrieveRequest { query: "x".into(), scope: None, top_k: 1001, exact_symbol: String::new() };
-        assert_eq!(validate(&r).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 }

@@ -2,7 +2,7 @@
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use codeintel_proto::v1::Scope;
+use codeintel_proto::v1::{RetrieveRequest, Scope};
 
 pub const MAX_GLOBS: usize = 1000;
 
@@ -14,6 +14,19 @@ pub enum ScopeError {
     TooManyGlobs(usize),
     #[error("unknown repo {repo:?}; indexed repos: {known}")]
     UnknownRepo { repo: String, known: String },
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// Validates a retriever request (query, top_k, scope); the error says what to fix.
+pub fn validate_retrieve(req: &RetrieveRequest) -> Result<ScopeFilter, ScopeError> {
+    if req.query.trim().is_empty() {
+        return Err(ScopeError::BadRequest("query is empty: send the text to search for".into()));
+    }
+    if req.top_k == 0 || req.top_k > 1000 {
+        return Err(ScopeError::BadRequest(format!("top_k must be between 1 and 1000, got {}", req.top_k)));
+    }
+    ScopeFilter::new(req.scope.as_ref())
 }
 
 /// A compiled scope. An empty list in any field means "no restriction" on it.
@@ -111,6 +124,12 @@ mod tests {
         assert!(matches!(ScopeFilter::new(Some(&s)), Err(ScopeError::BadGlob { .. })));
         let s = Scope { include_globs: vec!["*".into(); 1001], ..Default::default() };
         assert_eq!(ScopeFilter::new(Some(&s)).unwrap_err(), ScopeError::TooManyGlobs(1001));
+        let req =
+            |q: &str, k: u32| RetrieveRequest { query: q.into(), scope: None, top_k: k, exact_symbol: String::new() };
+        assert!(validate_retrieve(&req(" ", 5)).unwrap_err().to_string().contains("query is empty"));
+        assert!(validate_retrieve(&req("x", 0)).unwrap_err().to_string().contains("top_k"));
+        assert!(validate_retrieve(&req("x", 1001)).unwrap_err().to_string().contains("top_k"));
+        assert!(validate_retrieve(&req("x", 1000)).is_ok());
         let f = ScopeFilter::new(Some(&Scope { repos: vec!["nope".into()], ..Default::default() })).unwrap();
         assert!(f.check_repos(&["a".into()]).unwrap_err().to_string().contains("nope"));
     }
