@@ -151,10 +151,18 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = load_config(&cli)?;
+    if matches!(cli.cmd, Cmd::Index { .. }) && cfg.embed.url.is_empty() && cfg.embed.workers > 1 {
+        // Parallelism comes from the embedding workers; keep each forward pass on one thread.
+        // Set before any thread exists.
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli, cfg))
+}
+
+async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Index { path, repo, quiet } => {
             codeintel_core::server::init_tracing();

@@ -42,6 +42,10 @@ pub fn contract_mismatch(index: &EmbeddingContract, embedder: &EmbeddingContract
 
 impl VectorSearcher {
     pub async fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
+        // One query at a time: a single worker, with candle's own threads.
+        let mut cfg = cfg.clone();
+        cfg.embed.workers = 1;
+        let cfg = &cfg;
         let embedder = Embedder::from_config(cfg).await?;
         let contract = embedder.contract(&cfg.embed.model_id).await?;
         let s = Arc::new(Self {

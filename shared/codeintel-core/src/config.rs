@@ -48,6 +48,9 @@ pub struct EmbedConfig {
     pub batch_size: usize,
     /// Texts per request to the remote endpoint.
     pub remote_batch_size: usize,
+    /// Forward passes of the local model run side by side when indexing (query embedding in
+    /// vector-svc uses 1).
+    pub workers: usize,
     /// Request timeout for the remote endpoint, milliseconds.
     pub timeout_ms: u64,
 }
@@ -152,6 +155,7 @@ impl Default for EmbedConfig {
             max_tokens: 256,
             batch_size: 8,
             remote_batch_size: 64,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             timeout_ms: 30_000,
         }
     }

@@ -24,16 +24,21 @@ pub enum EmbedError {
     Remote { url: String, message: String },
 }
 
+/// A vector with the position of its text in the input.
+type Indexed = (usize, Vec<f32>);
+
 /// A sentence encoder that runs in this process on the CPU.
 pub struct LocalEmbedder {
     model: BertModel,
     tokenizer: Tokenizer,
     dim: usize,
     batch_size: usize,
+    workers: usize,
 }
 
 impl LocalEmbedder {
-    pub fn load(dir: &Path, max_tokens: usize, batch_size: usize) -> Result<Self, EmbedError> {
+    /// `workers` forward passes run side by side on long inputs (see [`LocalEmbedder::embed`]).
+    pub fn load(dir: &Path, max_tokens: usize, batch_size: usize, workers: usize) -> Result<Self, EmbedError> {
         let missing = |message: String| EmbedError::MissingModel { dir: dir.display().to_string(), message };
         let cfg_text =
             std::fs::read_to_string(dir.join("config.json")).map_err(|e| missing(format!("config.json: {e}")))?;
@@ -50,7 +55,7 @@ impl LocalEmbedder {
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| EmbedError::Model(e.to_string()))?;
-        Ok(Self { model, tokenizer, dim: cfg.hidden_size, batch_size })
+        Ok(Self { model, tokenizer, dim: cfg.hidden_size, batch_size, workers: workers.max(1) })
     }
 
     pub fn dim(&self) -> usize {
@@ -58,14 +63,36 @@ impl LocalEmbedder {
     }
 
     /// Embeds texts in batches of similar length (less padding), returning vectors in input order.
+    /// With several workers, batches are shared out among that many threads; each forward pass
+    /// then runs on its own thread (the indexer sets `RAYON_NUM_THREADS=1` so candle does not
+    /// also split every matrix product, which cost more in synchronisation than it gained).
     pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
+        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let workers = self.workers.min(batches.len()).max(1);
+        let run = |w: usize| -> Result<Vec<Indexed>, EmbedError> {
+            let mut done = Vec::new();
+            for batch in batches.iter().skip(w).step_by(workers) {
+                let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
+                done.extend(batch.iter().copied().zip(self.embed_batch(&inputs)?));
+            }
+            Ok(done)
+        };
+        let parts: Vec<Result<Vec<Indexed>, EmbedError>> = if workers == 1 {
+            vec![run(0)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..workers).map(|w| s.spawn(move || run(w))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(EmbedError::Model("embedding worker panicked".into()))))
+                    .collect()
+            })
+        };
         let mut out = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(self.batch_size) {
-            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-            let vecs = self.embed_batch(&inputs)?;
-            for (&i, v) in batch.iter().zip(vecs) {
+        for part in parts {
+            for (i, v) in part? {
                 out[i] = v;
             }
         }
@@ -175,8 +202,8 @@ impl Embedder {
     pub async fn from_config(cfg: &Config) -> Result<Self, EmbedError> {
         if cfg.embed.url.is_empty() {
             let dir: PathBuf = cfg.model_dir();
-            let (max, batch) = (cfg.embed.max_tokens, cfg.embed.batch_size);
-            let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, max, batch))
+            let (max, batch, workers) = (cfg.embed.max_tokens, cfg.embed.batch_size, cfg.embed.workers);
+            let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, max, batch, workers))
                 .await
                 .map_err(|e| EmbedError::Model(e.to_string()))??;
             Ok(Embedder::Local(Arc::new(e)))
