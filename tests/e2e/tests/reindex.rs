@@ -32,3 +32,48 @@ fn reindexing_reuses_vectors_of_unchanged_chunks() {
     assert!(edited.contains("version 3"), "{edited}");
     assert_eq!(embedded(&edited), 1, "one chunk changed: {edited}");
 }
+
+/// A running mesh picks up a newly published version by itself: new code becomes searchable
+/// and removed code disappears, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_mesh_swaps_to_a_new_version() {
+    use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
+    use codeintel_proto::v1::{SearchMode, SearchRequest};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("shop");
+    copy_tree(&fixture("shop"), &repo);
+    let data = tmp.path().join("data");
+    index(&repo, "shop", &data);
+    let mesh = codeintel_e2e::Mesh::start(&data);
+    let ch = tonic::transport::Channel::from_shared(format!("http://{}", mesh.answer.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = AnswerServiceClient::new(ch);
+    let top_symbol =
+        |r: &codeintel_proto::v1::SearchResponse| r.hits.first().map(|h| h.symbol.clone()).unwrap_or_default();
+    let search = |q: &str| SearchRequest { query: q.into(), scope: None, top_k: 3, mode: SearchMode::Lexical as i32 };
+
+    let before = c.search(search("backoff_delay")).await.unwrap().into_inner();
+    assert_eq!(top_symbol(&before), "backoff_delay");
+
+    // Rename the function and publish a new version while the mesh serves.
+    let f = repo.join("engine/ratelimit.rs");
+    let src = std::fs::read_to_string(&f).unwrap().replace("backoff_delay", "retry_pause_for_attempt");
+    std::fs::write(&f, src).unwrap();
+    index(&repo, "shop", &data);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = c.search(search("retry_pause_for_attempt")).await.unwrap().into_inner();
+        if top_symbol(&r) == "retry_pause_for_attempt" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "new version not served within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = c.search(search("backoff_delay")).await.unwrap().into_inner();
+    assert!(r.hits.iter().all(|h| !h.text.contains("fn backoff_delay")), "old code still served: {:?}", r.hits);
+}
