@@ -161,6 +161,11 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, quiet: bool) -> anyhow::
     let mpath = manifest::publish(data_root, &m)?;
     report.write_time = t.elapsed();
     report.version = version;
+    match manifest::collect_garbage(data_root, repo, cfg.index.keep_versions, cfg.index.gc_grace_ms) {
+        Ok(gone) if !gone.is_empty() && !quiet => eprintln!("removed old versions {gone:?}"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "old versions could not be removed"),
+    }
     if !quiet {
         eprintln!(
             "published {repo} {vname} ({} chunks) in {:.1}s: {}",

@@ -137,6 +137,10 @@ pub struct IndexConfig {
     pub max_chunk_lines: usize,
     /// Window size of the fallback line chunker, lines.
     pub window_lines: usize,
+    /// Published versions kept per repo (the current one included); older ones are deleted.
+    pub keep_versions: usize,
+    /// How long a replaced version stays on disk for processes still serving it, milliseconds.
+    pub gc_grace_ms: u64,
 }
 
 impl Default for DataConfig {
@@ -198,7 +202,7 @@ impl Default for AnswerConfig {
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { max_file_bytes: 1 << 20, max_chunk_lines: 120, window_lines: 40 }
+        Self { max_file_bytes: 1 << 20, max_chunk_lines: 120, window_lines: 40, keep_versions: 2, gc_grace_ms: 600_000 }
     }
 }
 
@@ -257,6 +261,7 @@ impl Config {
         anyhow::ensure!(self.embed.max_tokens >= 8, "embed.max_tokens must be at least 8");
         anyhow::ensure!(self.index.max_chunk_lines >= 10, "index.max_chunk_lines must be at least 10");
         anyhow::ensure!(self.index.window_lines >= 5, "index.window_lines must be at least 5");
+        anyhow::ensure!(self.index.keep_versions >= 1, "index.keep_versions must be at least 1");
         Ok(())
     }
 

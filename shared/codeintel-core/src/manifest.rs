@@ -97,8 +97,11 @@ pub fn load_current(root: &Path, repo: &str) -> Result<Manifest, ManifestError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ManifestError::NotIndexed(repo.into())),
         Err(e) => return Err(io_err(&cur)(e)),
     };
-    let path = dir.join("manifests").join(format!("{name}.json"));
-    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    read_manifest(&dir.join("manifests").join(format!("{name}.json")))
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
     let m: Manifest = serde_json::from_str(&text)
         .map_err(|e| ManifestError::Corrupt { path: path.display().to_string(), message: e.to_string() })?;
     if m.format != MANIFEST_FORMAT {
@@ -204,6 +207,60 @@ pub fn publish(root: &Path, m: &Manifest) -> Result<PathBuf, ManifestError> {
     Ok(path)
 }
 
+/// Reads one version's manifest by number.
+pub fn load_version(root: &Path, repo: &str, version: u64) -> Result<Manifest, ManifestError> {
+    let path = repo_dir(root, repo)?.join("manifests").join(format!("{}.json", version_name(version)));
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ManifestError::Corrupt { path: path.display().to_string(), message: e.to_string() })
+}
+
+/// Deletes old versions of `repo`: the newest `keep` versions always stay, and an older one goes
+/// only once its successor has been published for `grace_ms` (serving processes poll `CURRENT`
+/// and may still be reading it until then). Artifacts go first, the manifest last, so an
+/// interrupted collection is finished by the next one. Returns the versions removed.
+pub fn collect_garbage(root: &Path, repo: &str, keep: usize, grace_ms: u64) -> Result<Vec<u64>, ManifestError> {
+    let dir = repo_dir(root, repo)?;
+    let current = load_current(root, repo)?.version;
+    let mut versions: Vec<u64> = fs::read_dir(dir.join("manifests"))
+        .map_err(io_err(&dir))?
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.strip_prefix('v').and_then(|s| s.strip_suffix(".json")).and_then(|s| s.parse::<u64>().ok())
+        })
+        .filter(|v| *v < current)
+        .collect();
+    versions.sort_unstable();
+    let now = now_unix_ms();
+    let candidates = versions.len().saturating_sub(keep.saturating_sub(1));
+    let mut removed = Vec::new();
+    for &v in &versions[..candidates] {
+        let Ok(m) = load_version(root, repo, v) else { continue };
+        let successor = versions.iter().copied().find(|x| *x > v).unwrap_or(current);
+        let replaced_at = load_version(root, repo, successor).map(|s| s.created_unix_ms).unwrap_or(now);
+        if now.saturating_sub(replaced_at) < grace_ms {
+            continue;
+        }
+        for rel in m.segments.iter().chain([&m.faiss_index, &m.chunk_meta]) {
+            let p = dir.join(rel);
+            if let Err(e) = fs::remove_file(&p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(io_err(&p)(e));
+                }
+            }
+        }
+        let t = dir.join(&m.tantivy_dir);
+        if t.exists() {
+            fs::remove_dir_all(&t).map_err(io_err(&t))?;
+        }
+        let mp = dir.join("manifests").join(format!("{}.json", version_name(v)));
+        fs::remove_file(&mp).map_err(io_err(&mp))?;
+        removed.push(v);
+    }
+    Ok(removed)
+}
+
 pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -271,6 +328,30 @@ mod tests {
         publish(root, &m2).unwrap();
         assert_eq!(load_current(root, "r").unwrap().version, 2);
         assert_eq!(list_repos(root), vec!["r".to_string()]);
+    }
+
+    #[test]
+    fn garbage_collection_keeps_recent_versions_and_respects_the_grace_period() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        for v in 1..=4 {
+            let mut m = manifest("r", v);
+            m.created_unix_ms = now_unix_ms() - 1_000_000 + v * 1000;
+            write_artifacts(root, &m);
+            publish(root, &m).unwrap();
+        }
+        // A long grace period: versions replaced ~1000 s ago stay.
+        assert!(collect_garbage(root, "r", 2, 10_000_000).unwrap().is_empty());
+        assert_eq!(collect_garbage(root, "r", 2, 0).unwrap(), vec![1, 2]);
+        for v in [1, 2] {
+            let name = version_name(v);
+            assert!(!root.join(format!("r/segments/{name}.parquet")).exists());
+            assert!(!root.join(format!("r/lexical/{name}")).exists());
+            assert!(!root.join(format!("r/manifests/{name}.json")).exists());
+        }
+        assert!(root.join("r/segments/v000003.parquet").exists(), "the previous version stays");
+        assert_eq!(load_current(root, "r").unwrap().version, 4);
+        assert!(collect_garbage(root, "r", 2, 0).unwrap().is_empty(), "idempotent");
     }
 
     #[test]
