@@ -7,7 +7,7 @@ BIN := $(CARGO_TARGET_DIR)/release
 REPO ?= .
 NAME ?= codeintel
 QUESTION ?= how does the answer service fuse dense and lexical results?
-APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler redis-server pkg-config
+APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler libprotobuf-dev redis-server pkg-config
 
 .PHONY: help deps system-deps fetch build run test fmt lint check bench clean-data
 
