@@ -132,7 +132,11 @@ pub fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::
     use tokio_stream::StreamExt;
     tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
         let s = s?;
-        s.set_nodelay(true)?;
+        // A peer that already hung up makes this fail; that connection then fails on its own,
+        // the listener must not.
+        if let Err(e) = s.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
         Ok(s)
     })
 }
