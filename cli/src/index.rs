@@ -1,5 +1,15 @@
-//! `codeintel index PATH --repo NAME`: walk, chunk, embed, write the three stores, publish.
+//! `codeintel index` and `codeintel compact`: the index lifecycle of DESIGN section 3.
+//!
+//! A first index (or `--full`) chunks and embeds everything and writes a primary vector index
+//! (exact or trained by size), one Parquet segment and one tantivy index. Later runs are
+//! incremental: only files whose content hash changed are re-chunked and re-embedded; their new
+//! chunks go to a new segment, into the Flat secondary vector index and into a copy of the
+//! tantivy index, and the chunks they replace are tombstoned. When the secondary passes
+//! `index.compact_ratio` of the primary, compaction retrains the primary from every live vector
+//! and folds segments and tombstones away. Every run writes new files only and publishes them
+//! with one manifest rename, so a crash at any step leaves the last published version intact.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -7,21 +17,50 @@ use anyhow::Context;
 use codeintel_core::chunk::{chunk_file, sha256_hex, Chunk, ChunkOptions, EMBED_TEXT_FORMAT};
 use codeintel_core::config::Config;
 use codeintel_core::embed::Embedder;
-use codeintel_core::manifest::{self, Manifest, MANIFEST_FORMAT};
+use codeintel_core::manifest::{self, EmbeddingContract, Manifest, MANIFEST_FORMAT};
 use codeintel_core::walk;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use vector_svc::store::{ChunkMeta, IndexKind};
+
+#[derive(Debug, Clone, Default)]
+pub struct IndexOptions {
+    /// Rebuild from scratch even when a compatible version exists.
+    pub full: bool,
+    pub quiet: bool,
+    /// Fault injection for tests: fail right after this many artifact writes (0 = before the
+    /// first), as a crash there would.
+    pub fail_after_writes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Full,
+    Incremental,
+    /// Nothing changed; no version was published.
+    UpToDate,
+}
 
 #[derive(Debug, Default)]
 pub struct IndexReport {
     pub version: u64,
+    pub mode: Mode,
     pub files: usize,
+    pub changed_files: usize,
+    pub deleted_files: usize,
+    /// Live chunks in the published version.
     pub chunks: usize,
-    /// Chunks embedded in this run (the others reused the previous version's vectors).
+    /// Chunks embedded in this run (the others kept their vectors).
     pub embedded: usize,
+    /// Chunks this run tombstoned.
+    pub removed: usize,
     pub chunk_time: Duration,
     pub embed_time: Duration,
+    /// Writing artifacts and publishing (everything after embedding).
     pub write_time: Duration,
+    /// The version compaction published after this run, if it ran.
+    pub compacted: Option<u64>,
 }
 
 fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
@@ -39,108 +78,213 @@ fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
     pb
 }
 
-pub async fn run(cfg: &Config, path: &Path, repo: &str, quiet: bool) -> anyhow::Result<IndexReport> {
-    manifest::validate_repo_name(repo)?;
-    let root = path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
-    let mut report = IndexReport::default();
+/// Counts artifact writes so that tests can stop the indexer between any two of them.
+struct Steps {
+    done: usize,
+    fail_after: Option<usize>,
+}
 
-    // 1. Walk and chunk (all cores).
-    let t = Instant::now();
-    let (files, stats) = walk::walk(&root, cfg.index.max_file_bytes)?;
-    let opts = ChunkOptions { max_chunk_lines: cfg.index.max_chunk_lines, window_lines: cfg.index.window_lines };
-    let pb = bar(files.len() as u64, "chunking", quiet);
-    let per_file: Vec<(String, String, Vec<Chunk>)> = files
+impl Steps {
+    fn new(fail_after: Option<usize>) -> Self {
+        Self { done: 0, fail_after }
+    }
+
+    fn check(&self, next: &str) -> anyhow::Result<()> {
+        if self.fail_after == Some(self.done) {
+            anyhow::bail!("injected failure after {} writes, before {next}", self.done);
+        }
+        Ok(())
+    }
+
+    fn wrote(&mut self) {
+        self.done += 1;
+    }
+}
+
+struct SourceFile {
+    path: String,
+    language: &'static str,
+    hash: String,
+    text: String,
+}
+
+/// Walks and hashes every indexable file.
+fn read_tree(cfg: &Config, root: &Path, quiet: bool) -> anyhow::Result<(Vec<SourceFile>, walk::WalkStats)> {
+    let (files, stats) = walk::walk(root, cfg.index.max_file_bytes)?;
+    let pb = bar(files.len() as u64, "reading", quiet);
+    let out: Vec<SourceFile> = files
         .par_iter()
         .filter_map(|f| {
             let text = walk::read_text(&f.abs).ok().flatten();
             pb.inc(1);
             let text = text?;
-            let hash = sha256_hex(text.as_bytes());
-            Some((f.path.clone(), hash, chunk_file(repo, &f.path, f.language, &text, opts)))
+            Some(SourceFile { path: f.path.clone(), language: f.language, hash: sha256_hex(text.as_bytes()), text })
         })
         .collect();
     pb.finish_and_clear();
-    let file_hashes = per_file.iter().map(|(p, h, _)| (p.clone(), h.clone())).collect();
-    let mut chunks: Vec<Chunk> = per_file.into_iter().flat_map(|(_, _, c)| c).collect();
+    Ok((out, stats))
+}
+
+fn chunk_all(cfg: &Config, repo: &str, files: &[&SourceFile]) -> Vec<Chunk> {
+    let opts = ChunkOptions { max_chunk_lines: cfg.index.max_chunk_lines, window_lines: cfg.index.window_lines };
+    let mut chunks: Vec<Chunk> =
+        files.par_iter().flat_map_iter(|f| chunk_file(repo, &f.path, f.language, &f.text, opts)).collect();
     chunks.sort_by_key(|c| c.chunk_id);
     chunks.dedup_by_key(|c| c.chunk_id);
-    report.files = files.len();
-    report.chunks = chunks.len();
-    report.chunk_time = t.elapsed();
+    chunks
+}
+
+async fn embed_chunks(embedder: &Embedder, cfg: &Config, chunks: &[&Chunk], quiet: bool) -> anyhow::Result<Vec<f32>> {
+    let pb = bar(chunks.len() as u64, "embedding", quiet);
+    let mut out = Vec::new();
+    // Large steps let the embedder sort by length across many texts (less padding).
+    let step = (cfg.embed.batch_size * 32).max(64);
+    for part in chunks.chunks(step) {
+        let texts: Vec<String> = part.iter().map(|c| c.embedding_text()).collect();
+        for v in embedder.embed(texts).await? {
+            out.extend(v);
+        }
+        pb.inc(part.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+fn meta(c: &Chunk) -> ChunkMeta {
+    ChunkMeta { id: c.chunk_id, path: c.path.clone(), language: c.language.clone() }
+}
+
+/// Whether `prev`'s vectors mean what this run's would (same model, text and truncation).
+fn compatible(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bool {
+    prev.embedding == *contract
+        && prev.embed_text_format == EMBED_TEXT_FORMAT
+        && prev.embed_max_tokens as usize == cfg.embed.max_tokens
+}
+
+pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> anyhow::Result<IndexReport> {
+    manifest::validate_repo_name(repo)?;
+    let root = path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
+    let quiet = opts.quiet;
+    let data_root = &cfg.data.root;
+    std::fs::create_dir_all(data_root).with_context(|| format!("cannot create {}", data_root.display()))?;
+    let t = Instant::now();
+    let (files, stats) = read_tree(cfg, &root, quiet)?;
+    let embedder = Embedder::from_config(cfg).await?;
+    let contract = embedder.contract(&cfg.embed.model_id).await?;
+    let prev = manifest::load_current(data_root, repo).ok();
+    let mut report = IndexReport { files: files.len(), ..Default::default() };
     if !quiet {
         eprintln!(
-            "chunked {} files into {} chunks in {:.1}s (skipped {} large, {} non-source)",
+            "read {} files in {:.1}s (skipped {} large, {} non-source)",
             files.len(),
-            chunks.len(),
-            report.chunk_time.as_secs_f64(),
+            t.elapsed().as_secs_f64(),
             stats.skipped_large,
             stats.skipped_unknown
         );
     }
-
-    // 2. Embed, with throughput.
-    let t = Instant::now();
-    let embedder = Embedder::from_config(cfg).await?;
-    let contract = embedder.contract(&cfg.embed.model_id).await?;
-    // Chunks unchanged since the published version keep their vectors (same chunk id means same
-    // repo, path, lines and content; same contract and text format means the same embedding).
-    let mut reused: std::collections::HashMap<u64, Vec<f32>> = std::collections::HashMap::new();
-    if let Ok(prev) = manifest::load_current(&cfg.data.root, repo) {
-        if prev.embedding == contract
-            && prev.embed_text_format == EMBED_TEXT_FORMAT
-            && prev.embed_max_tokens as usize == cfg.embed.max_tokens
-        {
-            let ids: Vec<u64> = chunks.iter().map(|c| c.chunk_id).collect();
-            let dir = manifest::repo_dir(&cfg.data.root, repo)?;
-            match vector_svc::store::read_vectors(&dir, &prev.faiss_index, &ids) {
-                Ok(v) => reused = v,
-                Err(e) => tracing::warn!(error = %e, "cannot reuse vectors of the previous version"),
+    let mut steps = Steps::new(opts.fail_after_writes);
+    match prev {
+        Some(prev) if !opts.full && compatible(&prev, &contract, cfg) => {
+            incremental(cfg, &root, repo, &files, &embedder, prev, &mut steps, &mut report, quiet).await?;
+        }
+        prev => {
+            if let Some(p) = &prev {
+                if !opts.full && !quiet {
+                    eprintln!("version {} was embedded differently; rebuilding everything", p.version);
+                }
             }
+            full(cfg, &root, repo, &files, &embedder, contract, prev, &mut steps, &mut report, quiet).await?;
         }
     }
-    let todo: Vec<usize> = (0..chunks.len()).filter(|i| !reused.contains_key(&chunks[*i].chunk_id)).collect();
-    let pb = bar(todo.len() as u64, "embedding", quiet);
-    let mut fresh: Vec<Vec<f32>> = Vec::with_capacity(todo.len());
-    // Large steps let the embedder sort by length across many texts (less padding).
-    let step = (cfg.embed.batch_size * 32).max(64);
-    for part in todo.chunks(step) {
-        let texts: Vec<String> = part.iter().map(|&i| chunks[i].embedding_text()).collect();
-        fresh.extend(embedder.embed(texts).await?);
-        pb.inc(part.len() as u64);
+    if report.mode == Mode::UpToDate {
+        return Ok(report);
     }
-    pb.finish_and_clear();
-    let mut fresh = fresh.into_iter();
-    let vectors: Vec<Vec<f32>> = chunks
-        .iter()
-        .map(|c| reused.remove(&c.chunk_id).unwrap_or_else(|| fresh.next().expect("one vector per embedded chunk")))
-        .collect();
+    let current = manifest::load_current(data_root, repo)?;
+    if let Some(s) = &current.secondary {
+        let primary = current.chunks.saturating_sub(s.count).max(1);
+        if s.count as f64 > cfg.index.compact_ratio * primary as f64 && s.count > cfg.index.compact_min_vectors {
+            if !quiet {
+                eprintln!(
+                    "secondary holds {} vectors (> {:.0}% of {primary}); compacting",
+                    s.count,
+                    cfg.index.compact_ratio * 100.0
+                );
+            }
+            report.compacted = Some(compact(cfg, repo, quiet, None)?.version);
+        }
+    }
+    match manifest::collect_garbage(data_root, repo, cfg.index.keep_versions, cfg.index.gc_grace_ms) {
+        Ok(gone) if !gone.is_empty() && !quiet => eprintln!("removed old versions {gone:?}"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "old versions could not be removed"),
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn full(
+    cfg: &Config,
+    root: &Path,
+    repo: &str,
+    files: &[SourceFile],
+    embedder: &Embedder,
+    contract: EmbeddingContract,
+    prev: Option<Manifest>,
+    steps: &mut Steps,
+    report: &mut IndexReport,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let data_root = &cfg.data.root;
+    let repo_dir = manifest::repo_dir(data_root, repo)?;
+    let t = Instant::now();
+    let chunks = chunk_all(cfg, repo, &files.iter().collect::<Vec<_>>());
+    report.chunk_time = t.elapsed();
+
+    // Chunks that a compatible previous version already embedded keep their vectors.
+    let t = Instant::now();
+    let mut reused: HashMap<u64, Vec<f32>> = HashMap::new();
+    let dim = contract.dim as usize;
+    if let Some(prev) = prev.as_ref().filter(|p| compatible(p, &contract, cfg)) {
+        match vector_svc::store::live_vectors(&repo_dir, prev) {
+            Ok((metas, vs)) => {
+                let want: HashSet<u64> = chunks.iter().map(|c| c.chunk_id).collect();
+                for (m, v) in metas.iter().zip(vs.chunks_exact(dim)) {
+                    if want.contains(&m.id) {
+                        reused.insert(m.id, v.to_vec());
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reuse vectors of the previous version"),
+        }
+    }
+    let todo: Vec<&Chunk> = chunks.iter().filter(|c| !reused.contains_key(&c.chunk_id)).collect();
+    let fresh = embed_chunks(embedder, cfg, &todo, quiet).await?;
+    let mut fresh = fresh.chunks_exact(dim);
+    let mut vectors = Vec::with_capacity(chunks.len() * dim);
+    for c in &chunks {
+        match reused.remove(&c.chunk_id) {
+            Some(v) => vectors.extend(v),
+            None => vectors.extend_from_slice(fresh.next().expect("one vector per embedded chunk")),
+        }
+    }
     report.embed_time = t.elapsed();
     report.embedded = todo.len();
-    if !quiet {
-        eprintln!(
-            "embedded {} chunks in {:.1}s ({:.1} chunks/s, {} dim); reused {} unchanged",
-            todo.len(),
-            report.embed_time.as_secs_f64(),
-            todo.len() as f64 / report.embed_time.as_secs_f64().max(1e-9),
-            contract.dim,
-            chunks.len() - todo.len()
-        );
-    }
 
-    // 3. Write every store under the new version's names, then publish.
     let t = Instant::now();
-    let data_root = &cfg.data.root;
-    std::fs::create_dir_all(data_root).with_context(|| format!("cannot create {}", data_root.display()))?;
     let version = manifest::next_version(data_root, repo)?;
     let vname = manifest::version_name(version);
-    let repo_dir = manifest::repo_dir(data_root, repo)?;
+    steps.check("the segment")?;
     let segment = hydrate_svc::segment::write_segment(&repo_dir, &vname, &chunks)?;
-    let metas: Vec<vector_svc::store::ChunkMeta> = chunks
-        .iter()
-        .map(|c| vector_svc::store::ChunkMeta { id: c.chunk_id, path: c.path.clone(), language: c.language.clone() })
-        .collect();
-    let (faiss_index, chunk_meta) = vector_svc::store::write_index(&repo_dir, &vname, contract.dim, &vectors, &metas)?;
+    steps.wrote();
+    steps.check("the primary vector index")?;
+    let metas: Vec<ChunkMeta> = chunks.iter().map(meta).collect();
+    let kind = IndexKind::choose(chunks.len(), contract.dim, &cfg.vector);
+    let primary = vector_svc::store::write_artifact(&repo_dir, &vname, contract.dim, &vectors, &metas, kind)?;
+    steps.wrote();
+    steps.check("the lexical index")?;
     let tantivy_dir = lexical_svc::store::write_index(&repo_dir, &vname, &chunks)?;
+    steps.wrote();
+    steps.check("the manifest")?;
     let m = Manifest {
         format: MANIFEST_FORMAT,
         repo: repo.to_string(),
@@ -151,28 +295,233 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, quiet: bool) -> anyhow::
         embed_text_format: EMBED_TEXT_FORMAT,
         embed_max_tokens: cfg.embed.max_tokens as u32,
         segments: vec![segment],
-        faiss_index,
-        chunk_meta,
+        faiss_index: primary.faiss_index,
+        chunk_meta: primary.chunk_meta,
+        primary_vectors: Some(primary.vectors),
+        primary_kind: primary.kind,
+        secondary: None,
+        tombstones: None,
+        tombstoned: 0,
         tantivy_dir,
         chunks: chunks.len() as u64,
         files: files.len() as u64,
-        file_hashes,
+        file_hashes: files.iter().map(|f| (f.path.clone(), f.hash.clone())).collect(),
     };
     let mpath = manifest::publish(data_root, &m)?;
     report.write_time = t.elapsed();
     report.version = version;
-    match manifest::collect_garbage(data_root, repo, cfg.index.keep_versions, cfg.index.gc_grace_ms) {
-        Ok(gone) if !gone.is_empty() && !quiet => eprintln!("removed old versions {gone:?}"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "old versions could not be removed"),
+    report.mode = Mode::Full;
+    report.chunks = chunks.len();
+    report.changed_files = files.len();
+    if !quiet {
+        eprintln!("published {repo} {vname} ({} chunks, primary {kind:?}): {}", chunks.len(), mpath.display());
     }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn incremental(
+    cfg: &Config,
+    root: &Path,
+    repo: &str,
+    files: &[SourceFile],
+    embedder: &Embedder,
+    prev: Manifest,
+    steps: &mut Steps,
+    report: &mut IndexReport,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let data_root = &cfg.data.root;
+    let repo_dir = manifest::repo_dir(data_root, repo)?;
+    let t = Instant::now();
+    let changed: Vec<&SourceFile> = files.iter().filter(|f| prev.file_hashes.get(&f.path) != Some(&f.hash)).collect();
+    let present: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let deleted: Vec<&String> = prev.file_hashes.keys().filter(|p| !present.contains(p.as_str())).collect();
+    report.changed_files = changed.len();
+    report.deleted_files = deleted.len();
+    report.version = prev.version;
+    report.chunks = prev.chunks as usize;
+    if changed.is_empty() && deleted.is_empty() {
+        report.mode = Mode::UpToDate;
+        report.chunk_time = t.elapsed();
+        return Ok(());
+    }
+    let new_chunks = chunk_all(cfg, repo, &changed);
+    report.chunk_time = t.elapsed();
+
+    // What the touched files held before: the live chunks of the previous version there.
+    let dim = prev.embedding.dim as usize;
+    let (live_metas, live_vecs) = vector_svc::store::live_vectors(&repo_dir, &prev)?;
+    let touched: HashSet<&str> =
+        changed.iter().map(|f| f.path.as_str()).chain(deleted.iter().map(|p| p.as_str())).collect();
+    let old: HashSet<u64> = live_metas.iter().filter(|m| touched.contains(m.path.as_str())).map(|m| m.id).collect();
+    let new_ids: HashSet<u64> = new_chunks.iter().map(|c| c.chunk_id).collect();
+    let dead: Vec<u64> = old.iter().copied().filter(|id| !new_ids.contains(id)).collect();
+    let added: Vec<&Chunk> = new_chunks.iter().filter(|c| !old.contains(&c.chunk_id)).collect();
+
+    let t = Instant::now();
+    let fresh = embed_chunks(embedder, cfg, &added, quiet).await?;
+    report.embed_time = t.elapsed();
+    report.embedded = added.len();
+    report.removed = dead.len();
+
+    let t = Instant::now();
+    let version = manifest::next_version(data_root, repo)?;
+    let vname = manifest::version_name(version);
+    let dead_set: HashSet<u64> = dead.iter().copied().collect();
+    let added_ids: HashSet<u64> = added.iter().map(|c| c.chunk_id).collect();
+    let mut segments = prev.segments.clone();
+    if !added.is_empty() {
+        steps.check("the segment")?;
+        let owned: Vec<Chunk> = added.iter().map(|c| (*c).clone()).collect();
+        segments.push(hydrate_svc::segment::write_segment(&repo_dir, &vname, &owned)?);
+        steps.wrote();
+    }
+    // The secondary: the previous one's live vectors plus the new ones, rewritten as one Flat
+    // index (small by construction: compaction empties it).
+    let mut sec_metas: Vec<ChunkMeta> = Vec::new();
+    let mut sec_vecs: Vec<f32> = Vec::new();
+    if let Some(s) = &prev.secondary {
+        let in_secondary: HashSet<u64> = serde_json::from_slice::<Vec<ChunkMeta>>(
+            &std::fs::read(repo_dir.join(&s.chunk_meta)).with_context(|| s.chunk_meta.clone())?,
+        )?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+        for (m, v) in live_metas.iter().zip(live_vecs.chunks_exact(dim)) {
+            if in_secondary.contains(&m.id) && !dead_set.contains(&m.id) && !added_ids.contains(&m.id) {
+                sec_metas.push(m.clone());
+                sec_vecs.extend_from_slice(v);
+            }
+        }
+    }
+    sec_metas.extend(added.iter().map(|c| meta(c)));
+    sec_vecs.extend_from_slice(&fresh);
+    let secondary = if sec_metas.is_empty() {
+        None
+    } else {
+        steps.check("the secondary vector index")?;
+        let f = vector_svc::store::write_artifact(
+            &repo_dir,
+            &format!("{vname}.secondary"),
+            prev.embedding.dim,
+            &sec_vecs,
+            &sec_metas,
+            IndexKind::Flat,
+        )?;
+        steps.wrote();
+        Some(f)
+    };
+    // Tombstones: every id still physically present in the primary or a segment but not live.
+    let mut tomb = manifest::tombstones(&repo_dir, &prev)?;
+    tomb.extend(dead.iter().copied());
+    tomb.retain(|id| !added_ids.contains(id));
+    let tombstones = if tomb.is_empty() {
+        None
+    } else {
+        steps.check("the tombstones")?;
+        let rel = format!("tombstones/{vname}.ids");
+        manifest::write_ids(&repo_dir.join(&rel), &tomb.iter().copied().collect::<Vec<_>>())?;
+        steps.wrote();
+        Some(rel)
+    };
+    steps.check("the lexical index")?;
+    let owned: Vec<Chunk> = added.iter().map(|c| (*c).clone()).collect();
+    let tantivy_dir = lexical_svc::store::update_index(&repo_dir, &prev.tantivy_dir, &vname, &dead, &owned)?;
+    steps.wrote();
+    steps.check("the manifest")?;
+    let mut file_hashes: BTreeMap<String, String> = prev.file_hashes.clone();
+    for p in &deleted {
+        file_hashes.remove(*p);
+    }
+    for f in &changed {
+        file_hashes.insert(f.path.clone(), f.hash.clone());
+    }
+    let chunks = (live_metas.len() - dead.len() + added.len()) as u64;
+    let m = Manifest {
+        version,
+        created_unix_ms: manifest::now_unix_ms(),
+        source: root.display().to_string(),
+        segments,
+        secondary,
+        tombstoned: tomb.len() as u64,
+        tombstones,
+        tantivy_dir,
+        chunks,
+        files: files.len() as u64,
+        file_hashes,
+        ..prev
+    };
+    let mpath = manifest::publish(data_root, &m)?;
+    report.write_time = t.elapsed();
+    report.version = version;
+    report.mode = Mode::Incremental;
+    report.chunks = chunks as usize;
     if !quiet {
         eprintln!(
-            "published {repo} {vname} ({} chunks) in {:.1}s: {}",
-            chunks.len(),
-            report.write_time.as_secs_f64(),
+            "published {repo} {vname}: {} files changed, {} deleted; {} chunks added, {} removed: {}",
+            report.changed_files,
+            report.deleted_files,
+            added.len(),
+            dead.len(),
             mpath.display()
         );
     }
-    Ok(report)
+    Ok(())
+}
+
+/// Folds the secondary and the tombstones of `repo`'s current version into a new primary
+/// (retrained from the exact vectors), one segment and a merged tantivy index, published as a
+/// new version. Serving processes keep the old version until they have loaded the new one.
+/// `fail_after` injects a failure after that many artifact writes (tests).
+pub fn compact(cfg: &Config, repo: &str, quiet: bool, fail_after: Option<usize>) -> anyhow::Result<Manifest> {
+    let data_root = &cfg.data.root;
+    let repo_dir = manifest::repo_dir(data_root, repo)?;
+    let prev = manifest::load_current(data_root, repo)?;
+    let t = Instant::now();
+    let mut steps = Steps::new(fail_after);
+    let (metas, vectors) = vector_svc::store::live_vectors(&repo_dir, &prev)?;
+    let version = manifest::next_version(data_root, repo)?;
+    let vname = manifest::version_name(version);
+    let dead = manifest::tombstones(&repo_dir, &prev)?;
+    steps.check("the segment")?;
+    let (segment, rows) = hydrate_svc::segment::compact_segments(&repo_dir, &prev.segments, &dead, &vname)?;
+    steps.wrote();
+    anyhow::ensure!(
+        rows as usize == metas.len(),
+        "compaction found {rows} live chunk rows but {} live vectors; the version is inconsistent",
+        metas.len()
+    );
+    steps.check("the primary vector index")?;
+    let kind = IndexKind::choose(metas.len(), prev.embedding.dim, &cfg.vector);
+    let primary = vector_svc::store::write_artifact(&repo_dir, &vname, prev.embedding.dim, &vectors, &metas, kind)?;
+    steps.wrote();
+    steps.check("the lexical index")?;
+    let tantivy_dir = lexical_svc::store::compact_index(&repo_dir, &prev.tantivy_dir, &vname)?;
+    steps.wrote();
+    steps.check("the manifest")?;
+    let m = Manifest {
+        version,
+        created_unix_ms: manifest::now_unix_ms(),
+        segments: vec![segment],
+        faiss_index: primary.faiss_index,
+        chunk_meta: primary.chunk_meta,
+        primary_vectors: Some(primary.vectors),
+        primary_kind: primary.kind,
+        secondary: None,
+        tombstones: None,
+        tombstoned: 0,
+        tantivy_dir,
+        chunks: metas.len() as u64,
+        ..prev
+    };
+    manifest::publish(data_root, &m)?;
+    if !quiet {
+        eprintln!(
+            "compacted {repo} into {vname}: {} live chunks, primary {kind:?}, in {:.1}s",
+            metas.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(m)
 }

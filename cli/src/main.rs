@@ -1,7 +1,8 @@
 //! The `codeintel` command.
 
-mod index;
 mod up;
+
+use codeintel::index;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -88,6 +89,16 @@ enum Cmd {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Rebuild every store from scratch instead of updating only the changed files.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Fold a repo's secondary vector index and tombstones into a new, retrained primary.
+    Compact {
+        #[arg(long)]
+        repo: String,
+        #[arg(long)]
+        quiet: bool,
     },
     /// Start the whole mesh locally; Ctrl-C stops it.
     Up,
@@ -164,19 +175,35 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match &cli.cmd {
-        Cmd::Index { path, repo, quiet } => {
+        Cmd::Index { path, repo, quiet, full } => {
             codeintel_core::server::init_tracing();
-            let r = index::run(&cfg, path, repo, *quiet).await?;
+            let opts = index::IndexOptions { full: *full, quiet: *quiet, fail_after_writes: None };
+            let r = index::run(&cfg, path, repo, &opts).await?;
+            let mode = match r.mode {
+                index::Mode::Full => "full",
+                index::Mode::Incremental => "incremental",
+                index::Mode::UpToDate => "up to date",
+            };
             println!(
-                "indexed {repo}: {} files, {} chunks ({} embedded), version {} (chunk {:.1}s, embed {:.1}s, write {:.1}s)",
+                "indexed {repo} ({mode}): {} files ({} changed, {} deleted), {} chunks ({} embedded, {} removed), \
+                 version {} (chunk {:.2}s, embed {:.2}s, write {:.2}s){}",
                 r.files,
+                r.changed_files,
+                r.deleted_files,
                 r.chunks,
                 r.embedded,
+                r.removed,
                 r.version,
                 r.chunk_time.as_secs_f64(),
                 r.embed_time.as_secs_f64(),
-                r.write_time.as_secs_f64()
+                r.write_time.as_secs_f64(),
+                r.compacted.map(|v| format!(", compacted into version {v}")).unwrap_or_default()
             );
+        }
+        Cmd::Compact { repo, quiet } => {
+            codeintel_core::server::init_tracing();
+            let m = index::compact(&cfg, repo, *quiet, None)?;
+            println!("compacted {repo}: version {} ({} chunks, primary {})", m.version, m.chunks, m.primary_kind);
         }
         Cmd::Up => up::run(&cfg, cli.config.as_deref(), &cli.set).await?,
         Cmd::Ask { question, top_k, time_budget_ms, scope } => {

@@ -7,6 +7,7 @@ use arrow::array::{ArrayRef, StringArray, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use codeintel_core::chunk::Chunk;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -62,4 +63,48 @@ pub fn write_segment(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result
     let file = w.into_inner().map_err(|e| HydrateError::Internal(e.to_string()))?;
     file.sync_all().map_err(io)?;
     Ok(rel)
+}
+
+/// Compaction: one new segment `segments/<version>.parquet` with every row of `segments` whose
+/// chunk id is not in `dead`, each chunk id once. Returns its repo-relative path and row count.
+pub fn compact_segments(
+    repo_dir: &Path,
+    segments: &[String],
+    dead: &std::collections::HashSet<u64>,
+    version: &str,
+) -> Result<(String, u64), HydrateError> {
+    let rel = format!("segments/{version}.parquet");
+    let path = repo_dir.join(&rel);
+    let internal = |e: &dyn std::fmt::Display| HydrateError::Internal(format!("{}: {e}", path.display()));
+    let file = std::fs::File::create(&path).map_err(|e| internal(&e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(8192))
+        .build();
+    let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| internal(&e))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut rows = 0u64;
+    for seg in segments {
+        let src = repo_dir.join(seg);
+        let f = std::fs::File::open(&src).map_err(|e| internal(&e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f).and_then(|b| b.build()).map_err(|e| internal(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| internal(&e))?;
+            let ids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .ok_or_else(|| HydrateError::Internal(format!("{seg}: chunk_id is not UInt64")))?;
+            let mask: arrow::array::BooleanArray =
+                ids.iter().map(|id| id.map(|id| !dead.contains(&id) && seen.insert(id))).collect();
+            let kept = arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| internal(&e))?;
+            rows += kept.num_rows() as u64;
+            if kept.num_rows() > 0 {
+                w.write(&kept).map_err(|e| internal(&e))?;
+            }
+        }
+    }
+    let file = w.into_inner().map_err(|e| internal(&e))?;
+    file.sync_all().map_err(|e| internal(&e))?;
+    Ok((rel, rows))
 }

@@ -21,6 +21,8 @@ use crate::error::HydrateError;
 pub struct RepoSegments {
     pub files: Vec<PathBuf>,
     pub chunks: u64,
+    /// Dead chunk ids whose rows are still in a segment: never returned.
+    pub tombstones: std::collections::HashSet<u64>,
 }
 
 pub struct ChunkStore {
@@ -53,7 +55,8 @@ impl ChunkStore {
             if let Some(missing) = files.iter().find(|f| !f.is_file()) {
                 return Err(format!("segment {} is missing", missing.display()));
             }
-            Ok(RepoSegments { files, chunks: m.chunks })
+            let tombstones = codeintel_core::manifest::tombstones(dir, m).map_err(|e| e.to_string())?;
+            Ok(RepoSegments { files, chunks: m.chunks, tombstones })
         });
         let errors = self.catalog.errors();
         *self.readiness.write() =
@@ -82,12 +85,19 @@ impl ChunkStore {
         let mut out = Vec::new();
         for repo in self.catalog.snapshot().iter().filter(|l| scope.allows_repo(&l.manifest.repo)) {
             let files = &repo.value.files;
+            let ids: Vec<u64> =
+                ticket.chunk_ids.iter().copied().filter(|id| !repo.value.tombstones.contains(id)).collect();
+            if ids.is_empty() {
+                continue;
+            }
             let file_params = vec!["?"; files.len()].join(", ");
-            let id_params = vec!["?"; ticket.chunk_ids.len()].join(", ");
+            let id_params = vec!["?"; ids.len()].join(", ");
+            // DISTINCT: a chunk that came back after being deleted has identical rows in an old
+            // and a new segment (its id is a hash of its content and place).
             let mut sql =
-                format!("SELECT {COLUMNS} FROM read_parquet([{file_params}]) WHERE chunk_id IN ({id_params})");
+                format!("SELECT DISTINCT {COLUMNS} FROM read_parquet([{file_params}]) WHERE chunk_id IN ({id_params})");
             let mut params: Vec<DbValue> = files.iter().map(|f| DbValue::Text(f.display().to_string())).collect();
-            params.extend(ticket.chunk_ids.iter().map(|&id| DbValue::UBigInt(id)));
+            params.extend(ids.iter().map(|&id| DbValue::UBigInt(id)));
             if !scope.languages.is_empty() {
                 sql.push_str(&format!(" AND language IN ({})", vec!["?"; scope.languages.len()].join(", ")));
                 params.extend(scope.languages.iter().map(|l| DbValue::Text(l.clone())));

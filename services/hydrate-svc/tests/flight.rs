@@ -45,6 +45,11 @@ fn publish_repo(root: &std::path::Path, repo: &str, files: &[(&str, &str, &str)]
         segments: vec![segment],
         faiss_index: "vector/unused.faiss".into(),
         chunk_meta: "vector/unused.json".into(),
+        primary_vectors: None,
+        primary_kind: "flat".into(),
+        secondary: None,
+        tombstones: None,
+        tombstoned: 0,
         tantivy_dir: "lexical/unused".into(),
         chunks: chunks.len() as u64,
         files: files.len() as u64,
@@ -155,4 +160,47 @@ async fn flight_do_get_is_consistent_scoped_and_injection_proof() {
     assert!(e.message().contains("unknown repo"), "{}", e.message());
     let e = get(&mut c, &HydrateTicket::default()).await.unwrap_err();
     assert!(e.message().contains("chunk_ids"), "{}", e.message());
+}
+
+/// Incremental versions: rows of tombstoned chunks are never returned, a chunk present in two
+/// segments comes back once, and compaction keeps exactly the live rows.
+#[test]
+fn tombstones_hide_rows_and_compaction_keeps_only_live_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let chunks = publish_repo(
+        root,
+        "r",
+        &[("a.py", "python", "def alpha():\n    return 1\n"), ("b.py", "python", "def beta():\n    return 2\n")],
+    );
+    let dir = root.join("r");
+    let mut m = manifest::load_current(root, "r").unwrap();
+    let (alpha, beta) = (chunks[0].chunk_id, chunks[1].chunk_id);
+    // v2: beta deleted, alpha written again into a second segment (as a revert would).
+    let seg2 = hydrate_svc::segment::write_segment(&dir, "v000002", &chunks[..1]).unwrap();
+    manifest::write_ids(&dir.join("tombstones/v000002.ids"), &[beta]).unwrap();
+    m.version = 2;
+    m.segments.push(seg2);
+    m.tombstones = Some("tombstones/v000002.ids".into());
+    manifest::publish(root, &m).unwrap();
+    let mut cfg = codeintel_core::config::Config::default();
+    cfg.data.root = root.to_path_buf();
+    let store = ChunkStore::new(&cfg).unwrap();
+    let ids_of = |batches: Vec<arrow::record_batch::RecordBatch>| -> Vec<u64> {
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap().values().to_vec())
+            .collect()
+    };
+    let got = ids_of(store.fetch(&HydrateTicket::new(vec![alpha, beta], None)).unwrap());
+    assert_eq!(got, vec![alpha], "beta is tombstoned; alpha appears once");
+    let dead = manifest::tombstones(&dir, &m).unwrap();
+    let (rel, rows) = hydrate_svc::segment::compact_segments(&dir, &m.segments, &dead, "v000003").unwrap();
+    assert_eq!(rows, 1);
+    m.version = 3;
+    m.segments = vec![rel];
+    m.tombstones = None;
+    manifest::publish(root, &m).unwrap();
+    store.refresh();
+    assert_eq!(ids_of(store.fetch(&HydrateTicket::new(vec![alpha, beta], None)).unwrap()), vec![alpha]);
 }

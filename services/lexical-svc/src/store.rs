@@ -68,34 +68,109 @@ fn body_text(c: &Chunk) -> String {
     format!("{}\n{}\n{}", c.parent, c.signature, c.text)
 }
 
-/// Builds `<repo_dir>/lexical/<version>/`; returns its repo-relative path.
-pub fn write_index(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result<String, LexicalError> {
+fn document(f: &Fields, c: &Chunk) -> TantivyDocument {
+    let mut d = TantivyDocument::default();
+    d.add_u64(f.chunk_id, c.chunk_id);
+    d.add_text(f.path_raw, &c.path);
+    d.add_text(f.language, &c.language);
+    d.add_text(f.symbol, &c.symbol);
+    for key in symbol_keys(&c.symbol) {
+        d.add_text(f.symbol_key, key);
+    }
+    d.add_text(f.path, &c.path);
+    d.add_text(f.body, body_text(c));
+    d
+}
+
+fn fresh_dir(repo_dir: &Path, version: &str) -> Result<(String, std::path::PathBuf), LexicalError> {
     let rel = format!("lexical/{version}");
     let dir = repo_dir.join(&rel);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| LexicalError::Index(e.to_string()))?;
     }
     std::fs::create_dir_all(&dir).map_err(|e| LexicalError::Index(e.to_string()))?;
+    Ok((rel, dir))
+}
+
+fn finish(mut w: tantivy::IndexWriter<TantivyDocument>, dir: &Path) -> Result<(), LexicalError> {
+    w.commit().map_err(tv)?;
+    w.wait_merging_threads().map_err(tv)?;
+    codeintel_core::manifest::fsync_tree(dir).map_err(|e| LexicalError::Index(e.to_string()))
+}
+
+/// Builds `<repo_dir>/lexical/<version>/`; returns its repo-relative path.
+pub fn write_index(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result<String, LexicalError> {
+    let (rel, dir) = fresh_dir(repo_dir, version)?;
     let (schema, f) = schema();
     let index = Index::create_in_dir(&dir, schema).map_err(tv)?;
     register(&index);
-    let mut w = index.writer_with_num_threads::<TantivyDocument>(1, 64 << 20).map_err(tv)?;
+    let w = index.writer_with_num_threads::<TantivyDocument>(1, 64 << 20).map_err(tv)?;
     for c in chunks {
-        let mut d = TantivyDocument::default();
-        d.add_u64(f.chunk_id, c.chunk_id);
-        d.add_text(f.path_raw, &c.path);
-        d.add_text(f.language, &c.language);
-        d.add_text(f.symbol, &c.symbol);
-        for key in symbol_keys(&c.symbol) {
-            d.add_text(f.symbol_key, key);
-        }
-        d.add_text(f.path, &c.path);
-        d.add_text(f.body, body_text(c));
-        w.add_document(d).map_err(tv)?;
+        w.add_document(document(&f, c)).map_err(tv)?;
     }
-    w.commit().map_err(tv)?;
-    w.wait_merging_threads().map_err(tv)?;
-    codeintel_core::manifest::fsync_tree(&dir).map_err(|e| LexicalError::Index(e.to_string()))?;
+    finish(w, &dir)?;
+    Ok(rel)
+}
+
+/// A new version's folder as a copy of `prev_rel`: tantivy never modifies a file once written,
+/// so the copy hard-links the files (falling back to copying across filesystems) and the
+/// published folder of the previous version stays untouched.
+fn link_copy(repo_dir: &Path, prev_rel: &str, version: &str) -> Result<(String, std::path::PathBuf), LexicalError> {
+    let (rel, dir) = fresh_dir(repo_dir, version)?;
+    let src = repo_dir.join(prev_rel);
+    let rd = std::fs::read_dir(&src).map_err(|e| LexicalError::Index(format!("{}: {e}", src.display())))?;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        // Lock files belong to the writer that held them, not to the index.
+        if name.to_string_lossy().starts_with('.') && name.to_string_lossy().ends_with(".lock") {
+            continue;
+        }
+        let to = dir.join(&name);
+        if std::fs::hard_link(e.path(), &to).is_err() {
+            std::fs::copy(e.path(), &to).map_err(|e| LexicalError::Index(format!("{}: {e}", to.display())))?;
+        }
+    }
+    Ok((rel, dir))
+}
+
+/// Incremental update: a new version of the index in `lexical/<version>/` with the documents of
+/// `delete` chunk ids removed and `add` indexed; the previous version's folder is not modified.
+pub fn update_index(
+    repo_dir: &Path,
+    prev_rel: &str,
+    version: &str,
+    delete: &[u64],
+    add: &[Chunk],
+) -> Result<String, LexicalError> {
+    let (rel, dir) = link_copy(repo_dir, prev_rel, version)?;
+    let index = Index::open_in_dir(&dir).map_err(tv)?;
+    register(&index);
+    let (_, f) = schema();
+    let w = index.writer_with_num_threads::<TantivyDocument>(1, 64 << 20).map_err(tv)?;
+    // Deletes first: a chunk id deleted and added again in one update stays (deletes apply only
+    // to documents added before them).
+    for &id in delete {
+        w.delete_term(Term::from_field_u64(f.chunk_id, id));
+    }
+    for c in add {
+        w.add_document(document(&f, c)).map_err(tv)?;
+    }
+    finish(w, &dir)?;
+    Ok(rel)
+}
+
+/// Compaction: a copy of `prev_rel` merged into one segment, deleted documents purged.
+pub fn compact_index(repo_dir: &Path, prev_rel: &str, version: &str) -> Result<String, LexicalError> {
+    let (rel, dir) = link_copy(repo_dir, prev_rel, version)?;
+    let index = Index::open_in_dir(&dir).map_err(tv)?;
+    register(&index);
+    let mut w = index.writer_with_num_threads::<TantivyDocument>(1, 64 << 20).map_err(tv)?;
+    let ids = index.searchable_segment_ids().map_err(tv)?;
+    if ids.len() > 1 || index.searchable_segment_metas().map_err(tv)?.iter().any(|m| m.has_deletes()) {
+        w.merge(&ids).wait().map_err(tv)?;
+    }
+    w.garbage_collect_files().wait().map_err(tv)?;
+    finish(w, &dir)?;
     Ok(rel)
 }
 
@@ -248,5 +323,31 @@ mod tests {
         let hits = r.search("refresh token", "", 3, BOOSTS, &[], |p, _| p.starts_with("a/"), true).unwrap();
         assert!(hits.iter().all(|h| h.chunk_id == id_of(&chunks, "refresh_token")));
         assert!(r.search("the of", "", 3, BOOSTS, &[], |_, _| true, false).unwrap().is_empty(), "stop words only");
+    }
+
+    #[test]
+    fn updates_delete_and_add_by_chunk_id_without_touching_the_previous_version() {
+        let (d, _r, chunks) = index(&[
+            ("a/session.py", "python", "def refresh_token(session):\n    return session\n"),
+            ("b/other.py", "python", "def rotate_keys(keys):\n    return keys\n"),
+        ]);
+        let old = id_of(&chunks, "refresh_token");
+        let added =
+            chunk_file("r", "a/session.py", "python", "def renew_lease(s):\n    return s\n", ChunkOptions::default());
+        let rel = update_index(d.path(), "lexical/v000001", "v000002", &[old], &added).unwrap();
+        let v2 = RepoLexical::open(&d.path().join(&rel)).unwrap();
+        assert!(v2.search("refresh_token", "", 5, BOOSTS, &[], |_, _| true, false).unwrap().is_empty());
+        let hits = v2.search("renew_lease", "", 5, BOOSTS, &[], |_, _| true, false).unwrap();
+        assert_eq!(hits[0].chunk_id, added[0].chunk_id);
+        assert_eq!(v2.docs, 2);
+        // The published previous version is unchanged.
+        let v1 = RepoLexical::open(&d.path().join("lexical/v000001")).unwrap();
+        assert_eq!(v1.search("refresh_token", "", 5, BOOSTS, &[], |_, _| true, false).unwrap()[0].chunk_id, old);
+        // Compaction purges the deleted document and keeps the live ones.
+        let rel = compact_index(d.path(), &rel, "v000003").unwrap();
+        let v3 = RepoLexical::open(&d.path().join(&rel)).unwrap();
+        assert_eq!(v3.docs, 2);
+        assert!(v3.search("refresh_token", "", 5, BOOSTS, &[], |_, _| true, false).unwrap().is_empty());
+        assert_eq!(v3.search("rotate_keys", "", 5, BOOSTS, &[], |_, _| true, false).unwrap().len(), 1);
     }
 }

@@ -1,9 +1,11 @@
 //! vector-svc: dense retrieval over FAISS.
 
 pub mod error;
+pub mod faiss_ext;
 pub mod grpc;
 pub mod service;
 pub mod store;
+pub mod synth;
 
 pub use error::VectorError;
 pub use service::VectorSearcher;

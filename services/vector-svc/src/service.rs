@@ -19,6 +19,7 @@ pub struct VectorSearcher {
     catalog: Catalog<RepoVectors>,
     embedder: Embedder,
     contract: EmbeddingContract,
+    params: codeintel_core::config::VectorConfig,
     pub readiness: SharedReadiness,
     pub metrics: Metrics,
 }
@@ -52,6 +53,7 @@ impl VectorSearcher {
             catalog: Catalog::new(&cfg.data.root),
             embedder,
             contract,
+            params: cfg.vector.clone(),
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("vector"),
         });
@@ -66,8 +68,7 @@ impl VectorSearcher {
             if let Some(why) = contract_mismatch(&m.embedding, &contract) {
                 return Err(why);
             }
-            let r =
-                RepoVectors::open(&m.repo, m.version, dir, &m.faiss_index, &m.chunk_meta).map_err(|e| e.to_string())?;
+            let r = RepoVectors::open(dir, m, &self.params).map_err(|e| e.to_string())?;
             if r.dim != m.embedding.dim {
                 return Err(format!("dimension mismatch: index={}, manifest={}", r.dim, m.embedding.dim));
             }

@@ -1,14 +1,22 @@
-//! On-disk vector artifacts of one repo version: a FAISS `IDMap2,Flat` inner-product index whose
-//! ids are chunk ids, and a side file with each chunk's path and language for scope filters.
+//! On-disk vector artifacts and their search. A repo version has a *primary* index (exact `Flat`
+//! below `vector.flat_threshold` vectors, a trained IVF index above it) and optionally a
+//! *secondary* `Flat` index holding what incremental indexing added since; both are wrapped in
+//! `IDMap2`, so FAISS returns chunk ids directly. Each index has two sidecars: the chunk id,
+//! path and language of every vector (for scope filters), and the raw f32 vectors (so that
+//! compaction retrains from exact vectors instead of quantized ones). Chunk ids listed in the
+//! version's tombstones are excluded inside FAISS by an id selector.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::path::Path;
 
+use codeintel_core::config::VectorConfig;
+use codeintel_core::manifest::{Manifest, VectorFiles};
 use faiss::{Idx, Index, MetricType};
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::VectorError;
+use crate::faiss_ext::{self, Exclusion};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChunkMeta {
@@ -17,42 +25,223 @@ pub struct ChunkMeta {
     pub language: String,
 }
 
-/// Writes `<repo_dir>/vector/<version>.faiss` and `.meta.json`; returns their repo-relative paths.
-pub fn write_index(
-    repo_dir: &Path,
-    version: &str,
-    dim: u32,
-    vectors: &[Vec<f32>],
-    metas: &[ChunkMeta],
-) -> Result<(String, String), VectorError> {
-    if vectors.len() != metas.len() {
-        return Err(VectorError::InvalidArgument(format!("{} vectors for {} chunks", vectors.len(), metas.len())));
-    }
-    if let Some(bad) = vectors.iter().find(|v| v.len() != dim as usize) {
-        return Err(VectorError::InvalidArgument(format!("vector dimension {} does not match {dim}", bad.len())));
-    }
-    let mut index = faiss::index_factory(dim, "IDMap2,Flat", MetricType::InnerProduct)?;
-    let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
-    let ids: Vec<Idx> = metas.iter().map(|m| Idx::new(m.id)).collect();
-    if !ids.is_empty() {
-        index.add_with_ids(&flat, &ids)?;
-    }
-    let dir = repo_dir.join("vector");
-    std::fs::create_dir_all(&dir).map_err(|e| VectorError::Io(e.to_string()))?;
-    let faiss_rel = format!("vector/{version}.faiss");
-    let meta_rel = format!("vector/{version}.meta.json");
-    let faiss_path = repo_dir.join(&faiss_rel);
-    faiss::write_index(&index, faiss_path.to_str().ok_or_else(|| VectorError::Io("non-utf8 path".into()))?)?;
-    std::fs::write(repo_dir.join(&meta_rel), serde_json::to_vec(metas).map_err(|e| VectorError::Io(e.to_string()))?)
-        .map_err(|e| VectorError::Io(e.to_string()))?;
-    for rel in [&faiss_rel, &meta_rel] {
-        codeintel_core::manifest::fsync_file(&repo_dir.join(rel)).map_err(|e| VectorError::Io(e.to_string()))?;
-    }
-    Ok((faiss_rel, meta_rel))
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> VectorError {
+    move |e| VectorError::Io(format!("{what}: {e}"))
 }
 
-/// Reads back the vectors of `ids` from a written index (absent ids are skipped), so that
-/// re-indexing reuses the embeddings of chunks that did not change.
+/// The structure of one FAISS index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    Flat,
+    IvfSq8 { nlist: usize },
+    IvfPq { nlist: usize, m: usize },
+}
+
+impl IndexKind {
+    /// Exact below the threshold; above it, IVF with about sqrt(n) lists (a power of two, at
+    /// least 39 training vectors per list) and the configured codes.
+    pub fn choose(n: usize, dim: u32, cfg: &VectorConfig) -> Self {
+        if n < cfg.flat_threshold {
+            return IndexKind::Flat;
+        }
+        let nlist = if cfg.nlist > 0 {
+            cfg.nlist
+        } else {
+            ((n as f64).sqrt() as usize).next_power_of_two().min((n / 39).max(1)).max(1)
+        };
+        if cfg.quantizer == "pq" && dim.is_multiple_of(8) {
+            IndexKind::IvfPq { nlist, m: dim as usize / 8 }
+        } else {
+            IndexKind::IvfSq8 { nlist }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            IndexKind::Flat => "flat".into(),
+            IndexKind::IvfSq8 { nlist } => format!("ivf{nlist}_sq8"),
+            IndexKind::IvfPq { nlist, m } => format!("ivf{nlist}_pq{m}"),
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        if name == "flat" || name.is_empty() {
+            return Some(IndexKind::Flat);
+        }
+        let rest = name.strip_prefix("ivf")?;
+        let (nlist, codes) = rest.split_once('_')?;
+        let nlist = nlist.parse().ok()?;
+        if codes == "sq8" {
+            return Some(IndexKind::IvfSq8 { nlist });
+        }
+        Some(IndexKind::IvfPq { nlist, m: codes.strip_prefix("pq")?.parse().ok()? })
+    }
+
+    fn factory(&self) -> String {
+        match self {
+            IndexKind::Flat => "IDMap2,Flat".into(),
+            IndexKind::IvfSq8 { nlist } => format!("IDMap2,IVF{nlist},SQ8"),
+            IndexKind::IvfPq { nlist, m } => format!("IDMap2,IVF{nlist},PQ{m}"),
+        }
+    }
+
+    pub fn nlist(&self) -> usize {
+        match self {
+            IndexKind::Flat => 0,
+            IndexKind::IvfSq8 { nlist } | IndexKind::IvfPq { nlist, .. } => *nlist,
+        }
+    }
+
+    /// Lists probed per query: the configured value, else nlist/16 (at least 8).
+    pub fn nprobe(&self, cfg: &VectorConfig) -> usize {
+        let nlist = self.nlist();
+        if nlist == 0 {
+            return 1;
+        }
+        let p = if cfg.nprobe > 0 { cfg.nprobe } else { (nlist / 16).max(8) };
+        p.min(nlist)
+    }
+}
+
+/// Builds (and for IVF, trains) an index over row-major `vectors` with chunk ids `ids`.
+pub fn build_index(
+    dim: u32,
+    vectors: &[f32],
+    ids: &[u64],
+    kind: IndexKind,
+) -> Result<faiss::index::IndexImpl, VectorError> {
+    let d = dim as usize;
+    if vectors.len() != ids.len() * d {
+        return Err(VectorError::InvalidArgument(format!(
+            "{} floats for {} vectors of dimension {dim}",
+            vectors.len(),
+            ids.len()
+        )));
+    }
+    let mut index = faiss::index_factory(dim, kind.factory(), MetricType::InnerProduct)?;
+    if kind != IndexKind::Flat {
+        let n = ids.len();
+        if n < kind.nlist() {
+            return Err(VectorError::InvalidArgument(format!("{n} vectors cannot train {} lists", kind.nlist())));
+        }
+        // Train on an evenly strided sample: 64 per list, and enough for 256 PQ centroids.
+        let want = (64 * kind.nlist()).max(256 * 40).min(n);
+        let step = n as f64 / want as f64;
+        let mut sample = Vec::with_capacity(want * d);
+        for i in 0..want {
+            let r = ((i as f64) * step) as usize;
+            sample.extend_from_slice(&vectors[r * d..(r + 1) * d]);
+        }
+        index.train(&sample)?;
+    }
+    for (vs, is) in vectors.chunks(65_536 * d).zip(ids.chunks(65_536)) {
+        let is: Vec<Idx> = is.iter().map(|&i| Idx::new(i)).collect();
+        index.add_with_ids(vs, &is)?;
+    }
+    Ok(index)
+}
+
+/// Writes `vector/<stem>.faiss`, `.meta.json` and `.f32` (all fsynced) under `repo_dir`.
+pub fn write_artifact(
+    repo_dir: &Path,
+    stem: &str,
+    dim: u32,
+    vectors: &[f32],
+    metas: &[ChunkMeta],
+    kind: IndexKind,
+) -> Result<VectorFiles, VectorError> {
+    let ids: Vec<u64> = metas.iter().map(|m| m.id).collect();
+    let index = build_index(dim, vectors, &ids, kind)?;
+    let dir = repo_dir.join("vector");
+    std::fs::create_dir_all(&dir).map_err(io(dir.display()))?;
+    let files = VectorFiles {
+        faiss_index: format!("vector/{stem}.faiss"),
+        chunk_meta: format!("vector/{stem}.meta.json"),
+        vectors: format!("vector/{stem}.f32"),
+        kind: kind.name(),
+        count: metas.len() as u64,
+    };
+    let faiss_path = repo_dir.join(&files.faiss_index);
+    faiss::write_index(&index, faiss_path.to_str().ok_or_else(|| VectorError::Io("non-utf8 path".into()))?)?;
+    let meta = serde_json::to_vec(metas).map_err(|e| VectorError::Io(e.to_string()))?;
+    std::fs::write(repo_dir.join(&files.chunk_meta), meta).map_err(io(&files.chunk_meta))?;
+    {
+        let p = repo_dir.join(&files.vectors);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io(&files.vectors))?);
+        for x in vectors {
+            f.write_all(&x.to_le_bytes()).map_err(io(&files.vectors))?;
+        }
+        f.flush().map_err(io(&files.vectors))?;
+    }
+    for rel in [&files.faiss_index, &files.chunk_meta, &files.vectors] {
+        codeintel_core::manifest::fsync_file(&repo_dir.join(rel)).map_err(|e| VectorError::Io(e.to_string()))?;
+    }
+    Ok(files)
+}
+
+fn read_meta(repo_dir: &Path, rel: &str) -> Result<Vec<ChunkMeta>, VectorError> {
+    let text = std::fs::read(repo_dir.join(rel)).map_err(io(rel))?;
+    serde_json::from_slice(&text).map_err(|e| VectorError::Io(format!("{rel}: {e}")))
+}
+
+fn read_f32(repo_dir: &Path, rel: &str, expect: usize) -> Result<Vec<f32>, VectorError> {
+    let bytes = std::fs::read(repo_dir.join(rel)).map_err(io(rel))?;
+    if bytes.len() != expect * 4 {
+        return Err(VectorError::Io(format!("{rel}: {} bytes, expected {}", bytes.len(), expect * 4)));
+    }
+    Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect())
+}
+
+/// Vectors of one artifact in `meta` order. Primaries written before raw sidecars existed are
+/// exact (`Flat`) and are read back from FAISS itself.
+fn read_artifact_vectors(
+    repo_dir: &Path,
+    faiss_rel: &str,
+    meta_rel: &str,
+    vectors_rel: Option<&str>,
+    dim: usize,
+) -> Result<(Vec<ChunkMeta>, Vec<f32>), VectorError> {
+    let metas = read_meta(repo_dir, meta_rel)?;
+    let vectors = match vectors_rel {
+        Some(rel) => read_f32(repo_dir, rel, metas.len() * dim)?,
+        None => {
+            let ids: Vec<u64> = metas.iter().map(|m| m.id).collect();
+            let mut by_id = read_vectors(repo_dir, faiss_rel, &ids)?;
+            let mut out = Vec::with_capacity(ids.len() * dim);
+            for id in &ids {
+                let v = by_id.remove(id).ok_or_else(|| VectorError::Io(format!("{faiss_rel}: chunk {id} missing")))?;
+                out.extend(v);
+            }
+            out
+        }
+    };
+    Ok((metas, vectors))
+}
+
+/// Every live vector of a version (primary and secondary, tombstones dropped, each chunk id
+/// once), in a stable order: what compaction retrains on and incremental indexing carries.
+pub fn live_vectors(repo_dir: &Path, m: &Manifest) -> Result<(Vec<ChunkMeta>, Vec<f32>), VectorError> {
+    let dim = m.embedding.dim as usize;
+    let dead = codeintel_core::manifest::tombstones(repo_dir, m).map_err(|e| VectorError::Io(e.to_string()))?;
+    let mut parts =
+        vec![read_artifact_vectors(repo_dir, &m.faiss_index, &m.chunk_meta, m.primary_vectors.as_deref(), dim)?];
+    if let Some(s) = &m.secondary {
+        parts.push(read_artifact_vectors(repo_dir, &s.faiss_index, &s.chunk_meta, Some(&s.vectors), dim)?);
+    }
+    let mut seen = HashSet::new();
+    let (mut metas, mut vectors) = (Vec::new(), Vec::new());
+    for (ms, vs) in parts {
+        for (meta, v) in ms.into_iter().zip(vs.chunks_exact(dim)) {
+            if !dead.contains(&meta.id) && seen.insert(meta.id) {
+                metas.push(meta);
+                vectors.extend_from_slice(v);
+            }
+        }
+    }
+    Ok((metas, vectors))
+}
+
+/// Reads back the vectors of `ids` from an exact index (absent ids are skipped).
 pub fn read_vectors(repo_dir: &Path, faiss_rel: &str, ids: &[u64]) -> Result<HashMap<u64, Vec<f32>>, VectorError> {
     let p = repo_dir.join(faiss_rel);
     let index = faiss::read_index(p.to_str().ok_or_else(|| VectorError::Io("non-utf8 path".into()))?)?;
@@ -67,43 +256,146 @@ pub fn read_vectors(repo_dir: &Path, faiss_rel: &str, ids: &[u64]) -> Result<Has
     Ok(out)
 }
 
-/// A loaded, searchable version of one repo's vectors.
-pub struct RepoVectors {
-    pub repo: String,
-    pub version: u64,
-    pub version_name: String,
-    pub dim: u32,
-    index: Mutex<faiss::index::IndexImpl>,
-    meta: HashMap<u64, (String, String)>,
+/// One loaded FAISS index and where each of its chunks lives.
+pub struct Part {
+    index: faiss::index::IndexImpl,
+    pub kind: IndexKind,
+    nprobe: usize,
+    /// chunk id -> index into `files`.
+    meta: HashMap<u64, u32>,
+    files: Vec<(String, String)>,
 }
 
-impl RepoVectors {
-    pub fn open(repo: &str, version: u64, dir: &Path, faiss_rel: &str, meta_rel: &str) -> Result<Self, VectorError> {
-        let p = dir.join(faiss_rel);
+impl Part {
+    pub fn new(index: faiss::index::IndexImpl, kind: IndexKind, nprobe: usize, metas: Vec<ChunkMeta>) -> Self {
+        let mut files: Vec<(String, String)> = Vec::new();
+        let mut file_ix: HashMap<(String, String), u32> = HashMap::new();
+        let mut meta = HashMap::with_capacity(metas.len());
+        for m in metas {
+            let key = (m.path, m.language);
+            let ix = *file_ix.entry(key.clone()).or_insert_with(|| {
+                files.push(key);
+                (files.len() - 1) as u32
+            });
+            meta.insert(m.id, ix);
+        }
+        Self { index, kind, nprobe, meta, files }
+    }
+
+    fn open(
+        repo_dir: &Path,
+        faiss_rel: &str,
+        meta_rel: &str,
+        kind: &str,
+        cfg: &VectorConfig,
+    ) -> Result<Self, VectorError> {
+        let p = repo_dir.join(faiss_rel);
         let index = faiss::read_index(p.to_str().ok_or_else(|| VectorError::Io("non-utf8 path".into()))?)?;
-        let text = std::fs::read(dir.join(meta_rel)).map_err(|e| VectorError::Io(format!("{meta_rel}: {e}")))?;
-        let metas: Vec<ChunkMeta> =
-            serde_json::from_slice(&text).map_err(|e| VectorError::Io(format!("{meta_rel}: {e}")))?;
-        let dim = index.d();
-        Ok(Self {
-            repo: repo.to_string(),
-            version,
-            version_name: codeintel_core::manifest::version_name(version),
-            dim,
-            index: Mutex::new(index),
-            meta: metas.into_iter().map(|m| (m.id, (m.path, m.language))).collect(),
-        })
+        let kind = IndexKind::parse(kind).unwrap_or(IndexKind::Flat);
+        let metas = read_meta(repo_dir, meta_rel)?;
+        if metas.len() as u64 != index.ntotal() {
+            return Err(VectorError::Io(format!(
+                "{faiss_rel} holds {} vectors but {meta_rel} lists {}",
+                index.ntotal(),
+                metas.len()
+            )));
+        }
+        Ok(Self::new(index, kind, kind.nprobe(cfg), metas))
     }
 
     pub fn len(&self) -> u64 {
-        self.index.lock().ntotal()
+        self.index.ntotal()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Top `k` (chunk id, score) for a normalised query, keeping only chunks `keep` accepts.
+    pub fn dim(&self) -> u32 {
+        self.index.d()
+    }
+
+    /// (chunk id, score) of the top `depth`, best first.
+    pub fn search(
+        &self,
+        query: &[f32],
+        depth: usize,
+        exclude: Option<&Exclusion>,
+    ) -> Result<Vec<(u64, f32)>, VectorError> {
+        let n = self.len() as usize;
+        if n == 0 || depth == 0 {
+            return Ok(Vec::new());
+        }
+        let (scores, ids) = faiss_ext::search(&self.index, query, depth.min(n), self.nprobe, exclude)?;
+        Ok(ids.into_iter().zip(scores).filter(|(id, _)| *id >= 0).map(|(id, s)| (id as u64, s)).collect())
+    }
+
+    fn location(&self, id: u64) -> Option<(&str, &str)> {
+        self.meta.get(&id).map(|&i| {
+            let (p, l) = &self.files[i as usize];
+            (p.as_str(), l.as_str())
+        })
+    }
+}
+
+/// A loaded, searchable version of one repo's vectors.
+pub struct RepoVectors {
+    pub repo: String,
+    pub version: u64,
+    pub dim: u32,
+    pub primary: Part,
+    pub secondary: Option<Part>,
+    tombstones: HashSet<u64>,
+    exclusion: Option<Exclusion>,
+}
+
+impl RepoVectors {
+    pub fn open(dir: &Path, m: &Manifest, cfg: &VectorConfig) -> Result<Self, VectorError> {
+        let primary = Part::open(dir, &m.faiss_index, &m.chunk_meta, &m.primary_kind, cfg)?;
+        let secondary = match &m.secondary {
+            Some(s) => Some(Part::open(dir, &s.faiss_index, &s.chunk_meta, &s.kind, cfg)?),
+            None => None,
+        };
+        if let Some(s) = &secondary {
+            if s.dim() != primary.dim() {
+                return Err(VectorError::Io(format!(
+                    "dimension mismatch: primary={}, secondary={}",
+                    primary.dim(),
+                    s.dim()
+                )));
+            }
+        }
+        let tombstones = codeintel_core::manifest::tombstones(dir, m).map_err(|e| VectorError::Io(e.to_string()))?;
+        Self::from_parts(&m.repo, m.version, primary, secondary, tombstones)
+    }
+
+    pub fn from_parts(
+        repo: &str,
+        version: u64,
+        primary: Part,
+        secondary: Option<Part>,
+        tombstones: HashSet<u64>,
+    ) -> Result<Self, VectorError> {
+        let exclusion = if tombstones.is_empty() {
+            None
+        } else {
+            Some(Exclusion::new(&tombstones.iter().copied().collect::<Vec<_>>())?)
+        };
+        Ok(Self { repo: repo.to_string(), version, dim: primary.dim(), primary, secondary, tombstones, exclusion })
+    }
+
+    /// Live vectors (tombstoned ones excluded).
+    pub fn len(&self) -> u64 {
+        let all = self.primary.len() + self.secondary.as_ref().map_or(0, |s| s.len());
+        all.saturating_sub(self.tombstones.len() as u64)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Top `k` (chunk id, score) for a normalised query over primary and secondary, each chunk
+    /// once, tombstones excluded, keeping only chunks `keep(path, language)` accepts.
     pub fn search(
         &self,
         query: &[f32],
@@ -111,53 +403,33 @@ impl RepoVectors {
         keep: impl Fn(&str, &str) -> bool,
         filtered: bool,
     ) -> Result<Vec<(u64, f32)>, VectorError> {
-        let mut index = self.index.lock();
-        let n = index.ntotal() as usize;
-        if n == 0 || k == 0 {
+        if k == 0 {
             return Ok(Vec::new());
         }
-        // With path/language filters, look deeper so k survive the filter.
-        let depth = if filtered { (k * 20).max(200).min(n) } else { k.min(n) };
-        let res = index.search(query, depth)?;
-        drop(index);
-        let mut out = Vec::with_capacity(k);
-        for (label, score) in res.labels.iter().zip(res.distances.iter()) {
-            let Some(id) = label.get() else { continue };
-            if let Some((path, lang)) = self.meta.get(&id) {
-                if keep(path, lang) {
-                    out.push((id, *score));
-                    if out.len() == k {
-                        break;
-                    }
+        // With path/language filters, look deeper so that k survive them.
+        let depth = if filtered { (k * 20).max(200) } else { k };
+        let mut best: HashMap<u64, (f32, &str, &str)> = HashMap::new();
+        let parts = std::iter::once((&self.primary, self.exclusion.as_ref()))
+            .chain(self.secondary.iter().map(|s| (s, self.exclusion.as_ref())));
+        for (part, exclude) in parts {
+            for (id, score) in part.search(query, depth, exclude)? {
+                if self.tombstones.contains(&id) {
+                    continue;
+                }
+                let Some((path, lang)) = part.location(id) else { continue };
+                let e = best.entry(id).or_insert((score, path, lang));
+                if score > e.0 {
+                    e.0 = score;
                 }
             }
         }
+        let mut out: Vec<(u64, f32)> =
+            best.into_iter().filter(|(_, (_, p, l))| keep(p, l)).map(|(id, (s, _, _))| (id, s)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.truncate(k);
         Ok(out)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn written_index_searches_back_by_chunk_id() {
-        let d = tempfile::tempdir().unwrap();
-        let vecs = vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.6, 0.8, 0.0]];
-        let metas: Vec<ChunkMeta> = [(11u64, "a.py", "python"), (22, "b.rs", "rust"), (33, "c.py", "python")]
-            .iter()
-            .map(|(id, p, l)| ChunkMeta { id: *id, path: p.to_string(), language: l.to_string() })
-            .collect();
-        let (f, m) = write_index(d.path(), "v000001", 3, &vecs, &metas).unwrap();
-        let r = RepoVectors::open("r", 1, d.path(), &f, &m).unwrap();
-        assert_eq!(r.len(), 3);
-        let hits = r.search(&[0.0, 1.0, 0.0], 2, |_, _| true, false).unwrap();
-        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![22, 33]);
-        let hits = r.search(&[0.0, 1.0, 0.0], 2, |_, l| l == "python", true).unwrap();
-        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![33, 11]);
-        assert!(write_index(d.path(), "v2", 4, &vecs, &metas).is_err(), "wrong dimension must be refused");
-        let back = read_vectors(d.path(), &f, &[33, 44]).unwrap();
-        assert_eq!(back.len(), 1, "unknown ids are skipped");
-        assert_eq!(back[&33], vec![0.6, 0.8, 0.0]);
-    }
-}
+mod tests;

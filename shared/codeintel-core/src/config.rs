@@ -16,7 +16,7 @@ pub const CONFIG_FILE_ENV: &str = "CODEINTEL_CONFIG";
 pub struct Config {
     pub data: DataConfig,
     pub embed: EmbedConfig,
-    pub vector: ServiceConfig,
+    pub vector: VectorConfig,
     pub lexical: LexicalConfig,
     pub hydrate: ServiceConfig,
     pub answer: AnswerConfig,
@@ -64,6 +64,22 @@ pub struct ServiceConfig {
     pub metrics_addr: String,
     /// How often the service looks for a new published manifest version, milliseconds.
     pub reload_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorConfig {
+    pub addr: String,
+    pub metrics_addr: String,
+    pub reload_ms: u64,
+    /// Below this many vectors the primary is exact (`Flat`); at or above it, a trained IVF index.
+    pub flat_threshold: usize,
+    /// Inverted lists of a trained primary; 0 picks about sqrt(vectors), a power of two.
+    pub nlist: usize,
+    /// Lists probed per query; 0 picks nlist/16 (at least 8).
+    pub nprobe: usize,
+    /// Codes of a trained primary: `sq8` (1 byte per dimension) or `pq` (dim/8 bytes).
+    pub quantizer: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -141,6 +157,11 @@ pub struct IndexConfig {
     pub keep_versions: usize,
     /// How long a replaced version stays on disk for processes still serving it, milliseconds.
     pub gc_grace_ms: u64,
+    /// Compact (retrain the primary from every live vector) once the secondary holds more than
+    /// this fraction of the primary's vectors.
+    pub compact_ratio: f64,
+    /// ... and more than this many vectors (a small Flat secondary costs nothing to search).
+    pub compact_min_vectors: u64,
 }
 
 impl Default for DataConfig {
@@ -168,6 +189,20 @@ impl Default for EmbedConfig {
 impl ServiceConfig {
     fn local(port: u16, metrics_port: u16) -> Self {
         Self { addr: format!("127.0.0.1:{port}"), metrics_addr: format!("127.0.0.1:{metrics_port}"), reload_ms: 2_000 }
+    }
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:50052".into(),
+            metrics_addr: "127.0.0.1:9102".into(),
+            reload_ms: 2_000,
+            flat_threshold: 50_000,
+            nlist: 0,
+            nprobe: 0,
+            quantizer: "sq8".into(),
+        }
     }
 }
 
@@ -202,7 +237,15 @@ impl Default for AnswerConfig {
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { max_file_bytes: 1 << 20, max_chunk_lines: 120, window_lines: 40, keep_versions: 2, gc_grace_ms: 600_000 }
+        Self {
+            max_file_bytes: 1 << 20,
+            max_chunk_lines: 120,
+            window_lines: 40,
+            keep_versions: 2,
+            gc_grace_ms: 600_000,
+            compact_ratio: 0.05,
+            compact_min_vectors: 1_000,
+        }
     }
 }
 
@@ -211,7 +254,7 @@ impl Default for Config {
         Self {
             data: DataConfig::default(),
             embed: EmbedConfig::default(),
-            vector: ServiceConfig::local(50052, 9102),
+            vector: VectorConfig::default(),
             lexical: LexicalConfig::default(),
             hydrate: ServiceConfig::local(50054, 9104),
             answer: AnswerConfig::default(),
@@ -262,6 +305,17 @@ impl Config {
         anyhow::ensure!(self.index.max_chunk_lines >= 10, "index.max_chunk_lines must be at least 10");
         anyhow::ensure!(self.index.window_lines >= 5, "index.window_lines must be at least 5");
         anyhow::ensure!(self.index.keep_versions >= 1, "index.keep_versions must be at least 1");
+        anyhow::ensure!(
+            self.index.compact_ratio > 0.0,
+            "index.compact_ratio must be positive, got {}",
+            self.index.compact_ratio
+        );
+        anyhow::ensure!(
+            matches!(self.vector.quantizer.as_str(), "sq8" | "pq"),
+            "vector.quantizer must be `sq8` or `pq`, got {:?}",
+            self.vector.quantizer
+        );
+        anyhow::ensure!(self.vector.flat_threshold >= 1, "vector.flat_threshold must be at least 1");
         Ok(())
     }
 

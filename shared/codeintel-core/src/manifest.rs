@@ -23,6 +23,19 @@ pub struct EmbeddingContract {
     pub normalized: bool,
 }
 
+/// One FAISS index with its sidecars, all repo-relative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorFiles {
+    pub faiss_index: String,
+    /// Chunk id, path and language of every vector, in insertion order.
+    pub chunk_meta: String,
+    /// The raw f32 vectors in `chunk_meta` order, for retraining without re-embedding.
+    pub vectors: String,
+    /// `flat`, `ivf<nlist>_sq8` or `ivf<nlist>_pq<m>`.
+    pub kind: String,
+    pub count: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
@@ -41,9 +54,25 @@ pub struct Manifest {
     pub embed_max_tokens: u32,
     /// Paths relative to the repo folder.
     pub segments: Vec<String>,
+    /// The primary vector index (`chunk_meta` is its sidecar).
     pub faiss_index: String,
     pub chunk_meta: String,
+    /// Raw vectors and kind of the primary (absent in versions written before compaction existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_vectors: Option<String>,
+    #[serde(default)]
+    pub primary_kind: String,
+    /// The untrained (Flat) index of vectors added since the primary was built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<VectorFiles>,
+    /// Sorted little-endian u64 chunk ids that are dead but still present in the primary or in
+    /// a segment; every store drops them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstones: Option<String>,
+    #[serde(default)]
+    pub tombstoned: u64,
     pub tantivy_dir: String,
+    /// Live chunks.
     pub chunks: u64,
     pub files: u64,
     /// repo-relative path -> sha256 of its content, for incremental indexing.
@@ -184,13 +213,60 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
     Ok(())
 }
 
+impl Manifest {
+    /// Every file this version reads (the tantivy folder aside), repo-relative.
+    pub fn files(&self) -> Vec<&String> {
+        let mut v: Vec<&String> = self.segments.iter().collect();
+        v.extend([&self.faiss_index, &self.chunk_meta]);
+        v.extend(self.primary_vectors.iter());
+        if let Some(s) = &self.secondary {
+            v.extend([&s.faiss_index, &s.chunk_meta, &s.vectors]);
+        }
+        v.extend(self.tombstones.iter());
+        v
+    }
+}
+
+/// Writes a sorted id list (little-endian u64), fsynced.
+pub fn write_ids(path: &Path, ids: &[u64]) -> Result<(), ManifestError> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let bytes: Vec<u8> = sorted.iter().flat_map(|i| i.to_le_bytes()).collect();
+    let mut f = File::create(path).map_err(io_err(path))?;
+    f.write_all(&bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+pub fn read_ids(path: &Path) -> Result<Vec<u64>, ManifestError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    if !bytes.len().is_multiple_of(8) {
+        return Err(ManifestError::Corrupt {
+            path: path.display().to_string(),
+            message: format!("{} bytes is not a whole number of u64 ids", bytes.len()),
+        });
+    }
+    Ok(bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
+}
+
+/// The tombstoned chunk ids of a version (empty when it has none).
+pub fn tombstones(repo_dir: &Path, m: &Manifest) -> Result<std::collections::HashSet<u64>, ManifestError> {
+    match &m.tombstones {
+        Some(rel) => Ok(read_ids(&repo_dir.join(rel))?.into_iter().collect()),
+        None => Ok(Default::default()),
+    }
+}
+
 /// Publishes `m`: every artifact it names must already be written and fsynced. Writes the
 /// manifest, then atomically points `CURRENT` at it.
 pub fn publish(root: &Path, m: &Manifest) -> Result<PathBuf, ManifestError> {
     let dir = repo_dir(root, &m.repo)?;
     let mdir = dir.join("manifests");
     fs::create_dir_all(&mdir).map_err(io_err(&mdir))?;
-    for rel in m.segments.iter().chain([&m.faiss_index, &m.chunk_meta, &m.tantivy_dir]) {
+    for rel in m.files().into_iter().chain([&m.tantivy_dir]) {
         let p = dir.join(rel);
         if !p.exists() {
             return Err(ManifestError::Corrupt {
@@ -234,15 +310,27 @@ pub fn collect_garbage(root: &Path, repo: &str, keep: usize, grace_ms: u64) -> R
     versions.sort_unstable();
     let now = now_unix_ms();
     let candidates = versions.len().saturating_sub(keep.saturating_sub(1));
-    let mut removed = Vec::new();
+    // Which old versions go: those replaced longer than the grace period ago.
+    let mut doomed = Vec::new();
     for &v in &versions[..candidates] {
         let Ok(m) = load_version(root, repo, v) else { continue };
         let successor = versions.iter().copied().find(|x| *x > v).unwrap_or(current);
         let replaced_at = load_version(root, repo, successor).map(|s| s.created_unix_ms).unwrap_or(now);
-        if now.saturating_sub(replaced_at) < grace_ms {
-            continue;
+        if now.saturating_sub(replaced_at) >= grace_ms {
+            doomed.push(m);
         }
-        for rel in m.segments.iter().chain([&m.faiss_index, &m.chunk_meta]) {
+    }
+    // Incremental versions share files with their predecessors: a file goes only when no
+    // version that stays names it.
+    let mut in_use: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for v in versions.iter().chain([&current]).filter(|v| !doomed.iter().any(|m| m.version == **v)) {
+        if let Ok(m) = load_version(root, repo, *v) {
+            in_use.extend(m.files().into_iter().cloned());
+        }
+    }
+    let mut removed = Vec::new();
+    for m in doomed {
+        for rel in m.files().into_iter().filter(|f| !in_use.contains(*f)) {
             let p = dir.join(rel);
             if let Err(e) = fs::remove_file(&p) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -254,9 +342,9 @@ pub fn collect_garbage(root: &Path, repo: &str, keep: usize, grace_ms: u64) -> R
         if t.exists() {
             fs::remove_dir_all(&t).map_err(io_err(&t))?;
         }
-        let mp = dir.join("manifests").join(format!("{}.json", version_name(v)));
+        let mp = dir.join("manifests").join(format!("{}.json", version_name(m.version)));
         fs::remove_file(&mp).map_err(io_err(&mp))?;
-        removed.push(v);
+        removed.push(m.version);
     }
     Ok(removed)
 }
@@ -288,6 +376,11 @@ mod tests {
             segments: vec![format!("segments/{v}.parquet")],
             faiss_index: format!("vector/{v}.faiss"),
             chunk_meta: format!("vector/{v}.meta.json"),
+            primary_vectors: None,
+            primary_kind: "flat".into(),
+            secondary: None,
+            tombstones: None,
+            tombstoned: 0,
             tantivy_dir: format!("lexical/{v}"),
             chunks: version,
             files: 1,
@@ -352,6 +445,37 @@ mod tests {
         assert!(root.join("r/segments/v000003.parquet").exists(), "the previous version stays");
         assert_eq!(load_current(root, "r").unwrap().version, 4);
         assert!(collect_garbage(root, "r", 2, 0).unwrap().is_empty(), "idempotent");
+    }
+
+    #[test]
+    fn garbage_collection_keeps_files_that_a_newer_version_still_names() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let old = now_unix_ms() - 1_000_000;
+        let mut m1 = manifest("r", 1);
+        m1.created_unix_ms = old;
+        write_artifacts(root, &m1);
+        publish(root, &m1).unwrap();
+        // v2 is incremental: v1's segment and primary plus its own segment and tombstones.
+        let mut m2 = manifest("r", 2);
+        m2.created_unix_ms = old + 1000;
+        m2.segments = vec![m1.segments[0].clone(), "segments/v000002.parquet".into()];
+        m2.faiss_index = m1.faiss_index.clone();
+        m2.chunk_meta = m1.chunk_meta.clone();
+        m2.tombstones = Some("tombstones/v000002.ids".into());
+        write_artifacts(root, &m2);
+        write_ids(&root.join("r/tombstones/v000002.ids"), &[9, 3, 3]).unwrap();
+        publish(root, &m2).unwrap();
+        let m3 = Manifest { version: 3, created_unix_ms: old + 2000, ..m2.clone() };
+        fs::create_dir_all(root.join("r/lexical/v000003")).unwrap();
+        let m3 = Manifest { tantivy_dir: "lexical/v000003".into(), ..m3 };
+        publish(root, &m3).unwrap();
+        assert_eq!(collect_garbage(root, "r", 1, 0).unwrap(), vec![1, 2]);
+        for f in m3.files() {
+            assert!(root.join("r").join(f).exists(), "{f} is still named by v3");
+        }
+        assert!(!root.join("r/lexical/v000001").exists());
+        assert_eq!(tombstones(&root.join("r"), &m3).unwrap(), [3u64, 9].into_iter().collect());
     }
 
     #[test]

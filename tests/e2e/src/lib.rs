@@ -120,5 +120,9 @@ impl Mesh {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    // Read at run time: cargo sets it for every test process, and a binary built in another
+    // checkout sharing the target folder would otherwise carry that checkout's path.
+    let dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    dir.join("fixtures").join(name)
 }

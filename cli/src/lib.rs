@@ -1,0 +1,4 @@
+//! The `codeintel` command's library: the index lifecycle (index, compact) and benchmarks,
+//! callable from tests without a process.
+
+pub mod index;

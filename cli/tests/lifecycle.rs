@@ -1,0 +1,276 @@
+//! The index lifecycle end to end, on the real stores and the real embedder: incremental
+//! updates, tombstones, compaction, crashes between writes, and searches during swaps.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use codeintel::index::{self, IndexOptions, Mode};
+use codeintel_core::config::Config;
+use codeintel_core::manifest;
+use codeintel_core::proto::v1::RetrieveRequest;
+use codeintel_core::ticket::HydrateTicket;
+
+const CART: &str = "class Cart:\n    def __init__(self):\n        self.items = []\n\n    def add_item(self, sku, qty):\n        self.items.append((sku, qty))\n\n\ndef compute_total(cart, tax_rate):\n    subtotal = sum(q * 2 for _, q in cart.items)\n    return subtotal * (1 + tax_rate)\n";
+const MAIL: &str = "def send_invoice_email(address, invoice):\n    body = render_invoice(invoice)\n    return smtp_deliver(address, body)\n\n\ndef render_invoice(invoice):\n    return f\"Invoice {invoice.number}\"\n";
+const RETRY: &str = "pub fn backoff_delay(attempt: u32) -> u64 {\n    let base = 100u64;\n    base.saturating_mul(1 << attempt.min(10))\n}\n";
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, Config) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write(&src, "shop/cart.py", CART);
+    write(&src, "shop/mail.py", MAIL);
+    write(&src, "net/retry.rs", RETRY);
+    let mut cfg = Config::default();
+    cfg.data.root = tmp.path().join("data");
+    cfg.embed.workers = 1;
+    cfg.index.gc_grace_ms = 0;
+    cfg.vector.reload_ms = 10;
+    (tmp, src, cfg)
+}
+
+fn opts() -> IndexOptions {
+    IndexOptions { quiet: true, ..Default::default() }
+}
+
+fn req(q: &str, k: u32) -> RetrieveRequest {
+    RetrieveRequest { query: q.into(), scope: None, top_k: k, exact_symbol: String::new() }
+}
+
+struct Searchers {
+    vector: Arc<vector_svc::VectorSearcher>,
+    lexical: Arc<lexical_svc::service::LexicalSearcher>,
+    hydrate: Arc<hydrate_svc::store::ChunkStore>,
+}
+
+impl Searchers {
+    async fn new(cfg: &Config) -> Self {
+        Self {
+            vector: vector_svc::VectorSearcher::new(cfg).await.unwrap(),
+            lexical: lexical_svc::service::LexicalSearcher::new(cfg),
+            hydrate: hydrate_svc::store::ChunkStore::new(cfg).unwrap(),
+        }
+    }
+
+    fn refresh(&self) {
+        self.vector.refresh();
+        self.lexical.refresh();
+        self.hydrate.refresh();
+    }
+
+    async fn dense_ids(&self, q: &str, k: u32) -> Vec<u64> {
+        self.vector.search(&req(q, k)).await.unwrap().into_iter().map(|h| h.chunk_id).collect()
+    }
+
+    fn lexical_ids(&self, q: &str) -> Vec<u64> {
+        self.lexical.search(&req(q, 50)).unwrap().into_iter().map(|h| h.chunk_id).collect()
+    }
+
+    /// (path, text) of the rows hydrate returns for `ids`.
+    fn rows(&self, ids: &[u64]) -> Vec<(String, String)> {
+        use arrow::array::{Array, AsArray};
+        let mut out = Vec::new();
+        for b in self.hydrate.fetch(&HydrateTicket::new(ids.to_vec(), None)).unwrap() {
+            let col = |n: &str| {
+                arrow::compute::cast(b.column_by_name(n).unwrap(), &arrow::datatypes::DataType::Utf8).unwrap()
+            };
+            let (p, t) = (col("path"), col("text"));
+            let (p, t) = (p.as_string::<i32>(), t.as_string::<i32>());
+            for i in 0..p.len() {
+                out.push((p.value(i).to_string(), t.value(i).to_string()));
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_index_replaces_edited_and_deleted_code_in_every_store() {
+    let (_tmp, src, cfg) = setup();
+    let r1 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    assert_eq!((r1.mode, r1.version), (Mode::Full, 1));
+    let s = Searchers::new(&cfg).await;
+    let all = r1.chunks as u32;
+    let old_total = s.lexical_ids("compute_total")[0];
+    let mail_ids = s.lexical_ids("send_invoice_email render_invoice");
+    assert!(!mail_ids.is_empty());
+
+    // Nothing changed: no new version.
+    let again = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    assert_eq!((again.mode, again.version, again.embedded), (Mode::UpToDate, 1, 0));
+
+    // Edit one function, delete one file.
+    write(&src, "shop/cart.py", &CART.replace("sum(q * 2", "sum(q * unit_price_cents"));
+    std::fs::remove_file(src.join("shop/mail.py")).unwrap();
+    let r2 = index::run(&cfg, &src, "shop", &IndexOptions { quiet: true, ..Default::default() }).await.unwrap();
+    assert_eq!(r2.mode, Mode::Incremental);
+    assert_eq!((r2.changed_files, r2.deleted_files), (1, 1));
+    assert_eq!(r2.embedded, 1, "only the edited function is embedded: {r2:?}");
+    let m2 = manifest::load_current(&cfg.data.root, "shop").unwrap();
+    assert!(m2.secondary.is_some() && m2.tombstones.is_some(), "{m2:?}");
+    s.refresh();
+
+    // The new text is found; the old chunk and the deleted file's chunks are gone everywhere.
+    let new_total = s.lexical_ids("unit_price_cents");
+    assert_eq!(new_total.len(), 1);
+    assert_ne!(new_total[0], old_total);
+    assert!(s.dense_ids("compute the cart total with unit price cents", 3).await.contains(&new_total[0]));
+    let dense_all = s.dense_ids("anything", all + 10).await;
+    for gone in mail_ids.iter().chain([&old_total]) {
+        assert!(!dense_all.contains(gone), "dense still returns dead chunk {gone}");
+        assert!(!s.lexical_ids("send_invoice_email render_invoice compute_total").contains(gone));
+    }
+    assert!(s.rows(&[old_total]).is_empty(), "hydrate must not return a tombstoned chunk");
+    let rows = s.rows(&new_total);
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].1.contains("unit_price_cents"));
+    assert_eq!(dense_all.len() as u64, m2.chunks);
+
+    // Compaction folds it all into a new primary: same results (Flat is exact), no secondary.
+    let queries = ["compute the total of a cart", "retry delay", "add item to cart", "unit price"];
+    let mut before = Vec::new();
+    for q in queries {
+        before.push(s.vector.search(&req(q, 5)).await.unwrap());
+    }
+    let m3 = index::compact(&cfg, "shop", true, None).unwrap();
+    assert!(m3.secondary.is_none() && m3.tombstones.is_none() && m3.segments.len() == 1);
+    assert_eq!(m3.chunks, m2.chunks);
+    s.refresh();
+    for (q, b) in queries.iter().zip(before) {
+        let a = s.vector.search(&req(q, 5)).await.unwrap();
+        assert_eq!(a.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), b.iter().map(|h| h.chunk_id).collect::<Vec<_>>());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x.score - y.score).abs() < 1e-5, "{q}: {} vs {}", x.score, y.score);
+        }
+    }
+    assert_eq!(s.lexical_ids("unit_price_cents"), new_total);
+    assert!(s.rows(&mail_ids).is_empty());
+
+    // A deleted file's chunks never come back, across more versions.
+    write(&src, "net/retry.rs", &RETRY.replace("100u64", "250u64"));
+    index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    s.refresh();
+    for gone in &mail_ids {
+        assert!(!s.dense_ids("anything", all + 10).await.contains(gone));
+    }
+    assert!(s.lexical_ids("send_invoice_email").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_past_the_threshold_is_compacted_automatically() {
+    let (_tmp, src, mut cfg) = setup();
+    cfg.index.compact_min_vectors = 0;
+    cfg.index.compact_ratio = 0.5;
+    let r1 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    // One changed chunk out of five: 20%, under the 50% threshold.
+    write(&src, "net/retry.rs", &RETRY.replace("100u64", "250u64"));
+    let r2 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    assert_eq!((r2.mode, r2.compacted), (Mode::Incremental, None));
+    assert_eq!(manifest::load_current(&cfg.data.root, "shop").unwrap().secondary.unwrap().count, 1);
+    // A new file with several chunks pushes the secondary past it.
+    write(&src, "shop/more.py", &MAIL.replace("invoice", "receipt"));
+    write(&src, "shop/extra.py", &CART.replace("Cart", "Basket"));
+    let r3 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    let v = r3.compacted.expect("compaction ran");
+    let m = manifest::load_current(&cfg.data.root, "shop").unwrap();
+    assert_eq!((m.version, m.secondary.clone(), m.tombstones.clone()), (v, None, None));
+    assert_eq!(m.chunks as usize, r3.chunks);
+    assert!(m.chunks as usize > r1.chunks);
+}
+
+/// Every file a version names exists and every store opens and answers from it.
+async fn assert_servable(cfg: &Config, version: u64) {
+    let m = manifest::load_current(&cfg.data.root, "shop").unwrap();
+    assert_eq!(m.version, version, "the published version must not move");
+    let dir = cfg.data.root.join("shop");
+    for f in m.files() {
+        assert!(dir.join(f).is_file(), "{f} is missing");
+    }
+    let s = Searchers::new(cfg).await;
+    assert!(s.vector.readiness.read().reasons.is_empty(), "{:?}", s.vector.readiness.read().reasons);
+    let ids = s.dense_ids("compute the total of a cart", 3).await;
+    assert_eq!(ids.len(), 3);
+    assert!(!s.lexical_ids("backoff_delay").is_empty());
+    assert_eq!(s.rows(&ids).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_write_leaves_the_previous_version_servable() {
+    let (_tmp, src, cfg) = setup();
+    index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    write(&src, "shop/cart.py", &CART.replace("sum(q * 2", "sum(q * unit_price_cents"));
+    std::fs::remove_file(src.join("shop/mail.py")).unwrap();
+    // Incremental: segment, secondary, tombstones, lexical, then the manifest.
+    let mut failures = 0;
+    for step in 0.. {
+        let o = IndexOptions { quiet: true, fail_after_writes: Some(step), ..Default::default() };
+        match index::run(&cfg, &src, "shop", &o).await {
+            Err(e) => {
+                assert!(e.to_string().contains("injected failure"), "{e}");
+                failures += 1;
+                assert_servable(&cfg, 1).await;
+            }
+            Ok(r) => {
+                assert_eq!(r.mode, Mode::Incremental);
+                break;
+            }
+        }
+    }
+    assert_eq!(failures, 5, "every write step was interrupted once");
+    let v = manifest::load_current(&cfg.data.root, "shop").unwrap().version;
+    assert_servable(&cfg, v).await;
+    // Compaction: segment, primary, lexical, then the manifest.
+    for step in 0..4 {
+        let e = index::compact(&cfg, "shop", true, Some(step)).unwrap_err();
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        assert_servable(&cfg, v).await;
+    }
+    let m = index::compact(&cfg, "shop", true, None).unwrap();
+    assert_servable(&cfg, m.version).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_searches_during_swaps_all_succeed() {
+    let (_tmp, src, cfg) = setup();
+    index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    let s = Arc::new(Searchers::new(&cfg).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (s, stop) = (s.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 20 {
+                let hits = s.vector.search(&req("compute the total of a cart", 3)).await.expect("dense search");
+                assert_eq!(hits.len(), 3);
+                let lex = s.lexical.search(&req("backoff_delay", 3)).expect("lexical search");
+                assert!(!lex.is_empty());
+                let rows = s.rows(&hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>());
+                assert_eq!(rows.len(), 3, "task {t}: hydrate lost rows during a swap");
+                n += 1;
+            }
+            n
+        }));
+    }
+    // Five new versions (incremental and compacted) swapped in while searches run.
+    for i in 0..5 {
+        write(&src, "net/retry.rs", &RETRY.replace("100u64", &format!("{}u64", 200 + i)));
+        index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+        if i == 2 {
+            index::compact(&cfg, "shop", true, None).unwrap();
+        }
+        s.refresh();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("no search task failed");
+    }
+    assert!(total >= 80);
+    assert!(manifest::load_current(&cfg.data.root, "shop").unwrap().version >= 6);
+}
