@@ -55,6 +55,9 @@ pub struct IndexReport {
     pub embedded: usize,
     /// Chunks this run tombstoned.
     pub removed: usize,
+    /// Walking and hashing the tree.
+    pub read_time: Duration,
+    /// Chunking the files that changed.
     pub chunk_time: Duration,
     pub embed_time: Duration,
     /// Writing artifacts and publishing (everything after embedding).
@@ -169,10 +172,11 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> 
     std::fs::create_dir_all(data_root).with_context(|| format!("cannot create {}", data_root.display()))?;
     let t = Instant::now();
     let (files, stats) = read_tree(cfg, &root, quiet)?;
+    let read_time = t.elapsed();
     let embedder = Embedder::from_config(cfg).await?;
     let contract = embedder.contract(&cfg.embed.model_id).await?;
     let prev = manifest::load_current(data_root, repo).ok();
-    let mut report = IndexReport { files: files.len(), ..Default::default() };
+    let mut report = IndexReport { files: files.len(), read_time, ..Default::default() };
     if !quiet {
         eprintln!(
             "read {} files in {:.1}s (skipped {} large, {} non-source)",
@@ -347,17 +351,17 @@ async fn incremental(
         return Ok(());
     }
     let new_chunks = chunk_all(cfg, repo, &changed);
-    report.chunk_time = t.elapsed();
 
     // What the touched files held before: the live chunks of the previous version there.
     let dim = prev.embedding.dim as usize;
-    let (live_metas, live_vecs) = vector_svc::store::live_vectors(&repo_dir, &prev)?;
+    let live_metas = vector_svc::store::live_metas(&repo_dir, &prev)?;
     let touched: HashSet<&str> =
         changed.iter().map(|f| f.path.as_str()).chain(deleted.iter().map(|p| p.as_str())).collect();
     let old: HashSet<u64> = live_metas.iter().filter(|m| touched.contains(m.path.as_str())).map(|m| m.id).collect();
     let new_ids: HashSet<u64> = new_chunks.iter().map(|c| c.chunk_id).collect();
     let dead: Vec<u64> = old.iter().copied().filter(|id| !new_ids.contains(id)).collect();
     let added: Vec<&Chunk> = new_chunks.iter().filter(|c| !old.contains(&c.chunk_id)).collect();
+    report.chunk_time = t.elapsed();
 
     let t = Instant::now();
     let fresh = embed_chunks(embedder, cfg, &added, quiet).await?;
@@ -379,20 +383,14 @@ async fn incremental(
     }
     // The secondary: the previous one's live vectors plus the new ones, rewritten as one Flat
     // index (small by construction: compaction empties it).
+    let prev_tomb = manifest::tombstones(&repo_dir, &prev)?;
+    let (prev_sec_metas, prev_sec_vecs) = vector_svc::store::secondary_vectors(&repo_dir, &prev)?;
     let mut sec_metas: Vec<ChunkMeta> = Vec::new();
     let mut sec_vecs: Vec<f32> = Vec::new();
-    if let Some(s) = &prev.secondary {
-        let in_secondary: HashSet<u64> = serde_json::from_slice::<Vec<ChunkMeta>>(
-            &std::fs::read(repo_dir.join(&s.chunk_meta)).with_context(|| s.chunk_meta.clone())?,
-        )?
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
-        for (m, v) in live_metas.iter().zip(live_vecs.chunks_exact(dim)) {
-            if in_secondary.contains(&m.id) && !dead_set.contains(&m.id) && !added_ids.contains(&m.id) {
-                sec_metas.push(m.clone());
-                sec_vecs.extend_from_slice(v);
-            }
+    for (m, v) in prev_sec_metas.into_iter().zip(prev_sec_vecs.chunks_exact(dim)) {
+        if !dead_set.contains(&m.id) && !added_ids.contains(&m.id) && !prev_tomb.contains(&m.id) {
+            sec_metas.push(m);
+            sec_vecs.extend_from_slice(v);
         }
     }
     sec_metas.extend(added.iter().map(|c| meta(c)));
@@ -413,7 +411,7 @@ async fn incremental(
         Some(f)
     };
     // Tombstones: every id still physically present in the primary or a segment but not live.
-    let mut tomb = manifest::tombstones(&repo_dir, &prev)?;
+    let mut tomb = prev_tomb;
     tomb.extend(dead.iter().copied());
     tomb.retain(|id| !added_ids.contains(id));
     let tombstones = if tomb.is_empty() {

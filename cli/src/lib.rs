@@ -1,4 +1,5 @@
 //! The `codeintel` command's library: the index lifecycle (index, compact) and benchmarks,
 //! callable from tests without a process.
 
+pub mod bench;
 pub mod index;

@@ -125,6 +125,11 @@ enum Cmd {
         #[command(flatten)]
         scope: ScopeArgs,
     },
+    /// Measure the index lifecycle (see `docs/benchmarks.md`); prints JSON.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
     /// Run every query of a benchmark file and write the results file `score.py` reads.
     Eval {
         /// Queries in JSON lines (`id`, `query`).
@@ -135,6 +140,30 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value_t = 10)]
         top_k: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Flat against trained FAISS primaries on synthetic clustered vectors.
+    Vectors {
+        /// Vector counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100000")]
+        n: Vec<usize>,
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Trained kinds to compare, comma-separated (`sq8`, `pq`).
+        #[arg(long, value_delimiter = ',', default_value = "sq8,pq")]
+        quantizers: Vec<String>,
+    },
+    /// An incremental update of CHANGED chunks on top of a CHUNKS-chunk index, then compaction.
+    Lifecycle {
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        #[arg(long, default_value_t = 1_000)]
+        changed: usize,
     },
 }
 
@@ -279,6 +308,19 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Cmd::Bench { what } => {
+            let work = codeintel::bench::default_workdir();
+            let json = match what {
+                BenchCmd::Vectors { n, dim, queries, quantizers } => serde_json::to_string_pretty(
+                    &codeintel::bench::vectors(n, *dim, *queries, quantizers, &cfg.embed.model_id, &work)?,
+                )?,
+                BenchCmd::Lifecycle { chunks, changed } => {
+                    serde_json::to_string_pretty(&codeintel::bench::lifecycle(&cfg, *chunks, *changed, &work).await?)?
+                }
+            };
+            let _ = std::fs::remove_dir_all(&work);
+            println!("{json}");
         }
         Cmd::Eval { queries, mode, out, top_k } => {
             let mut c = client(&cfg).await?;

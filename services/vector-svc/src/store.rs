@@ -81,7 +81,8 @@ impl IndexKind {
         match self {
             IndexKind::Flat => "IDMap2,Flat".into(),
             IndexKind::IvfSq8 { nlist } => format!("IDMap2,IVF{nlist},SQ8"),
-            IndexKind::IvfPq { nlist, m } => format!("IDMap2,IVF{nlist},PQ{m}"),
+            // `np`: no polysemous training (slow, and only useful for Hamming pre-filtering).
+            IndexKind::IvfPq { nlist, m } => format!("IDMap2,IVF{nlist},PQ{m}np"),
         }
     }
 
@@ -92,13 +93,13 @@ impl IndexKind {
         }
     }
 
-    /// Lists probed per query: the configured value, else nlist/16 (at least 8).
+    /// Lists probed per query: the configured value, else nlist/8 (at least 8).
     pub fn nprobe(&self, cfg: &VectorConfig) -> usize {
         let nlist = self.nlist();
         if nlist == 0 {
             return 1;
         }
-        let p = if cfg.nprobe > 0 { cfg.nprobe } else { (nlist / 16).max(8) };
+        let p = if cfg.nprobe > 0 { cfg.nprobe } else { (nlist / 8).max(8) };
         p.min(nlist)
     }
 }
@@ -241,6 +242,28 @@ pub fn live_vectors(repo_dir: &Path, m: &Manifest) -> Result<(Vec<ChunkMeta>, Ve
     Ok((metas, vectors))
 }
 
+/// Chunk id, path and language of every live chunk of a version (no vectors read).
+pub fn live_metas(repo_dir: &Path, m: &Manifest) -> Result<Vec<ChunkMeta>, VectorError> {
+    let dead = codeintel_core::manifest::tombstones(repo_dir, m).map_err(|e| VectorError::Io(e.to_string()))?;
+    let mut all = read_meta(repo_dir, &m.chunk_meta)?;
+    if let Some(s) = &m.secondary {
+        all.extend(read_meta(repo_dir, &s.chunk_meta)?);
+    }
+    let mut seen = HashSet::new();
+    all.retain(|c| !dead.contains(&c.id) && seen.insert(c.id));
+    Ok(all)
+}
+
+/// The secondary's chunks and exact vectors (empty when the version has none).
+pub fn secondary_vectors(repo_dir: &Path, m: &Manifest) -> Result<(Vec<ChunkMeta>, Vec<f32>), VectorError> {
+    match &m.secondary {
+        Some(s) => {
+            read_artifact_vectors(repo_dir, &s.faiss_index, &s.chunk_meta, Some(&s.vectors), m.embedding.dim as usize)
+        }
+        None => Ok((Vec::new(), Vec::new())),
+    }
+}
+
 /// Reads back the vectors of `ids` from an exact index (absent ids are skipped).
 pub fn read_vectors(repo_dir: &Path, faiss_rel: &str, ids: &[u64]) -> Result<HashMap<u64, Vec<f32>>, VectorError> {
     let p = repo_dir.join(faiss_rel);
@@ -256,6 +279,29 @@ pub fn read_vectors(repo_dir: &Path, faiss_rel: &str, ids: &[u64]) -> Result<Has
     Ok(out)
 }
 
+/// Exact vectors of a quantized index, read on demand from its raw sidecar (the page cache
+/// keeps hot rows in memory; the process does not hold them).
+struct RawRows {
+    file: std::fs::File,
+    dim: usize,
+    row_of: HashMap<u64, u32>,
+    /// Candidates fetched per wanted result before exact re-scoring.
+    factor: usize,
+}
+
+impl RawRows {
+    fn score(&self, query: &[f32], id: u64, buf: &mut [u8]) -> Result<Option<f32>, VectorError> {
+        use std::os::unix::fs::FileExt;
+        let Some(&row) = self.row_of.get(&id) else { return Ok(None) };
+        self.file
+            .read_exact_at(buf, row as u64 * (self.dim as u64 * 4))
+            .map_err(|e| VectorError::Io(format!("raw vectors: {e}")))?;
+        let dot =
+            buf.chunks_exact(4).zip(query).map(|(b, q)| f32::from_le_bytes(b.try_into().expect("4 bytes")) * q).sum();
+        Ok(Some(dot))
+    }
+}
+
 /// One loaded FAISS index and where each of its chunks lives.
 pub struct Part {
     index: faiss::index::IndexImpl,
@@ -264,6 +310,7 @@ pub struct Part {
     /// chunk id -> index into `files`.
     meta: HashMap<u64, u32>,
     files: Vec<(String, String)>,
+    raw: Option<RawRows>,
 }
 
 impl Part {
@@ -279,13 +326,31 @@ impl Part {
             });
             meta.insert(m.id, ix);
         }
-        Self { index, kind, nprobe, meta, files }
+        Self { index, kind, nprobe, meta, files, raw: None }
+    }
+
+    /// Re-score the `refine` x depth best candidates of this (quantized) index exactly, from
+    /// the raw vectors in `vectors_path` (rows in `ids` order).
+    pub fn with_refinement(mut self, vectors_path: &Path, ids: &[u64], refine: usize) -> Result<Self, VectorError> {
+        if refine <= 1 || self.kind == IndexKind::Flat {
+            return Ok(self);
+        }
+        let file = std::fs::File::open(vectors_path).map_err(io(vectors_path.display()))?;
+        let dim = self.dim() as usize;
+        let len = file.metadata().map_err(io(vectors_path.display()))?.len();
+        if len != (ids.len() * dim * 4) as u64 {
+            return Err(VectorError::Io(format!("{}: {len} bytes for {} vectors", vectors_path.display(), ids.len())));
+        }
+        let row_of = ids.iter().enumerate().map(|(r, &id)| (id, r as u32)).collect();
+        self.raw = Some(RawRows { file, dim, row_of, factor: refine });
+        Ok(self)
     }
 
     fn open(
         repo_dir: &Path,
         faiss_rel: &str,
         meta_rel: &str,
+        vectors_rel: Option<&str>,
         kind: &str,
         cfg: &VectorConfig,
     ) -> Result<Self, VectorError> {
@@ -300,7 +365,12 @@ impl Part {
                 metas.len()
             )));
         }
-        Ok(Self::new(index, kind, kind.nprobe(cfg), metas))
+        let ids: Vec<u64> = metas.iter().map(|m| m.id).collect();
+        let part = Self::new(index, kind, kind.nprobe(cfg), metas);
+        match vectors_rel {
+            Some(rel) => part.with_refinement(&repo_dir.join(rel), &ids, cfg.refine),
+            None => Ok(part),
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -309,6 +379,10 @@ impl Part {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    pub fn set_nprobe(&mut self, nprobe: usize) {
+        self.nprobe = nprobe.max(1);
     }
 
     pub fn dim(&self) -> u32 {
@@ -326,8 +400,21 @@ impl Part {
         if n == 0 || depth == 0 {
             return Ok(Vec::new());
         }
-        let (scores, ids) = faiss_ext::search(&self.index, query, depth.min(n), self.nprobe, exclude)?;
-        Ok(ids.into_iter().zip(scores).filter(|(id, _)| *id >= 0).map(|(id, s)| (id as u64, s)).collect())
+        let fetch = self.raw.as_ref().map_or(depth, |r| depth * r.factor);
+        let (scores, ids) = faiss_ext::search(&self.index, query, fetch.min(n), self.nprobe, exclude)?;
+        let mut hits: Vec<(u64, f32)> =
+            ids.into_iter().zip(scores).filter(|(id, _)| *id >= 0).map(|(id, s)| (id as u64, s)).collect();
+        if let Some(raw) = &self.raw {
+            let mut buf = vec![0u8; raw.dim * 4];
+            for h in hits.iter_mut() {
+                if let Some(exact) = raw.score(query, h.0, &mut buf)? {
+                    h.1 = exact;
+                }
+            }
+            hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            hits.truncate(depth);
+        }
+        Ok(hits)
     }
 
     fn location(&self, id: u64) -> Option<(&str, &str)> {
@@ -351,9 +438,10 @@ pub struct RepoVectors {
 
 impl RepoVectors {
     pub fn open(dir: &Path, m: &Manifest, cfg: &VectorConfig) -> Result<Self, VectorError> {
-        let primary = Part::open(dir, &m.faiss_index, &m.chunk_meta, &m.primary_kind, cfg)?;
+        let primary =
+            Part::open(dir, &m.faiss_index, &m.chunk_meta, m.primary_vectors.as_deref(), &m.primary_kind, cfg)?;
         let secondary = match &m.secondary {
-            Some(s) => Some(Part::open(dir, &s.faiss_index, &s.chunk_meta, &s.kind, cfg)?),
+            Some(s) => Some(Part::open(dir, &s.faiss_index, &s.chunk_meta, Some(&s.vectors), &s.kind, cfg)?),
             None => None,
         };
         if let Some(s) = &secondary {

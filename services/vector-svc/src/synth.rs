@@ -41,6 +41,18 @@ pub fn normalize(v: &mut [f32]) {
 /// `n` unit vectors of dimension `dim` around `clusters` centres, row-major. `spread` is the
 /// noise scale relative to the centre (0.5 to 1.0 resembles sentence embeddings).
 pub fn clustered(n: usize, dim: usize, clusters: usize, spread: f32, seed: u64) -> Vec<f32> {
+    clustered_split(n, 0, dim, clusters, spread, seed).0
+}
+
+/// `n` data vectors and `q` queries drawn from the same clusters (queries are not data points).
+pub fn clustered_split(
+    n: usize,
+    q: usize,
+    dim: usize,
+    clusters: usize,
+    spread: f32,
+    seed: u64,
+) -> (Vec<f32>, Vec<f32>) {
     let mut rng = Rng::new(seed);
     let centres: Vec<Vec<f32>> = (0..clusters.max(1))
         .map(|_| {
@@ -50,12 +62,19 @@ pub fn clustered(n: usize, dim: usize, clusters: usize, spread: f32, seed: u64) 
         })
         .collect();
     let noise = spread / (dim as f32).sqrt();
-    let mut out = Vec::with_capacity(n * dim);
-    for _ in 0..n {
+    let point = |rng: &mut Rng| {
         let c = &centres[(rng.next_u64() % centres.len() as u64) as usize];
         let mut v: Vec<f32> = c.iter().map(|x| x + noise * rng.normal()).collect();
         normalize(&mut v);
-        out.extend(v);
+        v
+    };
+    let mut data = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        data.extend(point(&mut rng));
     }
-    out
+    let mut queries = Vec::with_capacity(q * dim);
+    for _ in 0..q {
+        queries.extend(point(&mut rng));
+    }
+    (data, queries)
 }

@@ -76,10 +76,13 @@ pub struct VectorConfig {
     pub flat_threshold: usize,
     /// Inverted lists of a trained primary; 0 picks about sqrt(vectors), a power of two.
     pub nlist: usize,
-    /// Lists probed per query; 0 picks nlist/16 (at least 8).
+    /// Lists probed per query; 0 picks nlist/8 (at least 8).
     pub nprobe: usize,
     /// Codes of a trained primary: `sq8` (1 byte per dimension) or `pq` (dim/8 bytes).
     pub quantizer: String,
+    /// A trained primary fetches this many candidates per wanted result and re-scores them
+    /// exactly from the raw vectors on disk; 0 or 1 turns re-scoring off.
+    pub refine: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -202,6 +205,7 @@ impl Default for VectorConfig {
             nlist: 0,
             nprobe: 0,
             quantizer: "sq8".into(),
+            refine: 4,
         }
     }
 }
