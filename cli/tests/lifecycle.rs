@@ -274,3 +274,56 @@ async fn concurrent_searches_during_swaps_all_succeed() {
     assert!(total >= 80);
     assert!(manifest::load_current(&cfg.data.root, "shop").unwrap().version >= 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_written_at_another_dimension_is_refused_with_the_difference() {
+    use vector_svc::store::{write_artifact, ChunkMeta, IndexKind};
+    let (tmp, _src, cfg) = setup();
+    let dir = cfg.data.root.join("wide");
+    let dim = 1024u32;
+    let vectors = vector_svc::synth::clustered(20, dim as usize, 2, 0.5, 1);
+    let metas: Vec<ChunkMeta> =
+        (0..20).map(|id| ChunkMeta { id, path: "a.py".into(), language: "python".into() }).collect();
+    let f = write_artifact(&dir, "v000001", dim, &vectors, &metas, IndexKind::Flat).unwrap();
+    let seg = hydrate_svc::segment::write_segment(&dir, "v000001", &[]).unwrap();
+    let lex = lexical_svc::store::write_index(&dir, "v000001", &[]).unwrap();
+    let m = manifest::Manifest {
+        format: manifest::MANIFEST_FORMAT,
+        repo: "wide".into(),
+        version: 1,
+        created_unix_ms: manifest::now_unix_ms(),
+        source: tmp.path().display().to_string(),
+        embedding: manifest::EmbeddingContract {
+            model_id: cfg.embed.model_id.clone(),
+            dim,
+            metric: "inner_product".into(),
+            normalized: true,
+        },
+        embed_text_format: codeintel_core::chunk::EMBED_TEXT_FORMAT,
+        embed_max_tokens: 256,
+        segments: vec![seg],
+        faiss_index: f.faiss_index,
+        chunk_meta: f.chunk_meta,
+        primary_vectors: Some(f.vectors),
+        primary_kind: f.kind,
+        secondary: None,
+        tombstones: None,
+        tombstoned: 0,
+        tantivy_dir: lex,
+        chunks: 20,
+        files: 1,
+        file_hashes: Default::default(),
+    };
+    manifest::publish(&cfg.data.root, &m).unwrap();
+    let v = vector_svc::VectorSearcher::new(&cfg).await.unwrap();
+    let info = v.info();
+    assert_eq!(info.status, "down");
+    assert!(
+        info.reasons.iter().any(|r| r.contains("dimension mismatch: index=1024, embedder=384")),
+        "{:?}",
+        info.reasons
+    );
+    let err = v.search(&req("anything", 3)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    assert!(err.to_string().contains("dimension mismatch"), "{err}");
+}
