@@ -164,6 +164,11 @@ fn compatible(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bo
         && prev.embed_max_tokens as usize == cfg.embed.max_tokens
 }
 
+/// Whether `prev` can be updated in place of a rebuild: same vectors, same lexical schema.
+fn updatable(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bool {
+    compatible(prev, contract, cfg) && prev.lexical_format == lexical_svc::store::LEXICAL_FORMAT
+}
+
 pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> anyhow::Result<IndexReport> {
     manifest::validate_repo_name(repo)?;
     let root = path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
@@ -188,13 +193,16 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> 
     }
     let mut steps = Steps::new(opts.fail_after_writes);
     match prev {
-        Some(prev) if !opts.full && compatible(&prev, &contract, cfg) => {
+        Some(prev) if !opts.full && updatable(&prev, &contract, cfg) => {
             incremental(cfg, &root, repo, &files, &embedder, prev, &mut steps, &mut report, quiet).await?;
         }
         prev => {
             if let Some(p) = &prev {
                 if !opts.full && !quiet {
-                    eprintln!("version {} was embedded differently; rebuilding everything", p.version);
+                    eprintln!(
+                        "version {} was embedded or indexed differently; rebuilding (vectors reused where valid)",
+                        p.version
+                    );
                 }
             }
             full(cfg, &root, repo, &files, &embedder, contract, prev, &mut steps, &mut report, quiet).await?;
@@ -307,6 +315,7 @@ async fn full(
         tombstones: None,
         tombstoned: 0,
         tantivy_dir,
+        lexical_format: lexical_svc::store::LEXICAL_FORMAT,
         chunks: chunks.len() as u64,
         files: files.len() as u64,
         file_hashes: files.iter().map(|f| (f.path.clone(), f.hash.clone())).collect(),

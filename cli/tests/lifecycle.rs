@@ -310,6 +310,7 @@ async fn an_index_written_at_another_dimension_is_refused_with_the_difference() 
         tombstones: None,
         tombstoned: 0,
         tantivy_dir: lex,
+        lexical_format: lexical_svc::store::LEXICAL_FORMAT,
         chunks: 20,
         files: 1,
         file_hashes: Default::default(),

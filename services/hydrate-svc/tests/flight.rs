@@ -51,6 +51,7 @@ fn publish_repo(root: &std::path::Path, repo: &str, files: &[(&str, &str, &str)]
         tombstones: None,
         tombstoned: 0,
         tantivy_dir: "lexical/unused".into(),
+        lexical_format: 0,
         chunks: chunks.len() as u64,
         files: files.len() as u64,
         file_hashes: BTreeMap::new(),

@@ -27,6 +27,7 @@ impl LexicalSearcher {
                 symbol: cfg.lexical.symbol_boost,
                 path: cfg.lexical.path_boost,
                 body: cfg.lexical.body_boost,
+                doc: cfg.lexical.doc_boost,
             },
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("lexical"),

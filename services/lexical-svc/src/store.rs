@@ -20,6 +20,9 @@ pub const EXACT_SCORE: f32 = 1000.0;
 
 pub const TOKENIZER: &str = "code";
 
+/// Bumped whenever the schema or what goes into a field changes (2: the `doc` field).
+pub const LEXICAL_FORMAT: u32 = 2;
+
 #[derive(Clone, Copy)]
 pub struct Fields {
     pub chunk_id: Field,
@@ -30,6 +33,8 @@ pub struct Fields {
     pub symbol: Field,
     pub path: Field,
     pub body: Field,
+    /// Documentation of the definition: doc comments and docstrings, markers stripped.
+    pub doc: Field,
 }
 
 /// Field boosts used at query time (configured as `lexical.*_boost`).
@@ -38,6 +43,7 @@ pub struct Boosts {
     pub symbol: f32,
     pub path: f32,
     pub body: f32,
+    pub doc: f32,
 }
 
 pub fn schema() -> (Schema, Fields) {
@@ -51,8 +57,9 @@ pub fn schema() -> (Schema, Fields) {
     let symbol_key = b.add_text_field("symbol_key", STRING);
     let symbol = b.add_text_field("symbol", code.clone());
     let path = b.add_text_field("path", code.clone());
-    let body = b.add_text_field("body", code);
-    (b.build(), Fields { chunk_id, path_raw, language, symbol_key, symbol, path, body })
+    let body = b.add_text_field("body", code.clone());
+    let doc = b.add_text_field("doc", code);
+    (b.build(), Fields { chunk_id, path_raw, language, symbol_key, symbol, path, body, doc })
 }
 
 fn register(index: &Index) {
@@ -79,7 +86,59 @@ fn document(f: &Fields, c: &Chunk) -> TantivyDocument {
     }
     d.add_text(f.path, &c.path);
     d.add_text(f.body, body_text(c));
+    d.add_text(f.doc, doc_text(&c.text));
     d
+}
+
+/// The natural-language part of a chunk: comment lines (`//`, `///`, `#`, `/* */`, `*`, `--`)
+/// and string literals that stand alone as statements (Python docstrings), markers stripped.
+/// Language-agnostic on purpose: it only has to find prose, not parse it.
+pub fn doc_text(code: &str) -> String {
+    let mut out = String::new();
+    let mut in_block: Option<&str> = None;
+    for line in code.lines() {
+        let t = line.trim();
+        if let Some(end) = in_block {
+            let (content, closed) = match t.find(end) {
+                Some(i) => (&t[..i], true),
+                None => (t, false),
+            };
+            out.push_str(content.trim_start_matches('*').trim());
+            out.push('\n');
+            if closed {
+                in_block = None;
+            }
+            continue;
+        }
+        let mut opened = None;
+        for (open, close) in [("\"\"\"", "\"\"\""), ("'''", "'''"), ("/*", "*/")] {
+            if let Some(rest) = t.strip_prefix(open) {
+                let rest = rest.trim_start_matches(['*', '!']);
+                match rest.find(close) {
+                    Some(i) => out.push_str(&rest[..i]),
+                    None => {
+                        out.push_str(rest);
+                        in_block = Some(close);
+                    }
+                }
+                out.push('\n');
+                opened = Some(());
+                break;
+            }
+        }
+        if opened.is_some() {
+            continue;
+        }
+        let comment = ["///", "//!", "//", "--"]
+            .iter()
+            .find_map(|m| t.strip_prefix(m))
+            .or_else(|| t.strip_prefix('#').filter(|r| !r.starts_with('[') && !r.starts_with('!')));
+        if let Some(c) = comment {
+            out.push_str(c.trim());
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn fresh_dir(repo_dir: &Path, version: &str) -> Result<(String, std::path::PathBuf), LexicalError> {
@@ -190,7 +249,13 @@ impl RepoLexical {
     pub fn open(dir: &Path) -> Result<Self, LexicalError> {
         let index = Index::open_in_dir(dir).map_err(tv)?;
         register(&index);
-        let (_, fields) = schema();
+        let (want, fields) = schema();
+        if index.schema() != want {
+            return Err(LexicalError::Index(format!(
+                "{} was written with another schema; rebuild it with `codeintel index --full`",
+                dir.display()
+            )));
+        }
         let reader = index.reader_builder().reload_policy(tantivy::ReloadPolicy::Manual).try_into().map_err(tv)?;
         let docs = reader.searcher().num_docs();
         Ok(Self { reader, fields, docs })
@@ -215,7 +280,9 @@ impl RepoLexical {
             if !seen.insert(tok.clone()) {
                 continue;
             }
-            for (field, boost) in [(f.symbol, boosts.symbol), (f.path, boosts.path), (f.body, boosts.body)] {
+            for (field, boost) in
+                [(f.symbol, boosts.symbol), (f.path, boosts.path), (f.body, boosts.body), (f.doc, boosts.doc)]
+            {
                 if boost <= 0.0 {
                     continue;
                 }
@@ -280,7 +347,25 @@ mod tests {
         chunks.iter().find(|c| c.symbol == symbol).unwrap().chunk_id
     }
 
-    const BOOSTS: Boosts = Boosts { symbol: 1.0, path: 0.3, body: 1.0 };
+    const BOOSTS: Boosts = Boosts { symbol: 1.0, path: 0.3, body: 1.0, doc: 1.0 };
+
+    #[test]
+    fn doc_text_keeps_comments_and_docstrings_only() {
+        let py = "def f(x):\n    \"\"\"Return the parsed header.\n\n    More words.\n    \"\"\"\n    # strip it\n    return x  # inline\n";
+        let d = doc_text(py);
+        assert!(d.contains("Return the parsed header.") && d.contains("More words.") && d.contains("strip it"), "{d}");
+        assert!(!d.contains("return x"), "{d}");
+        let rs = "/// Splits the input.\n#[inline]\nfn split(s: &str) {\n    // one pass\n    todo!()\n}\n";
+        let d = doc_text(rs);
+        assert!(
+            d.contains("Splits the input.") && d.contains("one pass") && !d.contains("inline") && !d.contains("todo"),
+            "{d}"
+        );
+        let js = "/**\n * Gets the blob as binary data.\n * @param {Blob} b\n */\nfunction f(b) { return b; }\n";
+        let d = doc_text(js);
+        assert!(d.contains("Gets the blob as binary data.") && !d.contains("function"), "{d}");
+        assert_eq!(doc_text("let x = 1;\n"), "");
+    }
 
     #[test]
     fn exact_symbol_lookup_outranks_bm25_and_is_flagged() {

@@ -97,6 +97,8 @@ pub struct LexicalConfig {
     pub path_boost: f32,
     /// BM25 weight of a match in the code (with its parent and signature).
     pub body_boost: f32,
+    /// BM25 weight of a match in the definition's documentation (doc comments, docstrings).
+    pub doc_boost: f32,
 }
 
 impl Default for LexicalConfig {
@@ -109,6 +111,7 @@ impl Default for LexicalConfig {
             symbol_boost: 1.0,
             path_boost: 0.3,
             body_boost: 1.0,
+            doc_boost: 0.0,
         }
     }
 }
@@ -298,7 +301,7 @@ impl Config {
         anyhow::ensure!((1..=1000).contains(&self.answer.candidates), "answer.candidates must be in 1..=1000");
         let l = &self.lexical;
         anyhow::ensure!(
-            l.symbol_boost >= 0.0 && l.path_boost >= 0.0 && l.body_boost >= 0.0,
+            l.symbol_boost >= 0.0 && l.path_boost >= 0.0 && l.body_boost >= 0.0 && l.doc_boost >= 0.0,
             "lexical boosts must not be negative"
         );
         anyhow::ensure!(

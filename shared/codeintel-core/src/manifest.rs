@@ -72,6 +72,10 @@ pub struct Manifest {
     #[serde(default)]
     pub tombstoned: u64,
     pub tantivy_dir: String,
+    /// Schema version of the tantivy index (`lexical_svc::store::LEXICAL_FORMAT`); incremental
+    /// updates need the previous version's to match.
+    #[serde(default)]
+    pub lexical_format: u32,
     /// Live chunks.
     pub chunks: u64,
     pub files: u64,
@@ -382,6 +386,7 @@ mod tests {
             tombstones: None,
             tombstoned: 0,
             tantivy_dir: format!("lexical/{v}"),
+            lexical_format: 0,
             chunks: version,
             files: 1,
             file_hashes: BTreeMap::new(),

@@ -39,6 +39,7 @@ fn manifest(dim: u32, primary: VectorFiles, secondary: Option<VectorFiles>, tomb
         tombstones,
         tombstoned: 0,
         tantivy_dir: String::new(),
+        lexical_format: 0,
         chunks: 0,
         files: 0,
         file_hashes: Default::default(),
