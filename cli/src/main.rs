@@ -124,6 +124,9 @@ enum Cmd {
         json: bool,
         #[command(flatten)]
         scope: ScopeArgs,
+        /// Rerank the fused candidates with the configured rerank server.
+        #[arg(long)]
+        rerank: bool,
     },
     /// Measure the index lifecycle (see `docs/benchmarks.md`); prints JSON.
     Bench {
@@ -140,6 +143,9 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value_t = 10)]
         top_k: u32,
+        /// Rerank the fused candidates with the configured rerank server.
+        #[arg(long)]
+        rerank: bool,
     },
 }
 
@@ -272,13 +278,14 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 println!("  [{}] {}/{}:{}-{} {}", c.index, c.repo, c.path, c.start_line, c.end_line, c.symbol);
             }
         }
-        Cmd::Search { query, mode, top_k, json, scope } => {
+        Cmd::Search { query, mode, top_k, json, scope, rerank } => {
             let mut c = client(&cfg).await?;
             let req = SearchRequest {
                 query: query.clone(),
                 scope: scope.scope(),
                 top_k: *top_k,
                 mode: SearchMode::from(*mode) as i32,
+                rerank: *rerank,
             };
             let resp = c.search(req).await.map_err(status_err)?.into_inner();
             for l in &resp.limits {
@@ -322,7 +329,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&work);
             println!("{json}");
         }
-        Cmd::Eval { queries, mode, out, top_k } => {
+        Cmd::Eval { queries, mode, out, top_k, rerank } => {
             let mut c = client(&cfg).await?;
             let text =
                 std::fs::read_to_string(queries).with_context(|| format!("cannot read {}", queries.display()))?;
@@ -341,6 +348,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                     scope: None,
                     top_k: *top_k,
                     mode: SearchMode::from(*mode) as i32,
+                    rerank: *rerank,
                 };
                 let hits = match c.search(req).await {
                     Ok(r) => r.into_inner().hits,

@@ -1,7 +1,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build script compiled in another checkout sharing the build cache
+    // would otherwise look for the protos under that checkout's path.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files: Vec<PathBuf> =
         ["common.proto", "retrieval.proto", "answer.proto"].iter().map(|f| root.join("codeintel/v1").join(f)).collect();
     let flight = root.join("arrow/flight/Flight.proto");

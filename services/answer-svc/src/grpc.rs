@@ -34,6 +34,30 @@ fn required_session<T>(r: &Request<T>) -> Result<String, Status> {
     })
 }
 
+/// The deadline the client sent (`grpc-timeout`: an integer and a unit, H M S m u n).
+fn grpc_timeout<T>(r: &Request<T>) -> Option<std::time::Duration> {
+    let v = r.metadata().get("grpc-timeout")?.to_str().ok()?;
+    parse_grpc_timeout(v)
+}
+
+pub fn parse_grpc_timeout(v: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (n, unit) = v.split_at(v.len() - 1);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 #[tonic::async_trait]
 impl AnswerService for AnswerGrpc {
     type AnswerStream = ReceiverStream<Result<AnswerEvent, Status>>;
@@ -41,7 +65,16 @@ impl AnswerService for AnswerGrpc {
     async fn answer(&self, request: Request<AnswerRequest>) -> Result<Response<Self::AnswerStream>, Status> {
         let t = Instant::now();
         let session = session_id(&request)?;
-        let res = self.0.answer(request.into_inner(), session.as_deref()).map_err(Status::from);
+        let client_deadline = grpc_timeout(&request);
+        let mut req = request.into_inner();
+        // The client's own deadline caps the budget (a little earlier, so that the last events
+        // still reach it).
+        if let Some(d) = client_deadline {
+            let cap = d.saturating_sub(std::time::Duration::from_millis(50)).as_millis().max(1) as u32;
+            let asked = if req.time_budget_ms == 0 { self.0.default_budget_ms() } else { req.time_budget_ms };
+            req.time_budget_ms = asked.min(cap);
+        }
+        let res = self.0.answer(req, session.as_deref()).map_err(Status::from);
         self.0.metrics.observe("Answer", t, &res);
         // Dropping the stream (client gone) closes the channel, which stops the pipeline.
         Ok(Response::new(ReceiverStream::new(res?)))
@@ -78,5 +111,22 @@ impl AnswerService for AnswerGrpc {
         let session = required_session(&request)?;
         self.0.sessions.clear(&session)?;
         Ok(Response::new(ScopeResponse { session_id: session, scope: None }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_grpc_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("100u"), Some(Duration::from_micros(100)));
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout("m"), None);
+        assert_eq!(parse_grpc_timeout("1234567890S"), None, "at most 8 digits");
     }
 }

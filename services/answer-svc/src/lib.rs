@@ -6,6 +6,7 @@ pub mod error;
 pub mod fusion;
 pub mod grpc;
 pub mod pipeline;
+pub mod rerank;
 pub mod session;
 pub mod synth;
 

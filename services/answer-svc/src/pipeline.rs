@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use codeintel_core::config::Config;
 use codeintel_core::proto::v1::answer_event::Event;
 use codeintel_core::proto::v1::{
-    AnswerEvent, AnswerRequest, Citation, Citations, Done, Limit, Limits, RetrieverContribution, Scope, SearchHit,
-    SearchMode, SearchRequest, StageTiming, Token, Trace,
+    AnswerEvent, AnswerRequest, Citation, Citations, Done, Limit, Limits, RankMove, RetrieverContribution, Scope,
+    SearchHit, SearchMode, SearchRequest, StageTiming, Token, Trace,
 };
 use codeintel_core::scope::ScopeFilter;
 use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 use crate::backends::{Backends, CallError, HydratedChunk};
 use crate::error::AnswerError;
 use crate::fusion::{rrf, RankedList};
+use crate::rerank::{RerankClient, RerankError};
 use crate::session::SessionStore;
-use crate::synth::{build_prompt, extractive_answer, ChatClient};
+use crate::synth::{build_prompt, extractive_answer, ChatClient, ChatEvent};
 use codeintel_core::query::{self, QueryKind};
 
 pub const MAX_TOP_K: u32 = 1000;
@@ -43,12 +44,16 @@ pub struct Retrieval {
     pub retrievers: Vec<RetrieverContribution>,
     /// `identifier` or `natural_language`.
     pub route: String,
+    /// `fusion`, or the rerank endpoint and model that ordered the hits.
+    pub reranker: String,
+    pub ranks: Vec<RankMove>,
 }
 
 pub struct Engine {
     cfg: Config,
     backends: Backends,
     chat: Option<ChatClient>,
+    rerank: Option<RerankClient>,
     pub sessions: SessionStore,
     pub metrics: Metrics,
     pub readiness: SharedReadiness,
@@ -111,14 +116,21 @@ impl Engine {
         } else {
             Some(ChatClient::new(&a.llm_url, &a.llm_model, a.llm_max_tokens)?)
         };
+        let rerank =
+            if a.rerank_url.is_empty() { None } else { Some(RerankClient::new(&a.rerank_url, &a.rerank_model)?) };
         Ok(Arc::new(Self {
             cfg: cfg.clone(),
             backends: Backends::connect(&a.vector_url, &a.lexical_url, &a.hydrate_url)?,
             chat,
+            rerank,
             sessions: SessionStore::default(),
             metrics: Metrics::new("answer"),
             readiness: Arc::new(RwLock::new(Readiness::ready())),
         }))
+    }
+
+    pub fn default_budget_ms(&self) -> u32 {
+        self.cfg.answer.time_budget_ms.min(u32::MAX as u64) as u32
     }
 
     /// Re-derives readiness from the backends' health: `degraded` when a retriever is down
@@ -149,7 +161,10 @@ impl Engine {
         }
     }
 
-    /// Retrieves, fuses and hydrates the best `top_k` chunks within `budget`.
+    /// Retrieves, fuses, hydrates and (with `rerank_n` > 0 and a rerank server) reranks the
+    /// best `top_k` chunks within `budget`. Budget split: retrieval at most half of it (and
+    /// `answer.retriever_timeout_ms`), hydration what it needs of the rest, reranking at most
+    /// half of what is left then (and `answer.rerank_timeout_ms`); the remainder is synthesis's.
     pub async fn retrieve(
         &self,
         query: &str,
@@ -157,13 +172,14 @@ impl Engine {
         mode: SearchMode,
         top_k: u32,
         budget: Duration,
+        rerank_n: u32,
     ) -> Result<Retrieval, AnswerError> {
         let started = Instant::now();
         let a = &self.cfg.answer;
-        let mut out = Retrieval::default();
-        let candidates = a.candidates.max(top_k);
-        // Retrieval gets most of the budget; hydration needs the rest.
-        let retr_budget = budget.mul_f32(0.7).min(Duration::from_millis(a.retriever_timeout_ms));
+        let mut out = Retrieval { reranker: "fusion".into(), ..Default::default() };
+        let rerank = self.rerank.as_ref().filter(|_| rerank_n > 0);
+        let candidates = a.candidates.max(top_k).max(if rerank.is_some() { rerank_n } else { 0 });
+        let retr_budget = budget.mul_f32(0.5).min(Duration::from_millis(a.retriever_timeout_ms));
         let want_dense = mode != SearchMode::Lexical;
         let want_lex = mode != SearchMode::Dense;
         // Name lookups get an exact symbol match first (query routing).
@@ -279,9 +295,12 @@ impl Engine {
         let fused = exact_first(fused, &exact);
         out.stages.push(stage("fuse", t));
 
-        // Hydrate a few more than asked, in case the scope filter at hydration drops some.
+        // Hydrate a few more than asked, in case the scope filter at hydration drops some (all
+        // the reranker's candidates when one runs).
         let t = Instant::now();
-        let take: Vec<&(u64, f32, u32, u32)> = fused.iter().take(top_k as usize + 8).collect();
+        let want = if rerank.is_some() { rerank_n.max(top_k) as usize } else { top_k as usize + 8 };
+        let take: Vec<&(u64, f32, u32, u32)> =
+            fused.iter().take(want.min(codeintel_core::ticket::MAX_TICKET_IDS)).collect();
         let ids: Vec<u64> = take.iter().map(|f| f.0).collect();
         let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
         let chunks = self.backends.hydrate(&ids, scope, left).await.map_err(|e| match e {
@@ -292,14 +311,49 @@ impl Engine {
             CallError::Status(_) => AnswerError::Unavailable(format!("hydrate-svc: {e}")),
         })?;
         out.stages.push(stage("hydrate", t));
-        for (id, score, d, l) in take {
-            if let Some(c) = chunks.get(id) {
-                out.hits.push(Hit { chunk: c.clone(), score: *score, dense_rank: *d, lexical_rank: *l });
-                if out.hits.len() == top_k as usize {
-                    break;
+        let mut hits: Vec<Hit> = take
+            .into_iter()
+            .filter_map(|(id, score, d, l)| {
+                chunks.get(id).map(|c| Hit { chunk: c.clone(), score: *score, dense_rank: *d, lexical_rank: *l })
+            })
+            .collect();
+        if let Some(rr) = rerank {
+            let t = Instant::now();
+            hits.truncate(rerank_n as usize);
+            let left = budget.saturating_sub(started.elapsed()) / 2;
+            let deadline = left.min(Duration::from_millis(a.rerank_timeout_ms));
+            let docs: Vec<String> = hits.iter().map(|h| rerank_document(&h.chunk)).collect();
+            match rr.rerank(query, &docs, deadline).await {
+                Ok(r) => {
+                    out.reranker = format!("{} {}", r.endpoint, rr.model);
+                    let mut slots: Vec<Option<Hit>> = hits.into_iter().map(Some).collect();
+                    let mut reordered = Vec::with_capacity(slots.len());
+                    for (after, (i, score)) in r.order.into_iter().enumerate() {
+                        if let Some(mut h) = slots[i].take() {
+                            if after < top_k as usize {
+                                out.ranks.push(RankMove {
+                                    chunk_id: h.chunk.chunk_id,
+                                    before: i as u32 + 1,
+                                    after: after as u32 + 1,
+                                    rerank_score: score,
+                                });
+                            }
+                            h.score = score;
+                            reordered.push(h);
+                        }
+                    }
+                    hits = reordered;
+                }
+                Err(e) => {
+                    let code =
+                        if matches!(e, RerankError::Timeout(_)) { "rerank_timeout" } else { "rerank_unavailable" };
+                    out.limits.push(limit(code, format!("the reranker failed ({e}); hits are in fusion order")));
                 }
             }
+            out.stages.push(stage("rerank", t));
         }
+        hits.truncate(top_k as usize);
+        out.hits = hits;
         for r in &mut out.retrievers {
             r.in_top_k = out
                 .hits
@@ -325,7 +379,17 @@ impl Engine {
             AnswerError::InvalidArgument(format!("unknown mode {}; use HYBRID, DENSE or LEXICAL", req.mode))
         })?;
         let budget = Duration::from_millis(self.cfg.answer.time_budget_ms);
-        let r = self.retrieve(&req.query, &scope, mode, top_k, budget).await?;
+        let rerank_n = if req.rerank {
+            if self.rerank.is_none() {
+                return Err(AnswerError::InvalidArgument(
+                    "rerank was requested but no rerank server is configured (set answer.rerank_url)".into(),
+                ));
+            }
+            self.cfg.answer.rerank_top_n
+        } else {
+            0
+        };
+        let r = self.retrieve(&req.query, &scope, mode, top_k, budget, rerank_n).await?;
         let hits = r
             .hits
             .into_iter()
@@ -395,7 +459,8 @@ impl Engine {
         let budget_ms =
             if req.time_budget_ms == 0 { self.cfg.answer.time_budget_ms } else { req.time_budget_ms as u64 };
         let budget = Duration::from_millis(budget_ms);
-        let r = match self.retrieve(&req.query, &scope, SearchMode::Hybrid, top_k, budget).await {
+        let rerank_n = if req.rerank_top_n == 0 { self.cfg.answer.rerank_top_n } else { req.rerank_top_n };
+        let r = match self.retrieve(&req.query, &scope, SearchMode::Hybrid, top_k, budget, rerank_n).await {
             Ok(r) => r,
             Err(e) => {
                 // Nothing to cite: end the stream with the precise status (UNAVAILABLE naming the
@@ -431,26 +496,48 @@ impl Engine {
         let mut tokens = 0u32;
         let mut synthesizer = "extractive".to_string();
         let mut streamed = false;
+        let mut usage = None;
+        let mut first_token_at: Option<Instant> = None;
+        let mut last_token_at: Option<Instant> = None;
         if sources.is_empty() {
             limits.push(limit("no_results", "nothing in scope matched the question; widen the scope or rephrase"));
         } else if let Some(chat) = &self.chat {
+            // Synthesis gets what is left of the budget; a model that misses it leaves the
+            // retrieved code as the answer.
+            let deadline = tokio::time::Instant::from_std(started + budget);
             let prompt = build_prompt(&req.query, &sources, self.cfg.answer.prompt_chars);
-            match chat.stream(prompt).await {
-                Ok(stream) => {
+            match tokio::time::timeout_at(deadline, chat.stream(prompt)).await {
+                Ok(Ok(stream)) => {
                     synthesizer = chat.model.clone();
                     let mut stream = std::pin::pin!(stream);
-                    while let Some(item) = stream.next().await {
+                    loop {
+                        let item = match tokio::time::timeout_at(deadline, stream.next()).await {
+                            Ok(Some(item)) => item,
+                            Ok(None) => break,
+                            Err(_) => {
+                                let (code, what) = if streamed {
+                                    ("synthesis_truncated", "stopped streaming at the time budget")
+                                } else {
+                                    ("synthesis_timeout", "sent no token within the time budget; showing the retrieved code instead")
+                                };
+                                limits.push(limit(code, format!("the language model {what} ({budget_ms} ms)")));
+                                break;
+                            }
+                        };
                         match item {
-                            Ok(text) => {
+                            Ok(ChatEvent::Token(text)) => {
                                 if tokens == 0 {
                                     ttft = started.elapsed().as_secs_f64() * 1e3;
+                                    first_token_at = Some(Instant::now());
                                 }
+                                last_token_at = Some(Instant::now());
                                 tokens += 1;
                                 streamed = true;
                                 if !send(Event::Token(Token { text })).await {
                                     return;
                                 }
                             }
+                            Ok(ChatEvent::Usage(u)) => usage = Some(u),
                             Err(e) => {
                                 limits.push(limit(
                                     "synthesis_interrupted",
@@ -461,9 +548,15 @@ impl Engine {
                         }
                     }
                 }
-                Err(e) => limits.push(limit(
+                Ok(Err(e)) => limits.push(limit(
                     "synthesis_failed",
                     format!("the language model could not be reached ({e}); showing the retrieved code instead"),
+                )),
+                Err(_) => limits.push(limit(
+                    "synthesis_timeout",
+                    format!(
+                        "the language model did not answer within the time budget ({budget_ms} ms); showing the retrieved code instead"
+                    ),
                 )),
             }
         } else {
@@ -496,12 +589,33 @@ impl Engine {
             tokens,
             synthesizer,
             route: r.route,
+            reranker: r.reranker,
+            ranks: r.ranks,
+            tokens_in: usage.map_or(0, |u: crate::synth::Usage| u.prompt_tokens),
+            tokens_out: usage.map_or(if streamed { tokens } else { 0 }, |u| u.completion_tokens),
+            tokens_per_second: match (first_token_at, last_token_at) {
+                (Some(a), Some(b)) if b > a => {
+                    usage.map_or(tokens, |u| u.completion_tokens) as f64 / (b - a).as_secs_f64()
+                }
+                _ => 0.0,
+            },
         };
         self.metrics.stage("answer_total", trace.total_ms / 1e3);
         if send(Event::Trace(trace)).await {
             let _ = send(Event::Done(Done {})).await;
         }
     }
+}
+
+/// What the reranker reads of a chunk: where it is and what it defines, then the code.
+fn rerank_document(c: &HydratedChunk) -> String {
+    let mut s = format!("{}:{}-{}", c.path, c.start_line, c.end_line);
+    if !c.symbol.is_empty() {
+        s.push_str(&format!(" {} {}", c.kind, c.symbol));
+    }
+    s.push('\n');
+    s.extend(c.text.chars().take(4000));
+    s
 }
 
 #[cfg(test)]

@@ -81,11 +81,16 @@ impl ChatClient {
         })
     }
 
-    /// Starts a streamed completion; yields content deltas as they arrive.
-    pub async fn stream(&self, prompt: String) -> Result<impl Stream<Item = Result<String, String>> + use<>, String> {
+    /// Starts a streamed completion; yields content deltas as they arrive, then the usage the
+    /// server reports (`stream_options.include_usage`).
+    pub async fn stream(
+        &self,
+        prompt: String,
+    ) -> Result<impl Stream<Item = Result<ChatEvent, String>> + use<>, String> {
         let body = serde_json::json!({
             "model": self.model,
             "stream": true,
+            "stream_options": {"include_usage": true},
             "max_tokens": self.max_tokens,
             "temperature": 0.1,
             "messages": [
@@ -100,48 +105,48 @@ impl ChatClient {
             return Err(format!("{} answered http {status}: {}", self.url, text.chars().take(300).collect::<String>()));
         }
         let mut bytes = resp.bytes_stream();
-        let mut buf = String::new();
-        let mut done = false;
+        let mut dec = SseDecoder::default();
+        let mut ready: std::collections::VecDeque<Result<ChatEvent, String>> = Default::default();
         Ok(futures::stream::poll_fn(move |cx| loop {
-            if done {
+            if let Some(e) = ready.pop_front() {
+                return std::task::Poll::Ready(Some(e));
+            }
+            if dec.done {
                 return std::task::Poll::Ready(None);
             }
-            if let Some(pos) = buf.find('\n') {
-                let line: String = buf.drain(..=pos).collect();
-                match parse_sse_line(line.trim_end()) {
-                    SseLine::Token(t) => return std::task::Poll::Ready(Some(Ok(t))),
-                    SseLine::Done => {
-                        done = true;
-                        return std::task::Poll::Ready(None);
-                    }
-                    SseLine::Error(e) => return std::task::Poll::Ready(Some(Err(e))),
-                    SseLine::Skip => continue,
-                }
-            }
             match bytes.poll_next_unpin(cx) {
-                std::task::Poll::Ready(Some(Ok(b))) => buf.push_str(&String::from_utf8_lossy(&b)),
+                std::task::Poll::Ready(Some(Ok(b))) => ready.extend(dec.push(&b)),
                 std::task::Poll::Ready(Some(Err(e))) => {
-                    done = true;
-                    return std::task::Poll::Ready(Some(Err(e.to_string())));
+                    dec.done = true;
+                    ready.push_back(Err(e.to_string()));
                 }
-                std::task::Poll::Ready(None) => {
-                    done = true;
-                    if !buf.trim().is_empty() {
-                        if let SseLine::Token(t) = parse_sse_line(buf.trim()) {
-                            return std::task::Poll::Ready(Some(Ok(t)));
-                        }
-                    }
-                    return std::task::Poll::Ready(None);
-                }
+                std::task::Poll::Ready(None) => ready.extend(dec.finish()),
                 std::task::Poll::Pending => return std::task::Poll::Pending,
             }
         }))
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    Token(String),
+    Usage(Usage),
+}
+
 #[derive(Debug, PartialEq)]
 pub enum SseLine {
-    Token(String),
+    /// A chunk: its content delta (absent for role-only, finish and usage-only chunks) and the
+    /// usage it carries, if any.
+    Data {
+        token: Option<String>,
+        usage: Option<Usage>,
+    },
     Done,
     Error(String),
     Skip,
@@ -156,15 +161,84 @@ pub fn parse_sse_line(line: &str) -> SseLine {
     }
     match serde_json::from_str::<serde_json::Value>(data) {
         Ok(v) => {
-            if let Some(e) = v.get("error") {
-                return SseLine::Error(e.to_string());
+            if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
+                let msg = e.get("message").and_then(|m| m.as_str()).map(String::from).unwrap_or_else(|| e.to_string());
+                return SseLine::Error(msg);
             }
-            match v["choices"][0]["delta"]["content"].as_str() {
-                Some(t) if !t.is_empty() => SseLine::Token(t.to_string()),
-                _ => SseLine::Skip,
-            }
+            let token = v["choices"][0]["delta"]["content"].as_str().filter(|t| !t.is_empty()).map(String::from);
+            let usage = v.get("usage").filter(|u| !u.is_null()).map(|u| Usage {
+                prompt_tokens: u["prompt_tokens"].as_u64().unwrap_or(0) as u32,
+                completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0) as u32,
+            });
+            SseLine::Data { token, usage }
         }
         Err(e) => SseLine::Error(format!("bad stream chunk: {e}")),
+    }
+}
+
+/// Turns the bytes of a chat completion stream, split anywhere (even inside a UTF-8 character),
+/// into events. The last usage seen is reported once, when the stream ends.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    buf: Vec<u8>,
+    usage: Option<Usage>,
+    pub done: bool,
+}
+
+impl SseDecoder {
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<ChatEvent, String>> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        self.buf.extend_from_slice(bytes);
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            if self.line(line.trim_end(), &mut out) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The stream ended (`[DONE]` or end of body).
+    pub fn finish(&mut self) -> Vec<Result<ChatEvent, String>> {
+        let mut out = Vec::new();
+        if !self.done && !self.buf.is_empty() {
+            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).to_string();
+            self.line(rest.trim(), &mut out);
+        }
+        self.done = true;
+        if let Some(u) = self.usage.take() {
+            out.push(Ok(ChatEvent::Usage(u)));
+        }
+        out
+    }
+
+    /// Handles one line; true when the stream is over.
+    fn line(&mut self, line: &str, out: &mut Vec<Result<ChatEvent, String>>) -> bool {
+        match parse_sse_line(line) {
+            SseLine::Data { token, usage } => {
+                if let Some(t) = token {
+                    out.push(Ok(ChatEvent::Token(t)));
+                }
+                if usage.is_some() {
+                    self.usage = usage;
+                }
+                false
+            }
+            SseLine::Done => {
+                out.extend(self.finish());
+                true
+            }
+            SseLine::Error(e) => {
+                out.push(Err(e));
+                self.done = true;
+                true
+            }
+            SseLine::Skip => false,
+        }
     }
 }
 
@@ -198,11 +272,76 @@ mod tests {
 
     #[test]
     fn sse_lines_parse() {
-        assert_eq!(parse_sse_line(r#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#), SseLine::Token("Hi".into()));
+        assert_eq!(
+            parse_sse_line(r#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#),
+            SseLine::Data { token: Some("Hi".into()), usage: None }
+        );
         assert_eq!(parse_sse_line("data: [DONE]"), SseLine::Done);
         assert_eq!(parse_sse_line(": keep-alive"), SseLine::Skip);
-        assert_eq!(parse_sse_line(r#"data: {"choices":[{"delta":{"role":"assistant"}}]}"#), SseLine::Skip);
+        assert_eq!(
+            parse_sse_line(r#"data: {"choices":[{"delta":{"role":"assistant"}}]}"#),
+            SseLine::Data { token: None, usage: None }
+        );
         assert!(matches!(parse_sse_line("data: {oops"), SseLine::Error(_)));
+    }
+
+    /// Recorded in the shapes vLLM's OpenAI-compatible server documents for
+    /// `stream: true, stream_options: {include_usage: true}`: a role-only first chunk, content
+    /// deltas (one with a multi-byte character), a finish chunk with `usage: null`, the
+    /// usage-only final chunk with empty `choices`, then `[DONE]`.
+    const VLLM_STREAM: &str = concat!(
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"It parses\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        ": ping\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" cookies \\u00e9 [1]\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" héllo\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\",\"stop_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":412,\"total_tokens\":419,\"completion_tokens\":7}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    fn decode_split(transcript: &[u8], step: usize) -> Vec<Result<ChatEvent, String>> {
+        let mut d = SseDecoder::default();
+        let mut out = Vec::new();
+        for part in transcript.chunks(step) {
+            out.extend(d.push(part));
+        }
+        out.extend(d.finish());
+        out
+    }
+
+    #[test]
+    fn recorded_vllm_stream_decodes_however_it_is_split() {
+        let want = vec![
+            Ok(ChatEvent::Token("It parses".into())),
+            Ok(ChatEvent::Token(" cookies é [1]".into())),
+            Ok(ChatEvent::Token(" héllo".into())),
+            Ok(ChatEvent::Usage(Usage { prompt_tokens: 412, completion_tokens: 7 })),
+        ];
+        for step in [1, 2, 3, 7, 64, 4096] {
+            assert_eq!(decode_split(VLLM_STREAM.as_bytes(), step), want, "split every {step} bytes");
+        }
+    }
+
+    #[test]
+    fn an_error_event_mid_stream_ends_it_with_the_message() {
+        // vLLM reports errors inside the stream as a data event carrying an `error` object.
+        let t = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Partial\"}}]}\n\n",
+            "data: {\"error\":{\"object\":\"error\",\"message\":\"The model ran out of KV cache\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"never\"}}]}\n\n",
+        );
+        let got = decode_split(t.as_bytes(), 5);
+        assert_eq!(got[0], Ok(ChatEvent::Token("Partial".into())));
+        assert_eq!(got[1], Err("The model ran out of KV cache".into()));
+        assert_eq!(got.len(), 2, "nothing after the error: {got:?}");
+    }
+
+    #[test]
+    fn a_stream_cut_without_done_still_yields_its_last_line() {
+        let t = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}";
+        let got = decode_split(t.as_bytes(), 10);
+        assert_eq!(got, vec![Ok(ChatEvent::Token("a".into())), Ok(ChatEvent::Token("b".into()))]);
     }
 
     #[test]

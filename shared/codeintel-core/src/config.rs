@@ -148,6 +148,14 @@ pub struct AnswerConfig {
     pub llm_max_tokens: u32,
     /// Characters of source code put into the prompt, all sources together.
     pub prompt_chars: usize,
+    /// Base URL of a rerank server (`POST /rerank`, else `POST /score`, as vLLM serves them);
+    /// empty: no reranking (fusion order).
+    pub rerank_url: String,
+    pub rerank_model: String,
+    /// Fused candidates sent to the reranker when a request does not say (`rerank_top_n`).
+    pub rerank_top_n: u32,
+    /// Most of the budget the rerank stage may use, milliseconds.
+    pub rerank_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -238,6 +246,10 @@ impl Default for AnswerConfig {
             llm_model: "default".into(),
             llm_max_tokens: 512,
             prompt_chars: 12_000,
+            rerank_url: String::new(),
+            rerank_model: "default".into(),
+            rerank_top_n: 50,
+            rerank_timeout_ms: 600,
         }
     }
 }

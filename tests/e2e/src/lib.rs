@@ -103,6 +103,11 @@ pub struct Mesh {
 
 impl Mesh {
     pub fn start(data_root: &Path) -> Mesh {
+        Self::start_with(data_root, &[])
+    }
+
+    /// As [`Mesh::start`], with more `key=value` options for answer-svc.
+    pub fn start_with(data_root: &Path, answer_options: &[String]) -> Mesh {
         let vector = start("vector-svc", data_root, &[]);
         let lexical = start("lexical-svc", data_root, &[]);
         let hydrate = start("hydrate-svc", data_root, &[]);
@@ -113,7 +118,8 @@ impl Mesh {
             "answer.time_budget_ms=10000".to_string(),
             "answer.retriever_timeout_ms=8000".to_string(),
         ];
-        let extra: Vec<String> = urls.iter().flat_map(|u| ["--set".to_string(), u.clone()]).collect();
+        let extra: Vec<String> =
+            urls.iter().chain(answer_options).flat_map(|u| ["--set".to_string(), u.clone()]).collect();
         let answer = start("answer-svc", data_root, &extra);
         Mesh { vector, lexical, hydrate, answer }
     }
@@ -126,3 +132,5 @@ pub fn fixture(name: &str) -> PathBuf {
         std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     dir.join("fixtures").join(name)
 }
+
+pub mod model_server;

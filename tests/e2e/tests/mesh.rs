@@ -130,7 +130,13 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
     // Search by name, each mode; a scope restricts results.
     for mode in [SearchMode::Hybrid, SearchMode::Lexical, SearchMode::Dense] {
         let r = c
-            .search(SearchRequest { query: "TokenBucket try_acquire".into(), scope: None, top_k: 3, mode: mode as i32 })
+            .search(SearchRequest {
+                query: "TokenBucket try_acquire".into(),
+                scope: None,
+                top_k: 3,
+                mode: mode as i32,
+                rerank: false,
+            })
             .await
             .unwrap()
             .into_inner();
@@ -143,14 +149,26 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
         assert!(!r.hits[0].text.is_empty());
     }
     let r = c
-        .search(SearchRequest { query: "where is SessionManager defined".into(), scope: None, top_k: 3, mode: 0 })
+        .search(SearchRequest {
+            query: "where is SessionManager defined".into(),
+            scope: None,
+            top_k: 3,
+            mode: 0,
+            rerank: false,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!((r.hits[0].symbol.as_str(), r.hits[0].start_line), ("SessionManager", 3), "{:?}", r.hits);
     let js_only = Scope { languages: vec!["javascript".into()], ..Default::default() };
     let r = c
-        .search(SearchRequest { query: "token".into(), scope: Some(js_only.clone()), top_k: 10, mode: 0 })
+        .search(SearchRequest {
+            query: "token".into(),
+            scope: Some(js_only.clone()),
+            top_k: 10,
+            mode: 0,
+            rerank: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -160,14 +178,20 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
     let mut set = tonic::Request::new(SetScopeRequest { scope: Some(js_only) });
     set.metadata_mut().insert("x-session-id", "s1".parse().unwrap());
     c.set_scope(set).await.unwrap();
-    let mut s = tonic::Request::new(SearchRequest { query: "token".into(), scope: None, top_k: 10, mode: 0 });
+    let mut s =
+        tonic::Request::new(SearchRequest { query: "token".into(), scope: None, top_k: 10, mode: 0, rerank: false });
     s.metadata_mut().insert("x-session-id", "s1".parse().unwrap());
     let r = c.search(s).await.unwrap().into_inner();
     assert!(r.hits.iter().all(|h| h.language == "javascript"));
 
     // Bad input: INVALID_ARGUMENT with a sentence.
-    let bad =
-        |query: &str, top_k: u32, scope: Option<Scope>| SearchRequest { query: query.into(), scope, top_k, mode: 0 };
+    let bad = |query: &str, top_k: u32, scope: Option<Scope>| SearchRequest {
+        query: query.into(),
+        scope,
+        top_k,
+        mode: 0,
+        rerank: false,
+    };
     for (req, needle) in [
         (bad("", 5, None), "query is empty"),
         (bad("x", 0, None), "top_k"),
@@ -183,7 +207,7 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
     // A service that is down: UNAVAILABLE naming it (lexical still answers, so hybrid degrades).
     drop(mesh.vector);
     let r = c
-        .search(SearchRequest { query: "parse cookie header".into(), scope: None, top_k: 3, mode: 0 })
+        .search(SearchRequest { query: "parse cookie header".into(), scope: None, top_k: 3, mode: 0, rerank: false })
         .await
         .unwrap()
         .into_inner();
@@ -194,7 +218,13 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
     );
     assert_eq!(r.hits[0].symbol, "parseCookieHeader");
     let e = c
-        .search(SearchRequest { query: "x".into(), scope: None, top_k: 3, mode: SearchMode::Dense as i32 })
+        .search(SearchRequest {
+            query: "x".into(),
+            scope: None,
+            top_k: 3,
+            mode: SearchMode::Dense as i32,
+            rerank: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);

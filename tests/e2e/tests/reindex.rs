@@ -55,7 +55,13 @@ async fn serving_mesh_swaps_to_a_new_version() {
     let mut c = AnswerServiceClient::new(ch);
     let top_symbol =
         |r: &codeintel_proto::v1::SearchResponse| r.hits.first().map(|h| h.symbol.clone()).unwrap_or_default();
-    let search = |q: &str| SearchRequest { query: q.into(), scope: None, top_k: 3, mode: SearchMode::Lexical as i32 };
+    let search = |q: &str| SearchRequest {
+        query: q.into(),
+        scope: None,
+        top_k: 3,
+        mode: SearchMode::Lexical as i32,
+        rerank: false,
+    };
 
     let before = c.search(search("backoff_delay")).await.unwrap().into_inner();
     assert_eq!(top_symbol(&before), "backoff_delay");

@@ -1,0 +1,168 @@
+//! Faults in the model servers answer-svc depends on, with real processes: the mesh binaries on
+//! loopback and a scripted model server (`codeintel_e2e::model_server`) that stalls, hangs or
+//! trickles. Each fault must end in an answer within budget, with a `limits` entry saying what
+//! was lost.
+
+use std::time::{Duration, Instant};
+
+use codeintel_e2e::model_server::{Behaviour, ModelServer};
+use codeintel_e2e::{fixture, index, Mesh};
+use codeintel_proto::v1::answer_event::Event;
+use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
+use codeintel_proto::v1::{AnswerEvent, AnswerRequest, SearchRequest};
+use tonic::transport::Channel;
+
+const QUERY: &str = "how is the cart total computed with tax";
+
+async fn client(mesh: &Mesh) -> AnswerServiceClient<Channel> {
+    let ch = Channel::from_shared(format!("http://{}", mesh.answer.addr)).unwrap().connect().await.unwrap();
+    AnswerServiceClient::new(ch)
+}
+
+fn request(budget_ms: u32, rerank_top_n: u32) -> AnswerRequest {
+    AnswerRequest { query: QUERY.into(), scope: None, top_k: 3, rerank_top_n, time_budget_ms: budget_ms }
+}
+
+/// Every event of one answer, and how long the whole stream took.
+async fn answer_all(c: &mut AnswerServiceClient<Channel>, req: AnswerRequest) -> (Vec<AnswerEvent>, Duration) {
+    let t = Instant::now();
+    let mut s = c.answer(req).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(ev) = s.message().await.unwrap() {
+        out.push(ev);
+    }
+    (out, t.elapsed())
+}
+
+fn limits(evs: &[AnswerEvent]) -> Vec<String> {
+    evs.iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Limits(l)) => Some(l.limits.iter().map(|l| l.code.clone()).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn cited(evs: &[AnswerEvent]) -> Vec<u64> {
+    evs.iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Citations(c)) => Some(c.citations.iter().map(|c| c.chunk_id).collect()),
+            _ => None,
+        })
+        .expect("a citations event")
+}
+
+fn trace(evs: &[AnswerEvent]) -> codeintel_proto::v1::Trace {
+    evs.iter()
+        .find_map(|e| match &e.event {
+            Some(Event::Trace(t)) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("a trace event")
+}
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    index(&fixture("shop"), "shop", &data);
+    (tmp, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_language_model_gives_a_retrieval_only_answer_within_budget() {
+    let (_tmp, data) = setup();
+    let llm = ModelServer::start(Behaviour::Stall).await;
+    let mesh = Mesh::start_with(&data, &[format!("answer.llm_url={}", llm.url)]);
+    let mut c = client(&mesh).await;
+    answer_all(&mut c, request(5_000, 0)).await; // warm up connections and caches
+    let (evs, took) = answer_all(&mut c, request(1_500, 0)).await;
+    assert!(took <= Duration::from_millis(1_600), "answer took {took:?} on a 1500 ms budget");
+    assert!(limits(&evs).contains(&"synthesis_timeout".to_string()), "{:?}", limits(&evs));
+    assert!(!cited(&evs).is_empty());
+    let tokens: String = evs
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Token(t)) => Some(t.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(tokens.contains("[1] shop/"), "the retrieved code is the answer: {tokens}");
+    assert_eq!(trace(&evs).synthesizer, "extractive");
+    assert!(matches!(evs.last().and_then(|e| e.event.as_ref()), Some(Event::Done(_))));
+    assert!(llm.seen.requests.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the model was asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_reranker_leaves_fusion_order_within_budget() {
+    let (_tmp, data) = setup();
+    let rr = ModelServer::start(Behaviour::Stall).await;
+    let mesh = Mesh::start_with(&data, &[format!("answer.rerank_url={}", rr.url)]);
+    let mut c = client(&mesh).await;
+    let fusion: Vec<u64> = c
+        .search(SearchRequest { query: QUERY.into(), scope: None, top_k: 3, mode: 0, rerank: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits
+        .iter()
+        .map(|h| h.chunk_id)
+        .collect();
+    let (evs, took) = answer_all(&mut c, request(1_500, 10)).await;
+    assert!(took <= Duration::from_millis(1_600), "answer took {took:?} on a 1500 ms budget");
+    assert!(limits(&evs).contains(&"rerank_timeout".to_string()), "{:?}", limits(&evs));
+    assert_eq!(cited(&evs), fusion, "fusion order is kept when the reranker fails");
+    let t = trace(&evs);
+    assert_eq!(t.reranker, "fusion");
+    assert!(t.ranks.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_score_endpoint_reranks_and_the_trace_records_each_move() {
+    let (_tmp, data) = setup();
+    let rr = ModelServer::start(Behaviour::ScoreReversed).await;
+    let mesh = Mesh::start_with(&data, &[format!("answer.rerank_url={}", rr.url)]);
+    let mut c = client(&mesh).await;
+    let fusion: Vec<u64> = c
+        .search(SearchRequest { query: QUERY.into(), scope: None, top_k: 5, mode: 0, rerank: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits
+        .iter()
+        .map(|h| h.chunk_id)
+        .collect();
+    assert_eq!(fusion.len(), 5);
+    let (evs, _) = answer_all(&mut c, request(5_000, 5)).await;
+    // The server scores candidate i with i: the fifth fused candidate now leads.
+    let got = cited(&evs);
+    assert_eq!(got, vec![fusion[4], fusion[3], fusion[2]]);
+    let t = trace(&evs);
+    assert_eq!(t.reranker, "/score default", "no /rerank here, so /score was used");
+    assert_eq!((t.ranks[0].chunk_id, t.ranks[0].before, t.ranks[0].after), (fusion[4], 5, 1));
+    assert_eq!(rr.seen.paths.lock().unwrap().as_slice(), ["/rerank", "/score"]);
+    assert!(limits(&evs).iter().all(|l| !l.starts_with("rerank")), "{:?}", limits(&evs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_cancels_aborts_the_language_model_request() {
+    let (_tmp, data) = setup();
+    let llm = ModelServer::start(Behaviour::Trickle { every: Duration::from_millis(50) }).await;
+    let mesh = Mesh::start_with(&data, &[format!("answer.llm_url={}", llm.url)]);
+    let mut c = client(&mesh).await;
+    let mut s = c.answer(request(30_000, 0)).await.unwrap().into_inner();
+    let first = s.message().await.unwrap().expect("a first event");
+    assert!(matches!(first.event, Some(Event::Citations(_))));
+    // Wait until the model is streaming to answer-svc, then go away.
+    let t = Instant::now();
+    while !matches!(s.message().await.unwrap().and_then(|e| e.event), Some(Event::Token(_))) {
+        assert!(t.elapsed() < Duration::from_secs(10), "no token streamed");
+    }
+    drop(s);
+    drop(c);
+    let t = Instant::now();
+    while !llm.seen.client_closed.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(t.elapsed() < Duration::from_secs(5), "the model server still streams 5 s after the client left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
