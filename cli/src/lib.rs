@@ -3,3 +3,4 @@
 
 pub mod bench;
 pub mod index;
+pub mod models;

@@ -128,6 +128,11 @@ enum Cmd {
         #[arg(long)]
         rerank: bool,
     },
+    /// Local models over HTTP in vLLM's shapes (embeddings, score, rerank).
+    Models {
+        #[command(subcommand)]
+        what: ModelsCmd,
+    },
     /// Measure the index lifecycle (see `docs/benchmarks.md`); prints JSON.
     Bench {
         #[command(subcommand)]
@@ -146,6 +151,15 @@ enum Cmd {
         /// Rerank the fused candidates with the configured rerank server.
         #[arg(long)]
         rerank: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// Serve `/v1/embeddings`, `/score` and `/rerank` from the configured embedder.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        addr: String,
     },
 }
 
@@ -314,6 +328,18 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                         h.symbol
                     );
                 }
+            }
+        }
+        Cmd::Models { what: ModelsCmd::Serve { addr } } => {
+            codeintel_core::server::init_tracing();
+            let embedder = codeintel_core::embed::Embedder::from_config(&cfg).await?;
+            let models =
+                std::sync::Arc::new(codeintel::models::Models { embedder, model_id: cfg.embed.model_id.clone() });
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {addr}"))?;
+            eprintln!("models listening on http {}", listener.local_addr()?);
+            tokio::select! {
+                r = codeintel::models::serve(listener, models) => r?,
+                _ = tokio::signal::ctrl_c() => {}
             }
         }
         Cmd::Bench { what } => {

@@ -317,34 +317,37 @@ impl Engine {
                 chunks.get(id).map(|c| Hit { chunk: c.clone(), score: *score, dense_rank: *d, lexical_rank: *l })
             })
             .collect();
-        if let Some(rr) = rerank {
+        // Definitions of the symbol the query names stay first: the user asked for them.
+        let pinned = hits.iter().take_while(|h| exact.contains(&h.chunk.chunk_id)).count();
+        if let Some(rr) = rerank.filter(|_| hits.len() > pinned + 1 && pinned < top_k as usize) {
             let t = Instant::now();
             hits.truncate(rerank_n as usize);
+            let rest = hits.split_off(pinned.min(hits.len()));
             let left = budget.saturating_sub(started.elapsed()) / 2;
             let deadline = left.min(Duration::from_millis(a.rerank_timeout_ms));
-            let docs: Vec<String> = hits.iter().map(|h| rerank_document(&h.chunk)).collect();
+            let docs: Vec<String> = rest.iter().map(|h| rerank_document(&h.chunk)).collect();
             match rr.rerank(query, &docs, deadline).await {
                 Ok(r) => {
                     out.reranker = format!("{} {}", r.endpoint, rr.model);
-                    let mut slots: Vec<Option<Hit>> = hits.into_iter().map(Some).collect();
-                    let mut reordered = Vec::with_capacity(slots.len());
-                    for (after, (i, score)) in r.order.into_iter().enumerate() {
+                    let mut slots: Vec<Option<Hit>> = rest.into_iter().map(Some).collect();
+                    for (i, score) in r.order {
                         if let Some(mut h) = slots[i].take() {
+                            let after = hits.len();
                             if after < top_k as usize {
                                 out.ranks.push(RankMove {
                                     chunk_id: h.chunk.chunk_id,
-                                    before: i as u32 + 1,
+                                    before: (pinned + i) as u32 + 1,
                                     after: after as u32 + 1,
                                     rerank_score: score,
                                 });
                             }
                             h.score = score;
-                            reordered.push(h);
+                            hits.push(h);
                         }
                     }
-                    hits = reordered;
                 }
                 Err(e) => {
+                    hits.extend(rest);
                     let code =
                         if matches!(e, RerankError::Timeout(_)) { "rerank_timeout" } else { "rerank_unavailable" };
                     out.limits.push(limit(code, format!("the reranker failed ({e}); hits are in fusion order")));
