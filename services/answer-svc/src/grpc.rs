@@ -74,7 +74,7 @@ impl AnswerService for AnswerGrpc {
             let asked = if req.time_budget_ms == 0 { self.0.default_budget_ms() } else { req.time_budget_ms };
             req.time_budget_ms = asked.min(cap);
         }
-        let res = self.0.answer(req, session.as_deref()).map_err(Status::from);
+        let res = self.0.answer(req, session.as_deref()).await.map_err(Status::from);
         self.0.metrics.observe("Answer", t, &res);
         // Dropping the stream (client gone) closes the channel, which stops the pipeline.
         Ok(Response::new(ReceiverStream::new(res?)))
@@ -97,19 +97,19 @@ impl AnswerService for AnswerGrpc {
         let session = required_session(&request)?;
         let scope = request.into_inner().scope.unwrap_or_default();
         ScopeFilter::new(Some(&scope)).map_err(AnswerError::from)?;
-        self.0.sessions.set(&session, scope.clone())?;
+        self.0.sessions.set(&session, scope.clone()).await?;
         Ok(Response::new(ScopeResponse { session_id: session, scope: Some(scope) }))
     }
 
     async fn get_scope(&self, request: Request<GetScopeRequest>) -> Result<Response<ScopeResponse>, Status> {
         let session = required_session(&request)?;
-        let scope = self.0.sessions.get(&session)?;
+        let scope = self.0.sessions.get(&session).await?;
         Ok(Response::new(ScopeResponse { session_id: session, scope }))
     }
 
     async fn clear_scope(&self, request: Request<ClearScopeRequest>) -> Result<Response<ScopeResponse>, Status> {
         let session = required_session(&request)?;
-        self.0.sessions.clear(&session)?;
+        self.0.sessions.clear(&session).await?;
         Ok(Response::new(ScopeResponse { session_id: session, scope: None }))
     }
 }

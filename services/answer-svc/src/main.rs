@@ -17,12 +17,12 @@ async fn main() -> anyhow::Result<()> {
     server::init_tracing();
     let args = Args::parse();
     let cfg = args.common.load("answer")?;
-    let engine = Engine::new(&cfg)?;
+    let engine = Engine::new(&cfg).await?;
     let e = engine.clone();
     tokio::spawn(async move {
         loop {
             e.check_backends().await;
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     });
     let grpc = AnswerServiceServer::new(AnswerGrpc(engine.clone()));

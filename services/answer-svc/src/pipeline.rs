@@ -109,8 +109,23 @@ pub fn validate_query(query: &str, top_k: u32, scope: Option<&Scope>) -> Result<
 }
 
 impl Engine {
-    pub fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
+    /// Connects the clients; with `answer.redis_url` set, session scopes live in Redis (the
+    /// first connection must succeed).
+    pub async fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
         let a = &cfg.answer;
+        let metrics = Metrics::new("answer");
+        let sessions = if a.redis_url.is_empty() {
+            SessionStore::default()
+        } else {
+            let opts = crate::session::RedisOptions {
+                url: a.redis_url.clone(),
+                ttl_s: a.session_ttl_s,
+                cache_entries: a.scope_cache_entries,
+                cache_ttl: Duration::from_millis(a.scope_cache_ttl_ms),
+                invalidation_timeout: Duration::from_millis(a.scope_invalidation_timeout_ms),
+            };
+            SessionStore::Redis(crate::session::RedisStore::connect(opts, &metrics.registry).await?)
+        };
         let chat = if a.llm_url.is_empty() {
             None
         } else {
@@ -123,8 +138,8 @@ impl Engine {
             backends: Backends::connect(&a.vector_url, &a.lexical_url, &a.hydrate_url)?,
             chat,
             rerank,
-            sessions: SessionStore::default(),
-            metrics: Metrics::new("answer"),
+            sessions,
+            metrics,
             readiness: Arc::new(RwLock::new(Readiness::ready())),
         }))
     }
@@ -138,7 +153,8 @@ impl Engine {
     pub async fn check_backends(&self) {
         let bad = self.backends.unhealthy(Duration::from_millis(1000)).await;
         let names: Vec<&str> = bad.iter().map(|b| b.0).collect();
-        let reasons: Vec<String> = bad.into_iter().map(|b| b.1).collect();
+        let mut reasons: Vec<String> = bad.into_iter().map(|b| b.1).collect();
+        reasons.extend(self.sessions.degraded());
         let status =
             if names.contains(&"hydrate-svc") || (names.contains(&"vector-svc") && names.contains(&"lexical-svc")) {
                 "down"
@@ -151,12 +167,12 @@ impl Engine {
     }
 
     /// The request's scope, else the session's, else everything.
-    pub fn resolve_scope(&self, scope: Option<Scope>, session: Option<&str>) -> Result<Scope, AnswerError> {
+    pub async fn resolve_scope(&self, scope: Option<Scope>, session: Option<&str>) -> Result<Scope, AnswerError> {
         if let Some(s) = scope.filter(|s| *s != Scope::default()) {
             return Ok(s);
         }
         match session {
-            Some(id) => Ok(self.sessions.get(id)?.unwrap_or_default()),
+            Some(id) => Ok(self.sessions.get(id).await?.unwrap_or_default()),
             None => Ok(Scope::default()),
         }
     }
@@ -377,7 +393,7 @@ impl Engine {
     ) -> Result<(Vec<SearchHit>, Vec<Limit>), AnswerError> {
         let top_k = req.top_k;
         validate_query(&req.query, top_k, req.scope.as_ref())?;
-        let scope = self.resolve_scope(req.scope, session)?;
+        let scope = self.resolve_scope(req.scope, session).await?;
         let mode = SearchMode::try_from(req.mode).map_err(|_| {
             AnswerError::InvalidArgument(format!("unknown mode {}; use HYBRID, DENSE or LEXICAL", req.mode))
         })?;
@@ -415,7 +431,7 @@ impl Engine {
 
     /// Validates `req` and starts the answer; events arrive on the returned receiver. The work
     /// stops as soon as the receiver is dropped (client gone).
-    pub fn answer(
+    pub async fn answer(
         self: &Arc<Self>,
         req: AnswerRequest,
         session: Option<&str>,
@@ -431,7 +447,7 @@ impl Engine {
         if req.time_budget_ms > 600_000 {
             return Err(AnswerError::InvalidArgument("time_budget_ms must be at most 600000".into()));
         }
-        let scope = self.resolve_scope(req.scope.clone(), session)?;
+        let scope = self.resolve_scope(req.scope.clone(), session).await?;
         let (tx, rx) = mpsc::channel(64);
         let me = self.clone();
         tokio::spawn(async move {

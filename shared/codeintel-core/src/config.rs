@@ -156,6 +156,17 @@ pub struct AnswerConfig {
     pub rerank_top_n: u32,
     /// Most of the budget the rerank stage may use, milliseconds.
     pub rerank_timeout_ms: u64,
+    /// Redis holding session scopes for every answer-svc process (`redis://host:port/db`);
+    /// empty keeps them in this process only.
+    pub redis_url: String,
+    /// How long a session scope lives in Redis after its last `SetScope`, seconds.
+    pub session_ttl_s: u64,
+    /// Session scopes cached in process (LRU) in front of Redis.
+    pub scope_cache_entries: usize,
+    /// How long a cached scope is served without asking Redis, milliseconds.
+    pub scope_cache_ttl_ms: u64,
+    /// How long `SetScope` waits for the other processes to drop their cached copy, ms.
+    pub scope_invalidation_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -250,6 +261,11 @@ impl Default for AnswerConfig {
             rerank_model: "default".into(),
             rerank_top_n: 50,
             rerank_timeout_ms: 600,
+            redis_url: String::new(),
+            session_ttl_s: 3_600,
+            scope_cache_entries: 256,
+            scope_cache_ttl_ms: 5_000,
+            scope_invalidation_timeout_ms: 250,
         }
     }
 }

@@ -25,6 +25,22 @@ pub struct Proc {
     pub name: String,
     pub child: Child,
     pub addr: String,
+    /// `host:port` of its `/metrics` and `/ready` HTTP endpoint, when it serves one.
+    pub http: Option<String>,
+}
+
+impl Proc {
+    /// The JSON `/ready` document (`{"status": ..., "reasons": [...]}`).
+    pub fn ready(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let addr = self.http.as_deref().expect("started with a metrics address");
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to /ready");
+        write!(s, "GET /ready HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        let json = body.split("\r\n\r\n").nth(1).unwrap_or("{}");
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("bad /ready body {json:?}: {e}"))
+    }
 }
 
 impl Drop for Proc {
@@ -54,7 +70,8 @@ pub fn start(name: &str, data_root: &Path, extra: &[String]) -> Proc {
             if !sent {
                 if let Some(rest) = line.split("listening on grpc ").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
+                    let http = rest.split("http://").nth(1).map(|h| h.trim_end_matches("/metrics").trim().to_string());
+                    let _ = tx.send((addr, http));
                     sent = true;
                     continue;
                 }
@@ -62,9 +79,9 @@ pub fn start(name: &str, data_root: &Path, extra: &[String]) -> Proc {
             eprintln!("[{n}] {line}");
         }
     });
-    let addr =
+    let (addr, http) =
         rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{name} did not start listening in 60 s"));
-    Proc { name: name.into(), child, addr }
+    Proc { name: name.into(), child, addr, http }
 }
 
 /// Runs `codeintel index` on `path` into `data_root`; returns its summary line.
@@ -123,6 +140,20 @@ impl Mesh {
         let answer = start("answer-svc", data_root, &extra);
         Mesh { vector, lexical, hydrate, answer }
     }
+
+    /// Another answer-svc process over the same backends (a second worker or pod).
+    pub fn another_answer(&self, data_root: &Path, answer_options: &[String]) -> Proc {
+        let urls = [
+            format!("answer.vector_url=http://{}", self.vector.addr),
+            format!("answer.lexical_url=http://{}", self.lexical.addr),
+            format!("answer.hydrate_url=http://{}", self.hydrate.addr),
+            "answer.time_budget_ms=10000".to_string(),
+            "answer.retriever_timeout_ms=8000".to_string(),
+        ];
+        let extra: Vec<String> =
+            urls.iter().chain(answer_options).flat_map(|u| ["--set".to_string(), u.clone()]).collect();
+        start("answer-svc", data_root, &extra)
+    }
 }
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -134,3 +165,68 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub mod model_server;
+
+/// A real `redis-server` on a free loopback port, without persistence; killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = RedisServer { port, child: None };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// (Re)starts it on the same port and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed by `make deps`");
+        self.child = Some(child);
+        let t = std::time::Instant::now();
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(t.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs a command through `redis-cli`; its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default()
+    }
+
+    /// How many times Redis has executed `command` (from `INFO commandstats`).
+    pub fn calls(&self, command: &str) -> u64 {
+        let info = self.cli(&["INFO", "commandstats"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

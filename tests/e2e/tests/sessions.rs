@@ -1,0 +1,152 @@
+//! Session scope shared through a real `redis-server` by separate answer-svc processes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use codeintel_e2e::{fixture, index, Mesh, Proc, RedisServer};
+use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
+use codeintel_proto::v1::{Scope, SearchMode, SearchRequest, SetScopeRequest};
+use tonic::transport::Channel;
+
+async fn client(p: &Proc) -> AnswerServiceClient<Channel> {
+    let ch = Channel::from_shared(format!("http://{}", p.addr)).unwrap().connect().await.unwrap();
+    AnswerServiceClient::new(ch)
+}
+
+fn with_session<T>(msg: T, session: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert("x-session-id", session.parse().unwrap());
+    r
+}
+
+fn lang_scope(lang: &str) -> Scope {
+    Scope { languages: vec![lang.into()], ..Default::default() }
+}
+
+async fn set_scope(c: &mut AnswerServiceClient<Channel>, session: &str, scope: Scope) {
+    c.set_scope(with_session(SetScopeRequest { scope: Some(scope) }, session)).await.unwrap();
+}
+
+/// Languages of the hits a lexical search returns under the session's scope.
+async fn search_langs(c: &mut AnswerServiceClient<Channel>, session: &str) -> Vec<String> {
+    let req = SearchRequest {
+        query: "token session cart total".into(),
+        scope: None,
+        top_k: 10,
+        mode: SearchMode::Lexical as i32,
+        rerank: false,
+    };
+    c.search(with_session(req, session)).await.unwrap().into_inner().hits.into_iter().map(|h| h.language).collect()
+}
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    index(&fixture("shop"), "shop", &data);
+    (tmp, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_set_on_one_process_applies_on_another_every_time() {
+    let (_tmp, data) = setup();
+    let redis = RedisServer::start();
+    let opt = [format!("answer.redis_url={}", redis.url())];
+    let mesh = Mesh::start_with(&data, &opt);
+    let second = mesh.another_answer(&data, &opt);
+    let (mut a, mut b) = (client(&mesh.answer).await, client(&second).await);
+    let session = "user-42";
+    // Both languages exist in the fixture, so an unscoped search mixes them.
+    let all = search_langs(&mut a, "nobody").await;
+    assert!(all.contains(&"python".to_string()) && all.contains(&"javascript".to_string()), "{all:?}");
+    let t = Instant::now();
+    for round in 0..1000 {
+        let lang = if round % 2 == 0 { "python" } else { "javascript" };
+        // Alternate which process writes and which reads.
+        let (w, r) = if round % 2 == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
+        set_scope(w, session, lang_scope(lang)).await;
+        let langs = search_langs(r, session).await;
+        assert!(!langs.is_empty() && langs.iter().all(|l| l == lang), "round {round}: wanted {lang}, got {langs:?}");
+    }
+    eprintln!("1000 alternating rounds in {:?}", t.elapsed());
+    // Cleared on one process: no scope on the other.
+    a.clear_scope(with_session(codeintel_proto::v1::ClearScopeRequest {}, session)).await.unwrap();
+    let got = b.get_scope(with_session(codeintel_proto::v1::GetScopeRequest {}, session)).await.unwrap().into_inner();
+    assert_eq!(got.scope, None);
+}
+
+async fn wait_status(p: &Proc, want: &str, within: Duration) -> serde_json::Value {
+    let t = Instant::now();
+    loop {
+        let r = p.ready();
+        if r["status"] == want {
+            return r;
+        }
+        assert!(t.elapsed() < within, "{} status stayed {r} (wanted {want})", p.name);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_degrades_and_its_return_recovers() {
+    let (_tmp, data) = setup();
+    let mut redis = RedisServer::start();
+    let mesh = Mesh::start_with(
+        &data,
+        &[format!("answer.redis_url={}", redis.url()), "answer.scope_cache_ttl_ms=200".to_string()],
+    );
+    let mut c = client(&mesh.answer).await;
+    wait_status(&mesh.answer, "ready", Duration::from_secs(10)).await;
+    set_scope(&mut c, "s1", lang_scope("python")).await;
+    assert!(search_langs(&mut c, "s1").await.iter().all(|l| l == "python"));
+
+    redis.kill();
+    // Requests keep succeeding, with the scope this process knows (past its cache TTL too).
+    for _ in 0..10 {
+        let langs = search_langs(&mut c, "s1").await;
+        assert!(!langs.is_empty() && langs.iter().all(|l| l == "python"), "{langs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = wait_status(&mesh.answer, "degraded", Duration::from_secs(10)).await;
+    assert!(r["reasons"].to_string().contains("redis"), "{r}");
+    // A scope cannot be saved meanwhile, and the error says why.
+    let e =
+        c.set_scope(with_session(SetScopeRequest { scope: Some(lang_scope("javascript")) }, "s1")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("redis"), "{}", e.message());
+
+    redis.restart();
+    wait_status(&mesh.answer, "ready", Duration::from_secs(15)).await;
+    set_scope(&mut c, "s2", lang_scope("javascript")).await;
+    assert!(search_langs(&mut c, "s2").await.iter().all(|l| l == "javascript"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_misses_for_one_session_make_one_redis_read() {
+    use answer_svc::session::{RedisOptions, RedisStore, SessionStore};
+    let redis = RedisServer::start();
+    let opts = RedisOptions {
+        url: redis.url(),
+        ttl_s: 3600,
+        cache_entries: 256,
+        cache_ttl: Duration::from_secs(60),
+        invalidation_timeout: Duration::from_millis(250),
+    };
+    // Two stores are two processes: the writer's cache holds the scope, the reader's does not.
+    let writer = SessionStore::Redis(RedisStore::connect(opts.clone(), &prometheus::Registry::new()).await.unwrap());
+    let reader = Arc::new(SessionStore::Redis(RedisStore::connect(opts, &prometheus::Registry::new()).await.unwrap()));
+    writer.set("hot", lang_scope("rust")).await.unwrap();
+    let before = redis.calls("get");
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let r = reader.clone();
+            tokio::spawn(async move { r.get("hot").await.unwrap() })
+        })
+        .collect();
+    for t in futures::future::join_all(tasks).await {
+        assert_eq!(t.unwrap(), Some(lang_scope("rust")));
+    }
+    assert_eq!(redis.calls("get") - before, 1, "1000 concurrent misses must share one GET");
+    // Later lookups are L1 hits: still one read.
+    assert_eq!(reader.get("hot").await.unwrap(), Some(lang_scope("rust")));
+    assert_eq!(redis.calls("get") - before, 1);
+}
