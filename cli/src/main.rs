@@ -178,6 +178,17 @@ enum BenchCmd {
         #[arg(long, value_delimiter = ',', default_value = "sq8,pq")]
         quantizers: Vec<String>,
     },
+    /// Session scope lookups against a Redis server, with and without the in-process cache.
+    Scope {
+        #[arg(long)]
+        redis_url: String,
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 100_000)]
+        lookups: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// An incremental update of CHANGED chunks on top of a CHUNKS-chunk index, then compaction.
     Lifecycle {
         #[arg(long, default_value_t = 100_000)]
@@ -347,6 +358,9 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             let json = match what {
                 BenchCmd::Vectors { n, dim, queries, quantizers } => serde_json::to_string_pretty(
                     &codeintel::bench::vectors(n, *dim, *queries, quantizers, &cfg.embed.model_id, &work)?,
+                )?,
+                BenchCmd::Scope { redis_url, sessions, lookups, concurrency } => serde_json::to_string_pretty(
+                    &codeintel::bench::scope(redis_url, *sessions, *lookups, *concurrency).await?,
                 )?,
                 BenchCmd::Lifecycle { chunks, changed } => {
                     serde_json::to_string_pretty(&codeintel::bench::lifecycle(&cfg, *chunks, *changed, &work).await?)?
