@@ -156,6 +156,14 @@ impl Mesh {
     }
 }
 
+/// A temporary folder with the `shop` fixture indexed into `<tmp>/data`; returns both.
+pub fn indexed_shop() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    index(&fixture("shop"), "shop", &data);
+    (tmp, data)
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     // Read at run time: cargo sets it for every test process, and a binary built in another
     // checkout sharing the target folder would otherwise carry that checkout's path.

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use codeintel_e2e::model_server::{Behaviour, ModelServer};
-use codeintel_e2e::{fixture, index, Mesh};
+use codeintel_e2e::{indexed_shop, Mesh};
 use codeintel_proto::v1::answer_event::Event;
 use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_proto::v1::{AnswerEvent, AnswerRequest, SearchRequest};
@@ -32,6 +32,12 @@ async fn answer_all(c: &mut AnswerServiceClient<Channel>, req: AnswerRequest) ->
         out.push(ev);
     }
     (out, t.elapsed())
+}
+
+/// The chunk ids a plain hybrid search ranks first (fusion order).
+async fn fusion_order(c: &mut AnswerServiceClient<Channel>, top_k: u32) -> Vec<u64> {
+    let req = SearchRequest { query: QUERY.into(), scope: None, top_k, mode: 0, rerank: false };
+    c.search(req).await.unwrap().into_inner().hits.iter().map(|h| h.chunk_id).collect()
 }
 
 fn limits(evs: &[AnswerEvent]) -> Vec<String> {
@@ -62,16 +68,9 @@ fn trace(evs: &[AnswerEvent]) -> codeintel_proto::v1::Trace {
         .expect("a trace event")
 }
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    index(&fixture("shop"), "shop", &data);
-    (tmp, data)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_language_model_gives_a_retrieval_only_answer_within_budget() {
-    let (_tmp, data) = setup();
+    let (_tmp, data) = indexed_shop();
     let llm = ModelServer::start(Behaviour::Stall).await;
     let mesh = Mesh::start_with(&data, &[format!("answer.llm_url={}", llm.url)]);
     let mut c = client(&mesh).await;
@@ -95,19 +94,11 @@ async fn a_stalled_language_model_gives_a_retrieval_only_answer_within_budget() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_reranker_leaves_fusion_order_within_budget() {
-    let (_tmp, data) = setup();
+    let (_tmp, data) = indexed_shop();
     let rr = ModelServer::start(Behaviour::Stall).await;
     let mesh = Mesh::start_with(&data, &[format!("answer.rerank_url={}", rr.url)]);
     let mut c = client(&mesh).await;
-    let fusion: Vec<u64> = c
-        .search(SearchRequest { query: QUERY.into(), scope: None, top_k: 3, mode: 0, rerank: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .hits
-        .iter()
-        .map(|h| h.chunk_id)
-        .collect();
+    let fusion = fusion_order(&mut c, 3).await;
     let (evs, took) = answer_all(&mut c, request(1_500, 10)).await;
     assert!(took <= Duration::from_millis(1_600), "answer took {took:?} on a 1500 ms budget");
     assert!(limits(&evs).contains(&"rerank_timeout".to_string()), "{:?}", limits(&evs));
@@ -119,19 +110,11 @@ async fn a_hanging_reranker_leaves_fusion_order_within_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_score_endpoint_reranks_and_the_trace_records_each_move() {
-    let (_tmp, data) = setup();
+    let (_tmp, data) = indexed_shop();
     let rr = ModelServer::start(Behaviour::ScoreReversed).await;
     let mesh = Mesh::start_with(&data, &[format!("answer.rerank_url={}", rr.url)]);
     let mut c = client(&mesh).await;
-    let fusion: Vec<u64> = c
-        .search(SearchRequest { query: QUERY.into(), scope: None, top_k: 5, mode: 0, rerank: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .hits
-        .iter()
-        .map(|h| h.chunk_id)
-        .collect();
+    let fusion = fusion_order(&mut c, 5).await;
     assert_eq!(fusion.len(), 5);
     let (evs, _) = answer_all(&mut c, request(5_000, 5)).await;
     // The server scores candidate i with i: the fifth fused candidate now leads.
@@ -146,7 +129,7 @@ async fn a_score_endpoint_reranks_and_the_trace_records_each_move() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_cancels_aborts_the_language_model_request() {
-    let (_tmp, data) = setup();
+    let (_tmp, data) = indexed_shop();
     let llm = ModelServer::start(Behaviour::Trickle { every: Duration::from_millis(50) }).await;
     let mesh = Mesh::start_with(&data, &[format!("answer.llm_url={}", llm.url)]);
     let mut c = client(&mesh).await;

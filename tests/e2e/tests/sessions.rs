@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codeintel_e2e::{fixture, index, Mesh, Proc, RedisServer};
+use codeintel_e2e::{indexed_shop, Mesh, Proc, RedisServer};
 use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_proto::v1::{Scope, SearchMode, SearchRequest, SetScopeRequest};
 use tonic::transport::Channel;
@@ -39,16 +39,9 @@ async fn search_langs(c: &mut AnswerServiceClient<Channel>, session: &str) -> Ve
     c.search(with_session(req, session)).await.unwrap().into_inner().hits.into_iter().map(|h| h.language).collect()
 }
 
-fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    index(&fixture("shop"), "shop", &data);
-    (tmp, data)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scope_set_on_one_process_applies_on_another_every_time() {
-    let (_tmp, data) = setup();
+    let (_tmp, data) = indexed_shop();
     let redis = RedisServer::start();
     let opt = [format!("answer.redis_url={}", redis.url())];
     let mesh = Mesh::start_with(&data, &opt);
@@ -88,7 +81,7 @@ async fn wait_status(p: &Proc, want: &str, within: Duration) -> serde_json::Valu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_degrades_and_its_return_recovers() {
-    let (_tmp, data) = setup();
+    let (_tmp, data) = indexed_shop();
     let mut redis = RedisServer::start();
     let mesh = Mesh::start_with(
         &data,
