@@ -168,6 +168,8 @@ pub struct RedisStore {
     acks: Mutex<HashMap<u64, mpsc::UnboundedSender<()>>>,
     nonce: AtomicU64,
     lookups: prometheus::IntCounterVec,
+    /// 1 while Redis answers, 0 while it does not.
+    up: prometheus::IntGauge,
 }
 
 fn redis_err(e: &redis::RedisError) -> String {
@@ -192,6 +194,9 @@ impl RedisStore {
             &["source"],
         )?;
         registry.register(Box::new(lookups.clone()))?;
+        let up = prometheus::IntGauge::new("scope_store_up", "1 while the session scope store (Redis) answers")?;
+        registry.register(Box::new(up.clone()))?;
+        up.set(1);
         let node = format!("{:x}-{}", codeintel_core::manifest::now_unix_ms(), std::process::id());
         let s = Arc::new(Self {
             l1: Mutex::new(L1 { map: HashMap::new(), capacity: opts.cache_entries, clock: 0 }),
@@ -206,6 +211,7 @@ impl RedisStore {
             acks: Mutex::new(HashMap::new()),
             nonce: AtomicU64::new(1),
             lookups,
+            up,
         });
         tokio::spawn(Self::subscriber(Arc::downgrade(&s), client));
         tokio::spawn(Self::prober(Arc::downgrade(&s)));
@@ -242,6 +248,7 @@ impl RedisStore {
         if !ok {
             *self.reason.write() = why.to_string();
         }
+        self.up.set(i64::from(ok));
         if self.redis_ok.swap(ok, Ordering::SeqCst) != ok {
             tracing::warn!(ok, why, "session scope store (redis) changed state");
         }

@@ -30,16 +30,26 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// The JSON `/ready` document (`{"status": ..., "reasons": [...]}`).
-    pub fn ready(&self) -> serde_json::Value {
+    /// The body of an HTTP GET of `path` on its metrics port.
+    pub fn http_get(&self, path: &str) -> String {
         use std::io::{Read, Write};
         let addr = self.http.as_deref().expect("started with a metrics address");
-        let mut s = std::net::TcpStream::connect(addr).expect("connect to /ready");
-        write!(s, "GET /ready HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").unwrap();
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+        write!(s, "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").unwrap();
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
-        let json = body.split("\r\n\r\n").nth(1).unwrap_or("{}");
-        serde_json::from_str(json).unwrap_or_else(|e| panic!("bad /ready body {json:?}: {e}"))
+        body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    }
+
+    /// The JSON `/ready` document (`{"status": ..., "reasons": [...]}`).
+    pub fn ready(&self) -> serde_json::Value {
+        let json = self.http_get("/ready");
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("bad /ready body {json:?}: {e}"))
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.http_get("/metrics")
     }
 }
 

@@ -101,6 +101,11 @@ async fn redis_going_away_degrades_and_its_return_recovers() {
     }
     let r = wait_status(&mesh.answer, "degraded", Duration::from_secs(10)).await;
     assert!(r["reasons"].to_string().contains("redis"), "{r}");
+    let t = Instant::now();
+    while !mesh.answer.metrics().contains("codeintel_scope_store_up{service=\"answer\"} 0") {
+        assert!(t.elapsed() < Duration::from_secs(5), "metrics do not show redis down:\n{}", mesh.answer.metrics());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // A scope cannot be saved meanwhile, and the error says why.
     let e =
         c.set_scope(with_session(SetScopeRequest { scope: Some(lang_scope("javascript")) }, "s1")).await.unwrap_err();
@@ -109,6 +114,7 @@ async fn redis_going_away_degrades_and_its_return_recovers() {
 
     redis.restart();
     wait_status(&mesh.answer, "ready", Duration::from_secs(15)).await;
+    assert!(mesh.answer.metrics().contains("codeintel_scope_store_up{service=\"answer\"} 1"));
     set_scope(&mut c, "s2", lang_scope("javascript")).await;
     assert!(search_langs(&mut c, "s2").await.iter().all(|l| l == "javascript"));
 }
