@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod rerank;
 pub mod session;
 pub mod synth;
+pub mod traces;
 
 pub use error::AnswerError;
 pub use pipeline::Engine;

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let grpc = AnswerServiceServer::new(AnswerGrpc(engine.clone()));
-    server::serve(
+    let served = server::serve(
         server::ServeSpec {
             service: "answer-svc",
             health_name: "codeintel.v1.AnswerService",
@@ -38,5 +38,7 @@ async fn main() -> anyhow::Result<()> {
         },
         |r| r.add_service(grpc),
     )
-    .await
+    .await;
+    engine.flush_traces().await;
+    served
 }

@@ -54,6 +54,7 @@ pub struct Engine {
     backends: Backends,
     chat: Option<ChatClient>,
     rerank: Option<RerankClient>,
+    traces: Option<crate::traces::TraceSink>,
     pub sessions: SessionStore,
     pub metrics: Metrics,
     pub readiness: SharedReadiness,
@@ -133,7 +134,13 @@ impl Engine {
         };
         let rerank =
             if a.rerank_url.is_empty() { None } else { Some(RerankClient::new(&a.rerank_url, &a.rerank_model)?) };
+        let traces = a.traces.then(|| {
+            let dir =
+                if a.trace_dir.as_os_str().is_empty() { cfg.data.root.join("traces") } else { a.trace_dir.clone() };
+            crate::traces::TraceSink::start(dir, a.trace_batch_rows, Duration::from_millis(a.trace_flush_ms.max(100))).0
+        });
         Ok(Arc::new(Self {
+            traces,
             cfg: cfg.clone(),
             backends: Backends::connect(&a.vector_url, &a.lexical_url, &a.hydrate_url)?,
             chat,
@@ -142,6 +149,13 @@ impl Engine {
             metrics,
             readiness: Arc::new(RwLock::new(Readiness::ready())),
         }))
+    }
+
+    /// Writes pending AnswerTrace rows (call at shutdown).
+    pub async fn flush_traces(&self) {
+        if let Some(t) = &self.traces {
+            t.flush().await;
+        }
     }
 
     pub fn default_budget_ms(&self) -> u32 {
@@ -597,6 +611,8 @@ impl Engine {
             }
         }
         stages.push(stage("synthesize", t));
+        let cited: Vec<u64> = sources.iter().map(|c| c.chunk_id).collect();
+        let kept_limits = limits.clone();
         if !limits.is_empty() && !send(Event::Limits(Limits { limits })).await {
             return;
         }
@@ -620,6 +636,16 @@ impl Engine {
             },
         };
         self.metrics.stage("answer_total", trace.total_ms / 1e3);
+        if let Some(sink) = &self.traces {
+            sink.record(crate::traces::TraceRow {
+                unix_ms: codeintel_core::manifest::now_unix_ms(),
+                query: req.query.clone(),
+                top_k,
+                trace: trace.clone(),
+                limits: kept_limits,
+                cited,
+            });
+        }
         if send(Event::Trace(trace)).await {
             let _ = send(Event::Done(Done {})).await;
         }

@@ -167,6 +167,13 @@ pub struct AnswerConfig {
     pub scope_cache_ttl_ms: u64,
     /// How long `SetScope` waits for the other processes to drop their cached copy, ms.
     pub scope_invalidation_timeout_ms: u64,
+    /// Write one AnswerTrace row per answer to Parquet files.
+    pub traces: bool,
+    /// Where trace files go; empty means `<data.root>/traces`.
+    pub trace_dir: PathBuf,
+    /// Rows per trace file (a file is also written every `trace_flush_ms`).
+    pub trace_batch_rows: usize,
+    pub trace_flush_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -266,6 +273,10 @@ impl Default for AnswerConfig {
             scope_cache_entries: 256,
             scope_cache_ttl_ms: 5_000,
             scope_invalidation_timeout_ms: 250,
+            traces: true,
+            trace_dir: PathBuf::new(),
+            trace_batch_rows: 256,
+            trace_flush_ms: 10_000,
         }
     }
 }

@@ -112,7 +112,8 @@ async fn a_hanging_reranker_leaves_fusion_order_within_budget() {
 async fn a_score_endpoint_reranks_and_the_trace_records_each_move() {
     let (_tmp, data) = indexed_shop();
     let rr = ModelServer::start(Behaviour::ScoreReversed).await;
-    let mesh = Mesh::start_with(&data, &[format!("answer.rerank_url={}", rr.url)]);
+    let mesh =
+        Mesh::start_with(&data, &[format!("answer.rerank_url={}", rr.url), "answer.trace_flush_ms=200".to_string()]);
     let mut c = client(&mesh).await;
     let fusion = fusion_order(&mut c, 5).await;
     assert_eq!(fusion.len(), 5);
@@ -125,6 +126,47 @@ async fn a_score_endpoint_reranks_and_the_trace_records_each_move() {
     assert_eq!((t.ranks[0].chunk_id, t.ranks[0].before, t.ranks[0].after), (fusion[4], 5, 1));
     assert_eq!(rr.seen.paths.lock().unwrap().as_slice(), ["/rerank", "/score"]);
     assert!(limits(&evs).iter().all(|l| !l.starts_with("rerank")), "{:?}", limits(&evs));
+
+    // The answer's AnswerTrace row reaches Parquet under <data root>/traces.
+    let rows = wait_for_trace_rows(&data.join("traces")).await;
+    let row = rows.iter().find(|r| r.0 == QUERY).expect("a trace row for the query");
+    assert_eq!(row.1, "/score default");
+    assert_eq!(row.2, format!("[{},{},{}]", fusion[4], fusion[3], fusion[2]));
+}
+
+/// (query, reranker, cited) of every AnswerTrace row written so far (waits for the first file).
+async fn wait_for_trace_rows(dir: &std::path::Path) -> Vec<(String, String, String)> {
+    use arrow::array::{Array, AsArray};
+    let t = Instant::now();
+    loop {
+        let files: Vec<_> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect()
+            })
+            .unwrap_or_default();
+        if !files.is_empty() {
+            let mut out = Vec::new();
+            for f in files {
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    std::fs::File::open(f).unwrap(),
+                )
+                .unwrap()
+                .build()
+                .unwrap();
+                for b in reader {
+                    let b = b.unwrap();
+                    let col = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+                    let (q, r, c) = (col("query"), col("reranker"), col("cited"));
+                    for i in 0..q.len() {
+                        out.push((q.value(i).to_string(), r.value(i).to_string(), c.value(i).to_string()));
+                    }
+                }
+            }
+            return out;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no trace file in {}", dir.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
