@@ -383,14 +383,20 @@ impl RedisStore {
         Ok(())
     }
 
+    /// The cached scope when it may be served without asking Redis.
+    fn cached_fresh(&self, cached: &Option<(Option<Scope>, Instant)>) -> Option<Option<Scope>> {
+        let trusted = self.subscribed.load(Ordering::SeqCst) && self.redis_ok.load(Ordering::SeqCst);
+        match cached {
+            Some((scope, at)) if trusted && at.elapsed() < self.opts.cache_ttl => Some(scope.clone()),
+            _ => None,
+        }
+    }
+
     async fn get(&self, session: &str) -> Result<Option<Scope>, AnswerError> {
         let cached = self.l1.lock().get(session);
-        let fresh_enough = self.subscribed.load(Ordering::SeqCst) && self.redis_ok.load(Ordering::SeqCst);
-        if let Some((scope, at)) = &cached {
-            if fresh_enough && at.elapsed() < self.opts.cache_ttl {
-                self.lookups.with_label_values(&["l1"]).inc();
-                return Ok(scope.clone());
-            }
+        if let Some(scope) = self.cached_fresh(&cached) {
+            self.lookups.with_label_values(&["l1"]).inc();
+            return Ok(scope);
         }
         let flight: Flight = self.inflight.lock().entry(session.to_string()).or_default().clone();
         let result = flight.get_or_init(|| self.read(session)).await.clone();
@@ -418,6 +424,13 @@ impl RedisStore {
 
     /// One Redis read; caches the result unless an invalidation arrived meanwhile.
     async fn read(&self, session: &str) -> Result<Option<Scope>, String> {
+        // A flight that finished between this caller's cache miss and its joining the in-flight
+        // map has filled the cache: no second read.
+        let cached = self.l1.lock().get(session);
+        if let Some(scope) = self.cached_fresh(&cached) {
+            self.lookups.with_label_values(&["l1"]).inc();
+            return Ok(scope);
+        }
         let generation = self.invalidations.load(Ordering::SeqCst);
         let mut c = self.conn.clone();
         self.lookups.with_label_values(&["redis"]).inc();
