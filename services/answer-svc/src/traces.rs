@@ -1,6 +1,6 @@
 //! AnswerTrace rows in Parquet: one row per answered request (what was asked, how it was routed
 //! and reranked, what was cited, each stage's time, what was lost), written in batches by a
-//! background task to `<answer.trace_dir>/answers-<unix ms>-<pid>.parquet`, for offline
+//! background task to `<answer.trace_dir>/answers-<unix ms>-<pid>-<seq>.parquet`, for offline
 //! analysis with DuckDB or any Parquet reader.
 
 use std::path::{Path, PathBuf};
@@ -102,7 +102,10 @@ pub fn to_batch(rows: &[TraceRow]) -> Result<RecordBatch, arrow::error::ArrowErr
 
 fn write_file(dir: &Path, rows: &[TraceRow]) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let name = format!("answers-{}-{}.parquet", codeintel_core::manifest::now_unix_ms(), std::process::id());
+    // Two files can be written within one millisecond: a sequence number keeps names unique.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("answers-{}-{}-{seq:06}.parquet", codeintel_core::manifest::now_unix_ms(), std::process::id());
     let tmp = dir.join(format!(".{name}.tmp"));
     let file = std::fs::File::create(&tmp)?;
     let mut w = ArrowWriter::try_new(file, schema(), None)?;
