@@ -254,17 +254,17 @@ async fn full(
 
     // Chunks that a compatible previous version already embedded keep their vectors.
     let t = Instant::now();
-    let mut reused: HashMap<u64, Vec<f32>> = HashMap::new();
+    // chunk id -> row of `prev_vectors`: no per-vector copies of the previous version.
+    let mut reused: HashMap<u64, usize> = HashMap::new();
+    let mut prev_vectors: Vec<f32> = Vec::new();
     let dim = contract.dim as usize;
     if let Some(prev) = prev.as_ref().filter(|p| compatible(p, &contract, cfg)) {
         match vector_svc::store::live_vectors(&repo_dir, prev) {
             Ok((metas, vs)) => {
                 let want: HashSet<u64> = chunks.iter().map(|c| c.chunk_id).collect();
-                for (m, v) in metas.iter().zip(vs.chunks_exact(dim)) {
-                    if want.contains(&m.id) {
-                        reused.insert(m.id, v.to_vec());
-                    }
-                }
+                reused =
+                    metas.iter().enumerate().filter(|(_, m)| want.contains(&m.id)).map(|(r, m)| (m.id, r)).collect();
+                prev_vectors = vs;
             }
             Err(e) => tracing::warn!(error = %e, "cannot reuse vectors of the previous version"),
         }
@@ -274,11 +274,12 @@ async fn full(
     let mut fresh = fresh.chunks_exact(dim);
     let mut vectors = Vec::with_capacity(chunks.len() * dim);
     for c in &chunks {
-        match reused.remove(&c.chunk_id) {
-            Some(v) => vectors.extend(v),
+        match reused.get(&c.chunk_id) {
+            Some(&r) => vectors.extend_from_slice(&prev_vectors[r * dim..(r + 1) * dim]),
             None => vectors.extend_from_slice(fresh.next().expect("one vector per embedded chunk")),
         }
     }
+    drop(prev_vectors);
     report.embed_time = t.elapsed();
     report.embedded = todo.len();
 
