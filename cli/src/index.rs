@@ -18,6 +18,7 @@ use codeintel_core::chunk::{chunk_file, sha256_hex, Chunk, ChunkOptions, EMBED_T
 use codeintel_core::config::Config;
 use codeintel_core::embed::Embedder;
 use codeintel_core::manifest::{self, EmbeddingContract, Manifest, MANIFEST_FORMAT};
+use codeintel_core::sparse::{self, SparseDoc, SpladeEncoder};
 use codeintel_core::walk;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -60,6 +61,8 @@ pub struct IndexReport {
     /// Chunking the files that changed.
     pub chunk_time: Duration,
     pub embed_time: Duration,
+    /// SPLADE encoding of the chunks that needed it (part of `embed_time`).
+    pub sparse_time: Duration,
     /// Writing artifacts and publishing (everything after embedding).
     pub write_time: Duration,
     /// The version compaction published after this run, if it ran.
@@ -164,9 +167,65 @@ fn compatible(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bo
         && prev.embed_max_tokens as usize == cfg.embed.max_tokens
 }
 
-/// Whether `prev` can be updated in place of a rebuild: same vectors, same lexical schema.
+/// Whether `prev` can be updated in place of a rebuild: same vectors, same lexical schema,
+/// same sparse encoding.
 fn updatable(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bool {
-    compatible(prev, contract, cfg) && prev.lexical_format == lexical_svc::store::LEXICAL_FORMAT
+    compatible(prev, contract, cfg)
+        && prev.lexical_format == lexical_svc::store::LEXICAL_FORMAT
+        && prev.sparse_model == sparse_key(cfg)
+}
+
+/// What sparse documents are encoded with (`sparse.*`), recorded in the manifest; empty when
+/// sparse indexing is off.
+pub fn sparse_key(cfg: &Config) -> String {
+    let s = &cfg.sparse;
+    if s.enabled {
+        format!("{}/{}/{}", s.model_id, s.max_tokens, s.doc_max_terms)
+    } else {
+        String::new()
+    }
+}
+
+fn load_sparse(cfg: &Config) -> anyhow::Result<Option<std::sync::Arc<SpladeEncoder>>> {
+    if !cfg.sparse.enabled {
+        return Ok(None);
+    }
+    let s = &cfg.sparse;
+    let e = SpladeEncoder::load(&cfg.sparse_model_dir(), s.max_tokens, s.batch_size, s.workers)
+        .context("sparse (SPLADE) model; run `make deps`, or set CODEINTEL__SPARSE__ENABLED=false")?;
+    Ok(Some(std::sync::Arc::new(e)))
+}
+
+/// SPLADE documents of `chunks`, encoded from the same contextual text as the dense vectors.
+async fn encode_sparse(
+    encoder: &std::sync::Arc<SpladeEncoder>,
+    cfg: &Config,
+    chunks: &[&Chunk],
+    quiet: bool,
+) -> anyhow::Result<Vec<SparseDoc>> {
+    let pb = bar(chunks.len() as u64, "sparse", quiet);
+    let mut out = Vec::with_capacity(chunks.len());
+    let step = (cfg.sparse.batch_size * 32).max(64);
+    for part in chunks.chunks(step) {
+        let texts: Vec<String> = part.iter().map(|c| c.embedding_text()).collect();
+        let (e, max) = (encoder.clone(), cfg.sparse.doc_max_terms);
+        let terms = tokio::task::spawn_blocking(move || e.encode(&texts, max)).await??;
+        out.extend(part.iter().zip(terms).map(|(c, terms)| SparseDoc {
+            chunk_id: c.chunk_id,
+            path: c.path.clone(),
+            language: c.language.clone(),
+            terms,
+        }));
+        pb.inc(part.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+fn write_sparse(repo_dir: &Path, vname: &str, docs: &[SparseDoc]) -> anyhow::Result<String> {
+    let rel = format!("sparse/{vname}.bin");
+    sparse::write_docs(&repo_dir.join(&rel), docs).with_context(|| format!("writing {rel}"))?;
+    Ok(rel)
 }
 
 pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> anyhow::Result<IndexReport> {
@@ -280,6 +339,31 @@ async fn full(
         }
     }
     drop(prev_vectors);
+    let ts = Instant::now();
+    let sparse_docs = match load_sparse(cfg)? {
+        Some(enc) => {
+            let mut old: HashMap<u64, SparseDoc> = HashMap::new();
+            if let Some(p) = prev.as_ref().filter(|p| !p.sparse.is_empty() && p.sparse_model == sparse_key(cfg)) {
+                match manifest::tombstones(&repo_dir, p)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|dead| Ok(sparse::live_docs(&repo_dir, &p.sparse, &dead)?))
+                {
+                    Ok(docs) => old = docs.into_iter().map(|d| (d.chunk_id, d)).collect(),
+                    Err(e) => tracing::warn!(error = %e, "cannot reuse sparse documents of the previous version"),
+                }
+            }
+            let todo: Vec<&Chunk> = chunks.iter().filter(|c| !old.contains_key(&c.chunk_id)).collect();
+            let mut fresh = encode_sparse(&enc, cfg, &todo, quiet).await?.into_iter();
+            Some(
+                chunks
+                    .iter()
+                    .map(|c| old.remove(&c.chunk_id).unwrap_or_else(|| fresh.next().expect("one per encoded chunk")))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        None => None,
+    };
+    report.sparse_time = ts.elapsed();
     report.embed_time = t.elapsed();
     report.embedded = todo.len();
 
@@ -297,6 +381,12 @@ async fn full(
     steps.check("the lexical index")?;
     let tantivy_dir = lexical_svc::store::write_index(&repo_dir, &vname, &chunks)?;
     steps.wrote();
+    let mut sparse_files = Vec::new();
+    if let Some(docs) = &sparse_docs {
+        steps.check("the sparse documents")?;
+        sparse_files.push(write_sparse(&repo_dir, &vname, docs)?);
+        steps.wrote();
+    }
     steps.check("the manifest")?;
     let m = Manifest {
         format: MANIFEST_FORMAT,
@@ -317,6 +407,8 @@ async fn full(
         tombstoned: 0,
         tantivy_dir,
         lexical_format: lexical_svc::store::LEXICAL_FORMAT,
+        sparse: sparse_files,
+        sparse_model: sparse_key(cfg),
         chunks: chunks.len() as u64,
         files: files.len() as u64,
         file_hashes: files.iter().map(|f| (f.path.clone(), f.hash.clone())).collect(),
@@ -375,6 +467,12 @@ async fn incremental(
 
     let t = Instant::now();
     let fresh = embed_chunks(embedder, cfg, &added, quiet).await?;
+    let ts = Instant::now();
+    let sparse_added = match load_sparse(cfg)? {
+        Some(enc) if !added.is_empty() => Some(encode_sparse(&enc, cfg, &added, quiet).await?),
+        _ => None,
+    };
+    report.sparse_time = ts.elapsed();
     report.embed_time = t.elapsed();
     report.embedded = added.len();
     report.removed = dead.len();
@@ -437,6 +535,14 @@ async fn incremental(
     let owned: Vec<Chunk> = added.iter().map(|c| (*c).clone()).collect();
     let tantivy_dir = lexical_svc::store::update_index(&repo_dir, &prev.tantivy_dir, &vname, &dead, &owned)?;
     steps.wrote();
+    // Sparse documents follow the segments: the new ones in a file of their own, the dead ones
+    // dropped through the tombstones.
+    let mut sparse_files = prev.sparse.clone();
+    if let Some(docs) = &sparse_added {
+        steps.check("the sparse documents")?;
+        sparse_files.push(write_sparse(&repo_dir, &vname, docs)?);
+        steps.wrote();
+    }
     steps.check("the manifest")?;
     let mut file_hashes: BTreeMap<String, String> = prev.file_hashes.clone();
     for p in &deleted {
@@ -455,6 +561,7 @@ async fn incremental(
         tombstoned: tomb.len() as u64,
         tombstones,
         tantivy_dir,
+        sparse: sparse_files,
         chunks,
         files: files.len() as u64,
         file_hashes,
@@ -507,6 +614,19 @@ pub fn compact(cfg: &Config, repo: &str, quiet: bool, fail_after: Option<usize>)
     steps.check("the lexical index")?;
     let tantivy_dir = lexical_svc::store::compact_index(&repo_dir, &prev.tantivy_dir, &vname)?;
     steps.wrote();
+    let mut sparse_files = Vec::new();
+    if !prev.sparse.is_empty() {
+        steps.check("the sparse documents")?;
+        let docs = sparse::live_docs(&repo_dir, &prev.sparse, &dead)?;
+        anyhow::ensure!(
+            docs.len() == metas.len(),
+            "compaction found {} live sparse documents but {} live vectors; the version is inconsistent",
+            docs.len(),
+            metas.len()
+        );
+        sparse_files.push(write_sparse(&repo_dir, &vname, &docs)?);
+        steps.wrote();
+    }
     steps.check("the manifest")?;
     let m = Manifest {
         version,
@@ -520,6 +640,7 @@ pub fn compact(cfg: &Config, repo: &str, quiet: bool, fail_after: Option<usize>)
         tombstones: None,
         tombstoned: 0,
         tantivy_dir,
+        sparse: sparse_files,
         chunks: metas.len() as u64,
         ..prev
     };

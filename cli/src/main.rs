@@ -37,6 +37,8 @@ enum Mode {
     Hybrid,
     Dense,
     Lexical,
+    /// Learned sparse (SPLADE) only.
+    Sparse,
 }
 
 impl From<Mode> for SearchMode {
@@ -45,6 +47,7 @@ impl From<Mode> for SearchMode {
             Mode::Hybrid => SearchMode::Hybrid,
             Mode::Dense => SearchMode::Dense,
             Mode::Lexical => SearchMode::Lexical,
+            Mode::Sparse => SearchMode::Sparse,
         }
     }
 }
@@ -128,7 +131,7 @@ enum Cmd {
         #[arg(long)]
         rerank: bool,
     },
-    /// Local models over HTTP in vLLM's shapes (embeddings, score, rerank).
+    /// Local models over HTTP in vLLM's shapes (embeddings, score, rerank, chat).
     Models {
         #[command(subcommand)]
         what: ModelsCmd,
@@ -189,6 +192,23 @@ enum BenchCmd {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// `Answer` latency against the running mesh (`codeintel up`): time to the citations event,
+    /// to the first token and to the end, one query at a time.
+    Answers {
+        /// Queries in JSON lines (`query`), as `codeintel eval` reads them.
+        queries: PathBuf,
+        /// Use the first N queries only.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value_t = 5)]
+        top_k: u32,
+        /// Fused candidates to rerank (0 = no rerank; needs answer.rerank_url).
+        #[arg(long, default_value_t = 0)]
+        rerank_top_n: u32,
+        /// Per-answer budget, ms (0 = the server's answer.time_budget_ms).
+        #[arg(long, default_value_t = 0)]
+        time_budget_ms: u32,
+    },
     /// An incremental update of CHANGED chunks on top of a CHUNKS-chunk index, then compaction.
     Lifecycle {
         #[arg(long, default_value_t = 100_000)]
@@ -229,6 +249,9 @@ fn main() -> anyhow::Result<()> {
         // Parallelism comes from the embedding workers; keep each forward pass on one thread.
         // Set before any thread exists.
         std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    if matches!(cli.cmd, Cmd::Models { .. }) && cfg.models.threads > 0 {
+        std::env::set_var("RAYON_NUM_THREADS", cfg.models.threads.to_string());
     }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli, cfg))
 }
@@ -324,7 +347,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                             "rank": i + 1, "chunk_id": h.chunk_id, "repo": h.repo, "path": h.path,
                             "start_line": h.start_line, "end_line": h.end_line, "language": h.language,
                             "symbol": h.symbol, "score": h.score, "dense_rank": h.dense_rank,
-                            "lexical_rank": h.lexical_rank, "text": h.text,
+                            "lexical_rank": h.lexical_rank, "sparse_rank": h.sparse_rank, "text": h.text,
                         })
                     );
                 } else {
@@ -344,8 +367,15 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Cmd::Models { what: ModelsCmd::Serve { addr } } => {
             codeintel_core::server::init_tracing();
             let embedder = codeintel_core::embed::Embedder::from_config(&cfg).await?;
+            let chat = if cfg.models.chat {
+                let path = cfg.chat_gguf();
+                let model = tokio::task::spawn_blocking(move || codeintel::chat::ChatModel::load(&path)).await??;
+                Some((std::sync::Arc::new(model), cfg.models.chat_model_id.clone()))
+            } else {
+                None
+            };
             let models =
-                std::sync::Arc::new(codeintel::models::Models { embedder, model_id: cfg.embed.model_id.clone() });
+                std::sync::Arc::new(codeintel::models::Models { embedder, model_id: cfg.embed.model_id.clone(), chat });
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {addr}"))?;
             eprintln!("models listening on http {}", listener.local_addr()?);
             tokio::select! {
@@ -362,6 +392,21 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 BenchCmd::Scope { redis_url, sessions, lookups, concurrency } => serde_json::to_string_pretty(
                     &codeintel::bench::scope(redis_url, *sessions, *lookups, *concurrency).await?,
                 )?,
+                BenchCmd::Answers { queries, limit, top_k, rerank_top_n, time_budget_ms } => {
+                    let text = std::fs::read_to_string(queries)
+                        .with_context(|| format!("cannot read {}", queries.display()))?;
+                    let qs: Vec<String> = text
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                        .filter_map(|v| v["query"].as_str().map(String::from))
+                        .take(limit.unwrap_or(usize::MAX))
+                        .collect();
+                    let mut c = client(&cfg).await?;
+                    serde_json::to_string_pretty(
+                        &codeintel::bench::answers(&mut c, &qs, *top_k, *rerank_top_n, *time_budget_ms).await?,
+                    )?
+                }
                 BenchCmd::Lifecycle { chunks, changed } => {
                     serde_json::to_string_pretty(&codeintel::bench::lifecycle(&cfg, *chunks, *changed, &work).await?)?
                 }

@@ -7,24 +7,33 @@
 //!   `documents`, `top_n`): cosine similarity of the embeddings, which is what vLLM computes
 //!   when an embedding model (not a cross-encoder) backs these endpoints. No cross-encoder
 //!   ships in a package reachable here, and this server does not pretend to be one.
+//! * `POST /v1/chat/completions` (OpenAI): the local chat model ([`crate::chat`], SmolLM2 by
+//!   default), streamed as server-sent events with `stream: true` (a role chunk, one chunk per
+//!   piece of text, a chunk with `finish_reason`, a usage-only chunk with empty `choices` when
+//!   `stream_options.include_usage` is set, then `data: [DONE]`), or one JSON body. A client
+//!   that disconnects stops generation. Without a chat model it answers 503.
 //! * `GET /v1/models`, `GET /health`.
-//!
-//! Chat completions (SmolLM2) are not served yet: `/v1/chat/completions` answers 501.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use codeintel_core::embed::Embedder;
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::chat::{render_chatml, ChatMessage, ChatModel, GenParams};
 
 pub struct Models {
     pub embedder: Embedder,
     pub model_id: String,
+    /// The chat model and the id it is served under.
+    pub chat: Option<(Arc<ChatModel>, String)>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -138,25 +147,149 @@ async fn rerank(State(m): State<Arc<Models>>, Json(req): Json<RerankRequest>) ->
     }
 }
 
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    messages: Vec<ChatMessage>,
+    max_tokens: Option<usize>,
+    max_completion_tokens: Option<usize>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    seed: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+}
+
+/// Completion tokens when the request does not say.
+const DEFAULT_MAX_TOKENS: usize = 256;
+
+fn sse(v: &serde_json::Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+async fn chat_completions(State(m): State<Arc<Models>>, Json(req): Json<ChatRequest>) -> Response {
+    let Some((model, id)) = m.chat.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this model server has no chat model loaded (see models.chat_gguf); point answer.llm_url at vLLM",
+        );
+    };
+    if req.messages.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "messages is empty");
+    }
+    let params = GenParams {
+        max_tokens: req.max_completion_tokens.or(req.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS).max(1),
+        temperature: req.temperature.unwrap_or(0.0).max(0.0),
+        top_p: req.top_p.filter(|p| *p > 0.0 && *p < 1.0),
+        seed: req.seed.unwrap_or(299_792_458),
+    };
+    let prompt = render_chatml(&req.messages);
+    let created = codeintel_core::manifest::now_unix_ms() / 1000;
+    let cid = format!("chatcmpl-{}", codeintel_core::manifest::now_unix_ms());
+    let chunk = {
+        let (cid, id) = (cid.clone(), id.clone());
+        move |delta: serde_json::Value, finish: Option<&str>| {
+            json!({"id": cid, "object": "chat.completion.chunk", "created": created, "model": id,
+                   "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+        }
+    };
+    if !req.stream {
+        let (model, prompt) = (model.clone(), prompt.clone());
+        let res = tokio::task::spawn_blocking(move || {
+            let mut text = String::new();
+            model
+                .generate(
+                    &prompt,
+                    &params,
+                    || true,
+                    |piece| {
+                        text.push_str(piece);
+                        true
+                    },
+                )
+                .map(|st| (text, st))
+        })
+        .await;
+        return match res {
+            Ok(Ok((text, st))) => Json(json!({
+                "id": cid, "object": "chat.completion", "created": created, "model": id,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": st.finish.reason()}],
+                "usage": {"prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
+                          "total_tokens": st.prompt_tokens + st.completion_tokens},
+            }))
+            .into_response(),
+            Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+    }
+    let include_usage = req.stream_options.map(|o| o.include_usage).unwrap_or(false);
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    tokio::task::spawn_blocking(move || {
+        let send = |s: String| tx.blocking_send(s).is_ok();
+        if !send(sse(&chunk(json!({"role": "assistant", "content": ""}), None))) {
+            return;
+        }
+        let alive = || !tx.is_closed();
+        match model.generate(&prompt, &params, alive, |piece| send(sse(&chunk(json!({"content": piece}), None)))) {
+            Ok(st) => {
+                if st.finish == crate::chat::Finish::Cancelled {
+                    tracing::info!(tokens = st.completion_tokens, "chat client went away; generation stopped");
+                    return;
+                }
+                tracing::info!(
+                    prompt_tokens = st.prompt_tokens,
+                    completion_tokens = st.completion_tokens,
+                    prefill_s = st.prefill_s,
+                    decode_s = st.decode_s,
+                    "chat completion"
+                );
+                let _ = send(sse(&chunk(json!({}), Some(st.finish.reason()))));
+                if include_usage {
+                    let _ = send(sse(&json!({"id": cid, "object": "chat.completion.chunk", "created": created,
+                        "model": id, "choices": [],
+                        "usage": {"prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
+                                  "total_tokens": st.prompt_tokens + st.completion_tokens}})));
+                }
+            }
+            Err(e) => {
+                // vLLM reports a failure inside an open stream as an error object.
+                let _ = send(sse(
+                    &json!({"object": "error", "message": e.to_string(), "type": "BadRequestError", "code": 400}),
+                ));
+            }
+        }
+        let _ = send("data: [DONE]\n\n".to_string());
+    });
+    let body =
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(body)
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
 pub fn router(models: Arc<Models>) -> Router {
-    let id = models.model_id.clone();
+    let mut ids = vec![models.model_id.clone()];
+    ids.extend(models.chat.as_ref().map(|(_, id)| id.clone()));
     Router::new()
         .route("/v1/embeddings", post(embeddings))
         .route("/score", post(score))
         .route("/rerank", post(rerank))
         .route("/v1/rerank", post(rerank))
-        .route(
-            "/v1/chat/completions",
-            post(|| async {
-                error(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "this model server has no chat model yet; point answer.llm_url at vLLM",
-                )
-            }),
-        )
+        .route("/v1/chat/completions", post(chat_completions))
         .route(
             "/v1/models",
-            get(move || async move { Json(json!({"object": "list", "data": [{"id": id, "object": "model"}]})) }),
+            get(move || async move {
+                let data: Vec<_> = ids.iter().map(|id| json!({"id": id, "object": "model"})).collect();
+                Json(json!({"object": "list", "data": data}))
+            }),
         )
         .route("/health", get(|| async { StatusCode::OK }))
         .with_state(models)

@@ -71,6 +71,10 @@ impl Searchers {
         self.lexical.search(&req(q, 50)).unwrap().into_iter().map(|h| h.chunk_id).collect()
     }
 
+    fn sparse_ids(&self, q: &str, k: u32) -> Vec<u64> {
+        self.lexical.sparse_search(&req(q, k)).unwrap().into_iter().map(|h| h.chunk_id).collect()
+    }
+
     /// (path, text) of the rows hydrate returns for `ids`.
     fn rows(&self, ids: &[u64]) -> Vec<(String, String)> {
         use arrow::array::{Array, AsArray};
@@ -99,6 +103,9 @@ async fn incremental_index_replaces_edited_and_deleted_code_in_every_store() {
     let old_total = s.lexical_ids("compute_total")[0];
     let mail_ids = s.lexical_ids("send_invoice_email render_invoice");
     assert!(!mail_ids.is_empty());
+    let m1 = manifest::load_current(&cfg.data.root, "shop").unwrap();
+    assert_eq!(m1.sparse.len(), 1, "sparse documents are written with the version");
+    assert_eq!(s.sparse_ids("send an invoice by email", 1), vec![mail_ids[0]]);
 
     // Nothing changed: no new version.
     let again = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
@@ -126,6 +133,13 @@ async fn incremental_index_replaces_edited_and_deleted_code_in_every_store() {
         assert!(!s.lexical_ids("send_invoice_email render_invoice compute_total").contains(gone));
     }
     assert!(s.rows(&[old_total]).is_empty(), "hydrate must not return a tombstoned chunk");
+    // Sparse: the new chunk's own file, the dead ones dropped.
+    assert_eq!(m2.sparse.len(), 2);
+    let sparse_all = s.sparse_ids("invoice email cart total unit price cents retry delay", all + 10);
+    assert!(sparse_all.contains(&new_total[0]), "{sparse_all:?}");
+    for gone in mail_ids.iter().chain([&old_total]) {
+        assert!(!sparse_all.contains(gone), "sparse still returns dead chunk {gone}");
+    }
     let rows = s.rows(&new_total);
     assert_eq!(rows.len(), 1);
     assert!(rows[0].1.contains("unit_price_cents"));
@@ -150,6 +164,8 @@ async fn incremental_index_replaces_edited_and_deleted_code_in_every_store() {
     }
     assert_eq!(s.lexical_ids("unit_price_cents"), new_total);
     assert!(s.rows(&mail_ids).is_empty());
+    assert_eq!(m3.sparse.len(), 1, "compaction folds the sparse files into one");
+    assert_eq!(s.sparse_ids("invoice email cart total unit price cents retry delay", all + 10), sparse_all);
 
     // A deleted file's chunks never come back, across more versions.
     write(&src, "net/retry.rs", &RETRY.replace("100u64", "250u64"));
@@ -205,7 +221,7 @@ async fn a_crash_after_any_write_leaves_the_previous_version_servable() {
     index::run(&cfg, &src, "shop", &opts()).await.unwrap();
     write(&src, "shop/cart.py", &CART.replace("sum(q * 2", "sum(q * unit_price_cents"));
     std::fs::remove_file(src.join("shop/mail.py")).unwrap();
-    // Incremental: segment, secondary, tombstones, lexical, then the manifest.
+    // Incremental: segment, secondary, tombstones, lexical, sparse, then the manifest.
     let mut failures = 0;
     for step in 0.. {
         let o = IndexOptions { quiet: true, fail_after_writes: Some(step), ..Default::default() };
@@ -221,11 +237,11 @@ async fn a_crash_after_any_write_leaves_the_previous_version_servable() {
             }
         }
     }
-    assert_eq!(failures, 5, "every write step was interrupted once");
+    assert_eq!(failures, 6, "every write step was interrupted once");
     let v = manifest::load_current(&cfg.data.root, "shop").unwrap().version;
     assert_servable(&cfg, v).await;
-    // Compaction: segment, primary, lexical, then the manifest.
-    for step in 0..4 {
+    // Compaction: segment, primary, lexical, sparse, then the manifest.
+    for step in 0..5 {
         let e = index::compact(&cfg, "shop", true, Some(step)).unwrap_err();
         assert!(e.to_string().contains("injected failure"), "{e}");
         assert_servable(&cfg, v).await;
@@ -311,6 +327,8 @@ async fn an_index_written_at_another_dimension_is_refused_with_the_difference() 
         tombstoned: 0,
         tantivy_dir: lex,
         lexical_format: lexical_svc::store::LEXICAL_FORMAT,
+        sparse: Vec::new(),
+        sparse_model: String::new(),
         chunks: 20,
         files: 1,
         file_hashes: Default::default(),

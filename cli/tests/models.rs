@@ -12,7 +12,7 @@ async fn start() -> (String, Embedder) {
     let mut cfg = Config::default();
     cfg.embed.workers = 1;
     let embedder = Embedder::from_config(&cfg).await.unwrap();
-    let models = Arc::new(Models { embedder: embedder.clone(), model_id: cfg.embed.model_id.clone() });
+    let models = Arc::new(Models { embedder: embedder.clone(), model_id: cfg.embed.model_id.clone(), chat: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener, models));

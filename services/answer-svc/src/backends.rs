@@ -138,6 +138,12 @@ impl Backends {
         bounded(d, c.search(Self::request(query, scope, k, d, exact_symbol))).await.map(|r| r.hits)
     }
 
+    /// Learned sparse (SPLADE) retrieval in lexical-svc.
+    pub async fn sparse(&self, query: &str, scope: &Scope, k: u32, d: Duration) -> Result<Vec<ScoredChunk>, CallError> {
+        let mut c = self.lexical.clone();
+        bounded(d, c.sparse_search(Self::request(query, scope, k, d, ""))).await.map(|r| r.hits)
+    }
+
     /// Fetches chunks by id through Flight `DoGet`; returns them keyed by chunk id.
     pub async fn hydrate(
         &self,

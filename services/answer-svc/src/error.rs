@@ -12,6 +12,10 @@ pub enum AnswerError {
     Unavailable(String),
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The request needs something the indexes do not have (a SPARSE search of repos indexed
+    /// without sparse documents).
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -22,6 +26,7 @@ impl AnswerError {
             AnswerError::InvalidArgument(_) | AnswerError::Scope(_) => Code::InvalidArgument,
             AnswerError::Unavailable(_) => Code::Unavailable,
             AnswerError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            AnswerError::FailedPrecondition(_) => Code::FailedPrecondition,
             AnswerError::Internal(_) => Code::Internal,
         }
     }

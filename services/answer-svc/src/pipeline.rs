@@ -33,7 +33,15 @@ pub struct Hit {
     pub score: f32,
     pub dense_rank: u32,
     pub lexical_rank: u32,
+    pub sparse_rank: u32,
 }
+
+/// Retriever names, in the order of the rank slots of a fused hit.
+pub const RETRIEVERS: [&str; 3] = ["dense", "lexical", "sparse"];
+
+/// A fused candidate: chunk id, score, 1-based rank in each retriever of [`RETRIEVERS`] (0 =
+/// absent).
+pub type Fused = (u64, f32, [u32; 3]);
 
 /// What retrieval produced, with everything the trace reports.
 #[derive(Debug, Default)]
@@ -71,7 +79,7 @@ struct RetrieverList {
 }
 
 /// Puts the exact-symbol hits first (in their retriever's order), then the rest as fused.
-pub fn exact_first(fused: Vec<(u64, f32, u32, u32)>, exact: &[u64]) -> Vec<(u64, f32, u32, u32)> {
+pub fn exact_first(fused: Vec<Fused>, exact: &[u64]) -> Vec<Fused> {
     if exact.is_empty() {
         return fused;
     }
@@ -210,8 +218,11 @@ impl Engine {
         let rerank = self.rerank.as_ref().filter(|_| rerank_n > 0);
         let candidates = a.candidates.max(top_k).max(if rerank.is_some() { rerank_n } else { 0 });
         let retr_budget = budget.mul_f32(0.5).min(Duration::from_millis(a.retriever_timeout_ms));
-        let want_dense = mode != SearchMode::Lexical;
-        let want_lex = mode != SearchMode::Dense;
+        // Which retrievers run: one in a single-retriever mode; in hybrid, dense and lexical,
+        // plus sparse when it has a fusion weight.
+        let want_dense = matches!(mode, SearchMode::Hybrid | SearchMode::Dense);
+        let want_lex = matches!(mode, SearchMode::Hybrid | SearchMode::Lexical);
+        let want_sparse = mode == SearchMode::Sparse || (mode == SearchMode::Hybrid && a.sparse_weight > 0.0);
         // Name lookups get an exact symbol match first (query routing).
         let exact_symbol = match a.identifier_routing.then(|| query::classify(query)) {
             Some(QueryKind::Identifier { name }) => name,
@@ -232,14 +243,23 @@ impl Engine {
                 None
             }
         };
-        let (dense, lexical) = tokio::join!(dense, lexical);
+        let sparse = async {
+            if want_sparse {
+                Some(timed(self.backends.sparse(query, scope, candidates, retr_budget)).await)
+            } else {
+                None
+            }
+        };
+        let (dense, lexical, sparse) = tokio::join!(dense, lexical, sparse);
         out.stages.push(stage("retrieve", started));
 
         let mut lists: Vec<RetrieverList> = Vec::new();
         let mut failures = Vec::new();
-        for (name, svc, weight, res) in
-            [("dense", "vector-svc", a.dense_weight, dense), ("lexical", "lexical-svc", a.lexical_weight, lexical)]
-        {
+        for (name, svc, weight, res) in [
+            ("dense", "vector-svc", a.dense_weight, dense),
+            ("lexical", "lexical-svc", a.lexical_weight, lexical),
+            ("sparse", "lexical-svc (sparse)", a.sparse_weight, sparse),
+        ] {
             let Some((res, took)) = res else { continue };
             let ms = took.as_secs_f64() * 1e3;
             match res {
@@ -263,6 +283,20 @@ impl Engine {
                 }
                 Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
                     return Err(AnswerError::InvalidArgument(s.message().to_string()));
+                }
+                Err(CallError::Status(s)) if s.code() == tonic::Code::FailedPrecondition && name == "sparse" => {
+                    // The repos in scope carry no sparse documents (indexed with sparse off):
+                    // an error when sparse was asked for, nothing lost in hybrid.
+                    if mode == SearchMode::Sparse {
+                        return Err(AnswerError::FailedPrecondition(s.message().to_string()));
+                    }
+                    out.retrievers.push(RetrieverContribution {
+                        retriever: name.into(),
+                        hits: 0,
+                        in_top_k: 0,
+                        ms,
+                        timed_out: false,
+                    });
                 }
                 Err(e) => {
                     let timed_out = matches!(e, CallError::Timeout(_));
@@ -293,31 +327,29 @@ impl Engine {
         }
 
         let t = Instant::now();
-        let fused: Vec<(u64, f32, u32, u32)> = if lists.len() == 1 {
+        let slot = |name: &str| RETRIEVERS.iter().position(|r| *r == name).expect("known retriever");
+        let fused: Vec<Fused> = if lists.len() == 1 {
             let RetrieverList { name, hits, scores, .. } = &lists[0];
             hits.iter()
                 .zip(scores)
                 .enumerate()
                 .map(|(i, ((id, _), s))| {
-                    let r = i as u32 + 1;
-                    if *name == "dense" {
-                        (*id, *s, r, 0)
-                    } else {
-                        (*id, *s, 0, r)
-                    }
+                    let mut ranks = [0u32; 3];
+                    ranks[slot(name)] = i as u32 + 1;
+                    (*id, *s, ranks)
                 })
                 .collect()
         } else {
             let ranked: Vec<RankedList> =
                 lists.iter().map(|l| RankedList { weight: l.weight, hits: &l.hits }).collect();
-            let names: Vec<&str> = lists.iter().map(|l| l.name).collect();
-            let pos = |n: &str| names.iter().position(|x| *x == n);
             rrf(&ranked, a.rrf_k)
                 .into_iter()
                 .map(|f| {
-                    let d = pos("dense").map(|i| f.ranks[i]).unwrap_or(0);
-                    let l = pos("lexical").map(|i| f.ranks[i]).unwrap_or(0);
-                    (f.chunk_id, f.score, d, l)
+                    let mut ranks = [0u32; 3];
+                    for (l, r) in lists.iter().zip(&f.ranks) {
+                        ranks[slot(l.name)] = *r;
+                    }
+                    (f.chunk_id, f.score, ranks)
                 })
                 .collect()
         };
@@ -329,8 +361,7 @@ impl Engine {
         // the reranker's candidates when one runs).
         let t = Instant::now();
         let want = if rerank.is_some() { rerank_n.max(top_k) as usize } else { top_k as usize + 8 };
-        let take: Vec<&(u64, f32, u32, u32)> =
-            fused.iter().take(want.min(codeintel_core::ticket::MAX_TICKET_IDS)).collect();
+        let take: Vec<&Fused> = fused.iter().take(want.min(codeintel_core::ticket::MAX_TICKET_IDS)).collect();
         let ids: Vec<u64> = take.iter().map(|f| f.0).collect();
         let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
         let chunks = self.backends.hydrate(&ids, scope, left).await.map_err(|e| match e {
@@ -343,8 +374,14 @@ impl Engine {
         out.stages.push(stage("hydrate", t));
         let mut hits: Vec<Hit> = take
             .into_iter()
-            .filter_map(|(id, score, d, l)| {
-                chunks.get(id).map(|c| Hit { chunk: c.clone(), score: *score, dense_rank: *d, lexical_rank: *l })
+            .filter_map(|(id, score, ranks)| {
+                chunks.get(id).map(|c| Hit {
+                    chunk: c.clone(),
+                    score: *score,
+                    dense_rank: ranks[0],
+                    lexical_rank: ranks[1],
+                    sparse_rank: ranks[2],
+                })
             })
             .collect();
         // Definitions of the symbol the query names stay first: the user asked for them.
@@ -391,7 +428,11 @@ impl Engine {
             r.in_top_k = out
                 .hits
                 .iter()
-                .filter(|h| if r.retriever == "dense" { h.dense_rank > 0 } else { h.lexical_rank > 0 })
+                .filter(|h| match r.retriever.as_str() {
+                    "dense" => h.dense_rank > 0,
+                    "sparse" => h.sparse_rank > 0,
+                    _ => h.lexical_rank > 0,
+                })
                 .count() as u32;
         }
         for s in &out.stages {
@@ -409,7 +450,7 @@ impl Engine {
         validate_query(&req.query, top_k, req.scope.as_ref())?;
         let scope = self.resolve_scope(req.scope, session).await?;
         let mode = SearchMode::try_from(req.mode).map_err(|_| {
-            AnswerError::InvalidArgument(format!("unknown mode {}; use HYBRID, DENSE or LEXICAL", req.mode))
+            AnswerError::InvalidArgument(format!("unknown mode {}; use HYBRID, DENSE, LEXICAL or SPARSE", req.mode))
         })?;
         let budget = Duration::from_millis(self.cfg.answer.time_budget_ms);
         let rerank_n = if req.rerank {
@@ -438,6 +479,7 @@ impl Engine {
                 text: h.chunk.text,
                 dense_rank: h.dense_rank,
                 lexical_rank: h.lexical_rank,
+                sparse_rank: h.sparse_rank,
             })
             .collect();
         Ok((hits, r.limits))
@@ -679,7 +721,7 @@ mod tests {
 
     #[test]
     fn exact_symbol_hits_lead_in_their_own_order() {
-        let fused = vec![(1, 0.5, 1, 0), (2, 0.4, 2, 3), (3, 0.3, 0, 1), (4, 0.2, 3, 2)];
+        let fused = vec![(1, 0.5, [1, 0, 0]), (2, 0.4, [2, 3, 0]), (3, 0.3, [0, 1, 0]), (4, 0.2, [3, 2, 0])];
         let out: Vec<u64> = exact_first(fused.clone(), &[3, 2]).into_iter().map(|f| f.0).collect();
         assert_eq!(out, vec![3, 2, 1, 4]);
         assert_eq!(exact_first(fused.clone(), &[]), fused);

@@ -52,6 +52,8 @@ fn publish_repo(root: &std::path::Path, repo: &str, files: &[(&str, &str, &str)]
         tombstoned: 0,
         tantivy_dir: "lexical/unused".into(),
         lexical_format: 0,
+        sparse: Vec::new(),
+        sparse_model: String::new(),
         chunks: chunks.len() as u64,
         files: files.len() as u64,
         file_hashes: BTreeMap::new(),

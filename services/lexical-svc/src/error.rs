@@ -7,6 +7,8 @@ pub enum LexicalError {
     Scope(#[from] ScopeError),
     #[error("lexical index error: {0}")]
     Index(String),
+    #[error("sparse retrieval unavailable: {0}")]
+    SparseUnavailable(String),
 }
 
 impl LexicalError {
@@ -14,6 +16,7 @@ impl LexicalError {
         match self {
             LexicalError::Scope(_) => Code::InvalidArgument,
             LexicalError::Index(_) => Code::Internal,
+            LexicalError::SparseUnavailable(_) => Code::FailedPrecondition,
         }
     }
 }

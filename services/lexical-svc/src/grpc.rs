@@ -25,6 +25,18 @@ impl LexicalService for LexicalGrpc {
         res
     }
 
+    async fn sparse_search(&self, request: Request<RetrieveRequest>) -> Result<Response<RetrieveResponse>, Status> {
+        let t = Instant::now();
+        let s = self.0.clone();
+        let req = request.into_inner();
+        let res = tokio::task::spawn_blocking(move || s.sparse_search(&req))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))
+            .and_then(|r| r.map(|hits| Response::new(RetrieveResponse { hits })).map_err(Status::from));
+        self.0.metrics.observe("SparseSearch", t, &res);
+        res
+    }
+
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         Ok(Response::new(self.0.info()))
     }

@@ -1,8 +1,10 @@
-//! lexical-svc: BM25 over tantivy with a code-aware tokenizer.
+//! lexical-svc: BM25 over tantivy with a code-aware tokenizer, and learned sparse (SPLADE)
+//! retrieval.
 
 pub mod error;
 pub mod grpc;
 pub mod service;
+pub mod sparse;
 pub mod store;
 pub mod tokenizer;
 

@@ -21,6 +21,28 @@ pub struct Config {
     pub hydrate: ServiceConfig,
     pub answer: AnswerConfig,
     pub index: IndexConfig,
+    pub sparse: SparseConfig,
+    pub models: ModelsConfig,
+}
+
+/// `codeintel models serve`: the local model server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Serve `/v1/chat/completions` from a local GGUF chat model.
+    pub chat: bool,
+    /// The GGUF file; empty means `<data.cache>/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf`.
+    pub chat_gguf: PathBuf,
+    /// Id the chat model is listed and answers under.
+    pub chat_model_id: String,
+    /// CPU threads for the model's matrix products (0 = one per core).
+    pub threads: usize,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { chat: true, chat_gguf: PathBuf::new(), chat_model_id: "SmolLM2-135M-Instruct".into(), threads: 0 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -131,6 +153,9 @@ pub struct AnswerConfig {
     pub dense_weight: f32,
     /// RRF weight of the lexical retriever.
     pub lexical_weight: f32,
+    /// RRF weight of the learned sparse (SPLADE) retriever; 0 leaves it out of hybrid retrieval
+    /// (it stays available as the SPARSE mode).
+    pub sparse_weight: f32,
     /// Candidates asked from each retriever.
     pub candidates: u32,
     /// Route name lookups (`class Foo`, `Foo::bar`, `where is foo defined`) to an exact symbol
@@ -174,6 +199,44 @@ pub struct AnswerConfig {
     /// Rows per trace file (a file is also written every `trace_flush_ms`).
     pub trace_batch_rows: usize,
     pub trace_flush_ms: u64,
+}
+
+/// Learned sparse retrieval (SPLADE): computed at index time, searched by lexical-svc.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SparseConfig {
+    /// Compute SPLADE term weights when indexing (lexical-svc serves them when present).
+    pub enabled: bool,
+    /// Model id recorded in manifests; sparse vectors are reused only under the same id.
+    pub model_id: String,
+    /// Folder of the masked-LM (config.json, tokenizer.json, model.safetensors); empty means
+    /// `<data.cache>/models/splade-tiny`.
+    pub model_dir: PathBuf,
+    /// Word-pieces kept per text.
+    pub max_tokens: usize,
+    /// Heaviest terms kept per document (0 = all positive ones).
+    pub doc_max_terms: usize,
+    /// Heaviest terms kept per query (0 = all).
+    pub query_max_terms: usize,
+    /// Texts per forward pass.
+    pub batch_size: usize,
+    /// Forward passes run side by side when indexing.
+    pub workers: usize,
+}
+
+impl Default for SparseConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model_id: "splade-tiny".into(),
+            model_dir: PathBuf::new(),
+            max_tokens: 256,
+            doc_max_terms: 256,
+            query_max_terms: 64,
+            batch_size: 8,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -256,6 +319,7 @@ impl Default for AnswerConfig {
             rrf_k: 60.0,
             dense_weight: 1.0,
             lexical_weight: 1.0,
+            sparse_weight: 0.5,
             candidates: 50,
             identifier_routing: true,
             retriever_timeout_ms: 1_500,
@@ -305,6 +369,8 @@ impl Default for Config {
             hydrate: ServiceConfig::local(50054, 9104),
             answer: AnswerConfig::default(),
             index: IndexConfig::default(),
+            sparse: SparseConfig::default(),
+            models: ModelsConfig::default(),
         }
     }
 }
@@ -334,8 +400,8 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.answer.rrf_k > 0.0, "answer.rrf_k must be positive, got {}", self.answer.rrf_k);
         anyhow::ensure!(
-            self.answer.dense_weight >= 0.0 && self.answer.lexical_weight >= 0.0,
-            "answer.dense_weight and answer.lexical_weight must not be negative"
+            self.answer.dense_weight >= 0.0 && self.answer.lexical_weight >= 0.0 && self.answer.sparse_weight >= 0.0,
+            "answer.dense_weight, answer.lexical_weight and answer.sparse_weight must not be negative"
         );
         anyhow::ensure!((1..=1000).contains(&self.answer.candidates), "answer.candidates must be in 1..=1000");
         let l = &self.lexical;
@@ -348,6 +414,10 @@ impl Config {
             "embed.batch_size and embed.remote_batch_size must be positive"
         );
         anyhow::ensure!(self.embed.max_tokens >= 8, "embed.max_tokens must be at least 8");
+        anyhow::ensure!(
+            self.sparse.max_tokens >= 8 && self.sparse.batch_size > 0,
+            "sparse.max_tokens must be at least 8 and sparse.batch_size positive"
+        );
         anyhow::ensure!(self.index.max_chunk_lines >= 10, "index.max_chunk_lines must be at least 10");
         anyhow::ensure!(self.index.window_lines >= 5, "index.window_lines must be at least 5");
         anyhow::ensure!(self.index.keep_versions >= 1, "index.keep_versions must be at least 1");
@@ -363,6 +433,22 @@ impl Config {
         );
         anyhow::ensure!(self.vector.flat_threshold >= 1, "vector.flat_threshold must be at least 1");
         Ok(())
+    }
+
+    pub fn chat_gguf(&self) -> PathBuf {
+        if self.models.chat_gguf.as_os_str().is_empty() {
+            self.data.cache.join("models").join("smollm2-135m").join("SmolLM2-135M-Instruct.Q4_1.gguf")
+        } else {
+            self.models.chat_gguf.clone()
+        }
+    }
+
+    pub fn sparse_model_dir(&self) -> PathBuf {
+        if self.sparse.model_dir.as_os_str().is_empty() {
+            self.data.cache.join("models").join("splade-tiny")
+        } else {
+            self.sparse.model_dir.clone()
+        }
     }
 
     pub fn model_dir(&self) -> PathBuf {

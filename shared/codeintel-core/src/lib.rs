@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod query;
 pub mod scope;
 pub mod server;
+pub mod sparse;
 pub mod ticket;
 pub mod walk;
 

@@ -76,6 +76,13 @@ pub struct Manifest {
     /// updates need the previous version's to match.
     #[serde(default)]
     pub lexical_format: u32,
+    /// SPLADE documents (`sparse::write_docs` files), oldest first: a later file's copy of a
+    /// chunk wins and tombstoned chunk ids are dropped. Empty when sparse indexing is off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sparse: Vec<String>,
+    /// `<model id>/<max tokens>/<max terms>` the sparse documents were encoded with.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sparse_model: String,
     /// Live chunks.
     pub chunks: u64,
     pub files: u64,
@@ -227,6 +234,7 @@ impl Manifest {
             v.extend([&s.faiss_index, &s.chunk_meta, &s.vectors]);
         }
         v.extend(self.tombstones.iter());
+        v.extend(self.sparse.iter());
         v
     }
 }
@@ -387,6 +395,8 @@ mod tests {
             tombstoned: 0,
             tantivy_dir: format!("lexical/{v}"),
             lexical_format: 0,
+            sparse: Vec::new(),
+            sparse_model: String::new(),
             chunks: version,
             files: 1,
             file_hashes: BTreeMap::new(),

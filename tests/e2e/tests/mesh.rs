@@ -148,6 +148,19 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
         );
         assert!(!r.hits[0].text.is_empty());
     }
+    // Learned sparse alone, and as the third retriever of hybrid (sparse_weight > 0 by default).
+    let sparse = |mode: SearchMode| SearchRequest {
+        query: "rate limiter token bucket".into(),
+        scope: None,
+        top_k: 3,
+        mode: mode as i32,
+        rerank: false,
+    };
+    let r = c.search(sparse(SearchMode::Sparse)).await.unwrap().into_inner();
+    assert!(r.hits.iter().any(|h| h.path == "engine/ratelimit.rs"), "{:?}", r.hits);
+    assert!(r.hits.iter().enumerate().all(|(i, h)| h.sparse_rank == i as u32 + 1 && h.dense_rank == 0));
+    let r = c.search(sparse(SearchMode::Hybrid)).await.unwrap().into_inner();
+    assert!(r.hits.iter().any(|h| h.sparse_rank > 0 && h.dense_rank > 0 && h.lexical_rank > 0), "{:?}", r.hits);
     let r = c
         .search(SearchRequest {
             query: "where is SessionManager defined".into(),
