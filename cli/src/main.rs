@@ -250,8 +250,15 @@ fn main() -> anyhow::Result<()> {
         // Set before any thread exists.
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
-    if matches!(cli.cmd, Cmd::Models { .. }) && cfg.models.threads > 0 {
-        std::env::set_var("RAYON_NUM_THREADS", cfg.models.threads.to_string());
+    if matches!(cli.cmd, Cmd::Models { .. }) {
+        if cfg.models.threads > 0 {
+            std::env::set_var("RAYON_NUM_THREADS", cfg.models.threads.to_string());
+        }
+        if cfg.models.chat_weights == "f32" {
+            // candle dequantizes GGUF weights when it loads them if this is set; read once per
+            // thread, so set before any thread exists.
+            std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1");
+        }
     }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli, cfg))
 }
@@ -269,7 +276,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             };
             println!(
                 "indexed {repo} ({mode}): {} files ({} changed, {} deleted), {} chunks ({} embedded, {} removed), \
-                 version {} (chunk {:.2}s, embed {:.2}s, write {:.2}s){}",
+                 version {} (chunk {:.2}s, embed {:.2}s of which sparse {:.2}s, write {:.2}s){}",
                 r.files,
                 r.changed_files,
                 r.deleted_files,
@@ -279,6 +286,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 r.version,
                 r.chunk_time.as_secs_f64(),
                 r.embed_time.as_secs_f64(),
+                r.sparse_time.as_secs_f64(),
                 r.write_time.as_secs_f64(),
                 r.compacted.map(|v| format!(", compacted into version {v}")).unwrap_or_default()
             );

@@ -173,6 +173,16 @@ fn sse(v: &serde_json::Value) -> String {
     format!("data: {v}\n\n")
 }
 
+fn log_stats(st: &crate::chat::GenStats) {
+    tracing::info!(
+        prompt_tokens = st.prompt_tokens,
+        completion_tokens = st.completion_tokens,
+        prefill_s = st.prefill_s,
+        decode_s = st.decode_s,
+        "chat completion"
+    );
+}
+
 async fn chat_completions(State(m): State<Arc<Models>>, Json(req): Json<ChatRequest>) -> Response {
     let Some((model, id)) = m.chat.clone() else {
         return error(
@@ -213,7 +223,10 @@ async fn chat_completions(State(m): State<Arc<Models>>, Json(req): Json<ChatRequ
                         true
                     },
                 )
-                .map(|st| (text, st))
+                .map(|st| {
+                    log_stats(&st);
+                    (text, st)
+                })
         })
         .await;
         return match res {
@@ -242,13 +255,7 @@ async fn chat_completions(State(m): State<Arc<Models>>, Json(req): Json<ChatRequ
                     tracing::info!(tokens = st.completion_tokens, "chat client went away; generation stopped");
                     return;
                 }
-                tracing::info!(
-                    prompt_tokens = st.prompt_tokens,
-                    completion_tokens = st.completion_tokens,
-                    prefill_s = st.prefill_s,
-                    decode_s = st.decode_s,
-                    "chat completion"
-                );
+                log_stats(&st);
                 let _ = send(sse(&chunk(json!({}), Some(st.finish.reason()))));
                 if include_usage {
                     let _ = send(sse(&json!({"id": cid, "object": "chat.completion.chunk", "created": created,
