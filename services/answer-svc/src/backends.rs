@@ -117,6 +117,7 @@ impl Backends {
             exact_symbol: exact_symbol.into(),
         });
         r.set_timeout(d);
+        codeintel_core::telemetry::inject(r.metadata_mut());
         r
     }
 
@@ -159,6 +160,7 @@ impl Backends {
         let work = async move {
             let mut req = tonic::Request::new(Ticket::new(ticket.encode()));
             req.set_timeout(d);
+            codeintel_core::telemetry::inject(req.metadata_mut());
             let stream = c.do_get(req).await.map_err(CallError::Status)?.into_inner();
             let batches: Vec<RecordBatch> =
                 FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from))

@@ -14,9 +14,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    server::init_tracing();
     let args = Args::parse();
     let cfg = args.common.load("answer")?;
+    let _telemetry = codeintel_core::telemetry::init("answer-svc", &cfg.telemetry)?;
     let engine = Engine::new(&cfg).await?;
     let e = engine.clone();
     tokio::spawn(async move {

@@ -15,6 +15,7 @@ use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
 use futures::StreamExt;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::backends::{Backends, CallError, HydratedChunk};
 use crate::error::AnswerError;
@@ -231,21 +232,24 @@ impl Engine {
         out.route = if exact_symbol.is_empty() { "natural_language".into() } else { "identifier".into() };
         let dense = async {
             if want_dense {
-                Some(timed(self.backends.dense(query, scope, candidates, retr_budget)).await)
+                let f = self.backends.dense(query, scope, candidates, retr_budget);
+                Some(timed(f).instrument(tracing::info_span!("retrieve.dense")).await)
             } else {
                 None
             }
         };
         let lexical = async {
             if want_lex {
-                Some(timed(self.backends.lexical(query, &exact_symbol, scope, candidates, retr_budget)).await)
+                let f = self.backends.lexical(query, &exact_symbol, scope, candidates, retr_budget);
+                Some(timed(f).instrument(tracing::info_span!("retrieve.lexical")).await)
             } else {
                 None
             }
         };
         let sparse = async {
             if want_sparse {
-                Some(timed(self.backends.sparse(query, scope, candidates, retr_budget)).await)
+                let f = self.backends.sparse(query, scope, candidates, retr_budget);
+                Some(timed(f).instrument(tracing::info_span!("retrieve.sparse")).await)
             } else {
                 None
             }
@@ -364,13 +368,16 @@ impl Engine {
         let take: Vec<&Fused> = fused.iter().take(want.min(codeintel_core::ticket::MAX_TICKET_IDS)).collect();
         let ids: Vec<u64> = take.iter().map(|f| f.0).collect();
         let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
-        let chunks = self.backends.hydrate(&ids, scope, left).await.map_err(|e| match e {
-            CallError::Timeout(_) => AnswerError::DeadlineExceeded(format!("hydrate-svc: {e}")),
-            CallError::Status(s) if s.code() == tonic::Code::InvalidArgument => {
-                AnswerError::InvalidArgument(s.message().into())
-            }
-            CallError::Status(_) => AnswerError::Unavailable(format!("hydrate-svc: {e}")),
-        })?;
+        let chunks =
+            self.backends.hydrate(&ids, scope, left).instrument(tracing::info_span!("hydrate")).await.map_err(|e| {
+                match e {
+                    CallError::Timeout(_) => AnswerError::DeadlineExceeded(format!("hydrate-svc: {e}")),
+                    CallError::Status(s) if s.code() == tonic::Code::InvalidArgument => {
+                        AnswerError::InvalidArgument(s.message().into())
+                    }
+                    CallError::Status(_) => AnswerError::Unavailable(format!("hydrate-svc: {e}")),
+                }
+            })?;
         out.stages.push(stage("hydrate", t));
         let mut hits: Vec<Hit> = take
             .into_iter()
@@ -393,7 +400,7 @@ impl Engine {
             let left = budget.saturating_sub(started.elapsed()) / 2;
             let deadline = left.min(Duration::from_millis(a.rerank_timeout_ms));
             let docs: Vec<String> = rest.iter().map(|h| rerank_document(&h.chunk)).collect();
-            match rr.rerank(query, &docs, deadline).await {
+            match rr.rerank(query, &docs, deadline).instrument(tracing::info_span!("rerank")).await {
                 Ok(r) => {
                     out.reranker = format!("{} {}", r.endpoint, rr.model);
                     let mut slots: Vec<Option<Hit>> = rest.into_iter().map(Some).collect();
@@ -506,16 +513,19 @@ impl Engine {
         let scope = self.resolve_scope(req.scope.clone(), session).await?;
         let (tx, rx) = mpsc::channel(64);
         let me = self.clone();
-        tokio::spawn(async move {
-            let closed = tx.clone();
-            tokio::select! {
-                _ = closed.closed() => {
-                    me.metrics.stage("answer_cancelled", 0.0);
-                    tracing::info!("client went away; answer cancelled");
+        tokio::spawn(
+            async move {
+                let closed = tx.clone();
+                tokio::select! {
+                    _ = closed.closed() => {
+                        me.metrics.stage("answer_cancelled", 0.0);
+                        tracing::info!("client went away; answer cancelled");
+                    }
+                    _ = me.run_answer(req, scope, top_k, tx) => {}
                 }
-                _ = me.run_answer(req, scope, top_k, tx) => {}
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
         Ok(rx)
     }
 

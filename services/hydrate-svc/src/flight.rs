@@ -49,7 +49,8 @@ impl FlightService for HydrateFlight {
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let started = Instant::now();
-        let res = self.fetch(&request.get_ref().ticket).await;
+        let span = codeintel_core::telemetry::server_span("FlightService/DoGet", request.metadata());
+        let res = tracing::Instrument::instrument(self.fetch(&request.get_ref().ticket), span).await;
         self.0.metrics.observe("DoGet", started, &res);
         let batches = res?;
         let stream = FlightDataEncoderBuilder::new()

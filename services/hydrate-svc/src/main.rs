@@ -16,9 +16,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    server::init_tracing();
     let args = Args::parse();
     let cfg = args.common.load("hydrate")?;
+    let _telemetry = codeintel_core::telemetry::init("hydrate-svc", &cfg.telemetry)?;
     let store = ChunkStore::new(&cfg)?;
     let s = store.clone();
     server::spawn_reloader(Duration::from_millis(cfg.hydrate.reload_ms), move || s.refresh());

@@ -15,9 +15,10 @@ pub struct LexicalGrpc(pub Arc<LexicalSearcher>);
 impl LexicalService for LexicalGrpc {
     async fn search(&self, request: Request<RetrieveRequest>) -> Result<Response<RetrieveResponse>, Status> {
         let t = Instant::now();
+        let span = codeintel_core::telemetry::server_span("LexicalService/Search", request.metadata());
         let s = self.0.clone();
         let req = request.into_inner();
-        let res = tokio::task::spawn_blocking(move || s.search(&req))
+        let res = tokio::task::spawn_blocking(move || span.in_scope(|| s.search(&req)))
             .await
             .map_err(|e| Status::internal(e.to_string()))
             .and_then(|r| r.map(|hits| Response::new(RetrieveResponse { hits })).map_err(Status::from));
@@ -27,9 +28,10 @@ impl LexicalService for LexicalGrpc {
 
     async fn sparse_search(&self, request: Request<RetrieveRequest>) -> Result<Response<RetrieveResponse>, Status> {
         let t = Instant::now();
+        let span = codeintel_core::telemetry::server_span("LexicalService/SparseSearch", request.metadata());
         let s = self.0.clone();
         let req = request.into_inner();
-        let res = tokio::task::spawn_blocking(move || s.sparse_search(&req))
+        let res = tokio::task::spawn_blocking(move || span.in_scope(|| s.sparse_search(&req)))
             .await
             .map_err(|e| Status::internal(e.to_string()))
             .and_then(|r| r.map(|hits| Response::new(RetrieveResponse { hits })).map_err(Status::from));

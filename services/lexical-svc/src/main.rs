@@ -16,9 +16,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    server::init_tracing();
     let args = Args::parse();
     let cfg = args.common.load("lexical")?;
+    let _telemetry = codeintel_core::telemetry::init("lexical-svc", &cfg.telemetry)?;
     let searcher = LexicalSearcher::new(&cfg);
     let s = searcher.clone();
     server::spawn_reloader(Duration::from_millis(cfg.lexical.reload_ms), move || s.refresh());

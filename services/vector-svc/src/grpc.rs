@@ -6,6 +6,7 @@ use std::time::Instant;
 use codeintel_core::proto::v1::vector_service_server::VectorService;
 use codeintel_core::proto::v1::{InfoRequest, InfoResponse, RetrieveRequest, RetrieveResponse};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::service::VectorSearcher;
 
@@ -15,9 +16,11 @@ pub struct VectorGrpc(pub Arc<VectorSearcher>);
 impl VectorService for VectorGrpc {
     async fn search(&self, request: Request<RetrieveRequest>) -> Result<Response<RetrieveResponse>, Status> {
         let t = Instant::now();
+        let span = codeintel_core::telemetry::server_span("VectorService/Search", request.metadata());
         let res = self
             .0
             .search(request.get_ref())
+            .instrument(span)
             .await
             .map(|hits| Response::new(RetrieveResponse { hits }))
             .map_err(Status::from);

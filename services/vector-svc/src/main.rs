@@ -16,9 +16,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    server::init_tracing();
     let args = Args::parse();
     let cfg = args.common.load("vector")?;
+    let _telemetry = codeintel_core::telemetry::init("vector-svc", &cfg.telemetry)?;
     let searcher = VectorSearcher::new(&cfg).await?;
     let s = searcher.clone();
     server::spawn_reloader(Duration::from_millis(cfg.vector.reload_ms), move || s.refresh());

@@ -23,6 +23,26 @@ pub struct Config {
     pub index: IndexConfig,
     pub sparse: SparseConfig,
     pub models: ModelsConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// OpenTelemetry traces (every service).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP receiver (`http://collector:4318`); spans go to `<endpoint>/v1/traces`. Empty:
+    /// no export (logs only).
+    pub otlp_endpoint: String,
+    /// Share of new traces sampled (a request that arrives inside a sampled trace is sampled).
+    pub sample_ratio: f64,
+    /// Spans are batched and sent this often, milliseconds (and at shutdown).
+    pub export_interval_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { otlp_endpoint: String::new(), sample_ratio: 1.0, export_interval_ms: 5_000 }
+    }
 }
 
 /// `codeintel models serve`: the local model server.
@@ -381,6 +401,7 @@ impl Default for Config {
             index: IndexConfig::default(),
             sparse: SparseConfig::default(),
             models: ModelsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -442,6 +463,11 @@ impl Config {
             self.vector.quantizer
         );
         anyhow::ensure!(self.vector.flat_threshold >= 1, "vector.flat_threshold must be at least 1");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.telemetry.sample_ratio),
+            "telemetry.sample_ratio must be within 0..=1, got {}",
+            self.telemetry.sample_ratio
+        );
         anyhow::ensure!(
             matches!(self.models.chat_weights.as_str(), "f32" | "quantized"),
             "models.chat_weights must be `f32` or `quantized`, got {:?}",

@@ -9,6 +9,7 @@ pub mod query;
 pub mod scope;
 pub mod server;
 pub mod sparse;
+pub mod telemetry;
 pub mod ticket;
 pub mod walk;
 

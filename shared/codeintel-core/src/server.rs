@@ -88,9 +88,9 @@ impl Metrics {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs only; services use [`crate::telemetry::init`] once their configuration is loaded.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tantivy=warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    crate::telemetry::init_logs();
 }
 
 pub async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {

@@ -135,9 +135,15 @@ impl Mesh {
 
     /// As [`Mesh::start`], with more `key=value` options for answer-svc.
     pub fn start_with(data_root: &Path, answer_options: &[String]) -> Mesh {
-        let vector = start("vector-svc", data_root, &[]);
-        let lexical = start("lexical-svc", data_root, &[]);
-        let hydrate = start("hydrate-svc", data_root, &[]);
+        Self::start_all(data_root, &[], answer_options)
+    }
+
+    /// As [`Mesh::start_with`], with `key=value` options for every service too.
+    pub fn start_all(data_root: &Path, common: &[String], answer_options: &[String]) -> Mesh {
+        let common: Vec<String> = common.iter().flat_map(|u| ["--set".to_string(), u.clone()]).collect();
+        let vector = start("vector-svc", data_root, &common);
+        let lexical = start("lexical-svc", data_root, &common);
+        let hydrate = start("hydrate-svc", data_root, &common);
         let urls = [
             format!("answer.vector_url=http://{}", vector.addr),
             format!("answer.lexical_url=http://{}", lexical.addr),
@@ -145,8 +151,9 @@ impl Mesh {
             "answer.time_budget_ms=10000".to_string(),
             "answer.retriever_timeout_ms=8000".to_string(),
         ];
-        let extra: Vec<String> =
+        let mut extra: Vec<String> =
             urls.iter().chain(answer_options).flat_map(|u| ["--set".to_string(), u.clone()]).collect();
+        extra.extend(common);
         let answer = start("answer-svc", data_root, &extra);
         Mesh { vector, lexical, hydrate, answer }
     }
@@ -183,6 +190,7 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub mod model_server;
+pub mod otlp;
 
 /// A real `redis-server` on a free loopback port, without persistence; killed on drop.
 pub struct RedisServer {
