@@ -37,6 +37,38 @@ pub struct Hit {
     pub sparse_rank: u32,
 }
 
+/// Fusion weights and candidate depth of a query route (`answer.*` and `answer.identifier_*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Route {
+    pub name: &'static str,
+    pub dense: f32,
+    pub lexical: f32,
+    pub sparse: f32,
+    pub candidates: u32,
+}
+
+impl Route {
+    pub fn natural_language(a: &codeintel_core::config::AnswerConfig) -> Self {
+        Self {
+            name: "natural_language",
+            dense: a.dense_weight,
+            lexical: a.lexical_weight,
+            sparse: a.sparse_weight,
+            candidates: a.candidates,
+        }
+    }
+
+    pub fn identifier(a: &codeintel_core::config::AnswerConfig) -> Self {
+        Self {
+            name: "identifier",
+            dense: a.identifier_dense_weight,
+            lexical: a.identifier_lexical_weight,
+            sparse: a.identifier_sparse_weight,
+            candidates: a.identifier_candidates,
+        }
+    }
+}
+
 /// Retriever names, in the order of the rank slots of a fused hit.
 pub const RETRIEVERS: [&str; 3] = ["dense", "lexical", "sparse"];
 
@@ -217,19 +249,22 @@ impl Engine {
         let a = &self.cfg.answer;
         let mut out = Retrieval { reranker: "fusion".into(), ..Default::default() };
         let rerank = self.rerank.as_ref().filter(|_| rerank_n > 0);
-        let candidates = a.candidates.max(top_k).max(if rerank.is_some() { rerank_n } else { 0 });
-        let retr_budget = budget.mul_f32(0.5).min(Duration::from_millis(a.retriever_timeout_ms));
-        // Which retrievers run: one in a single-retriever mode; in hybrid, dense and lexical,
-        // plus sparse when it has a fusion weight.
-        let want_dense = matches!(mode, SearchMode::Hybrid | SearchMode::Dense);
-        let want_lex = matches!(mode, SearchMode::Hybrid | SearchMode::Lexical);
-        let want_sparse = mode == SearchMode::Sparse || (mode == SearchMode::Hybrid && a.sparse_weight > 0.0);
-        // Name lookups get an exact symbol match first (query routing).
+        // Name lookups get an exact symbol match first (query routing), and their own fusion
+        // weights and candidate depth.
         let exact_symbol = match a.identifier_routing.then(|| query::classify(query)) {
             Some(QueryKind::Identifier { name }) => name,
             _ => String::new(),
         };
-        out.route = if exact_symbol.is_empty() { "natural_language".into() } else { "identifier".into() };
+        let route = if exact_symbol.is_empty() { Route::natural_language(a) } else { Route::identifier(a) };
+        out.route = route.name.into();
+        let candidates = route.candidates.max(top_k).max(if rerank.is_some() { rerank_n } else { 0 });
+        let retr_budget = budget.mul_f32(0.5).min(Duration::from_millis(a.retriever_timeout_ms));
+        // Which retrievers run: one in a single-retriever mode; in hybrid, those with a fusion
+        // weight on this route.
+        let hybrid = mode == SearchMode::Hybrid;
+        let want_dense = mode == SearchMode::Dense || (hybrid && route.dense > 0.0);
+        let want_lex = mode == SearchMode::Lexical || (hybrid && route.lexical > 0.0);
+        let want_sparse = mode == SearchMode::Sparse || (hybrid && route.sparse > 0.0);
         let dense = async {
             if want_dense {
                 let f = self.backends.dense(query, scope, candidates, retr_budget);
@@ -260,9 +295,9 @@ impl Engine {
         let mut lists: Vec<RetrieverList> = Vec::new();
         let mut failures = Vec::new();
         for (name, svc, weight, res) in [
-            ("dense", "vector-svc", a.dense_weight, dense),
-            ("lexical", "lexical-svc", a.lexical_weight, lexical),
-            ("sparse", "lexical-svc (sparse)", a.sparse_weight, sparse),
+            ("dense", "vector-svc", route.dense, dense),
+            ("lexical", "lexical-svc", route.lexical, lexical),
+            ("sparse", "lexical-svc (sparse)", route.sparse, sparse),
         ] {
             let Some((res, took)) = res else { continue };
             let ms = took.as_secs_f64() * 1e3;

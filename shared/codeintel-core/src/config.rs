@@ -191,6 +191,12 @@ pub struct AnswerConfig {
     /// Route name lookups (`class Foo`, `Foo::bar`, `where is foo defined`) to an exact symbol
     /// match first.
     pub identifier_routing: bool,
+    /// Fusion weights and candidates per retriever for name lookups (the `identifier` route);
+    /// a weight of 0 skips that retriever there.
+    pub identifier_dense_weight: f32,
+    pub identifier_lexical_weight: f32,
+    pub identifier_sparse_weight: f32,
+    pub identifier_candidates: u32,
     /// Per-retriever timeout, milliseconds (also capped by the request budget).
     pub retriever_timeout_ms: u64,
     /// Default whole-request budget, milliseconds.
@@ -352,6 +358,10 @@ impl Default for AnswerConfig {
             sparse_weight: 0.5,
             candidates: 50,
             identifier_routing: true,
+            identifier_dense_weight: 1.0,
+            identifier_lexical_weight: 1.0,
+            identifier_sparse_weight: 0.5,
+            identifier_candidates: 50,
             retriever_timeout_ms: 1_500,
             time_budget_ms: 2_000,
             llm_url: String::new(),
@@ -435,6 +445,22 @@ impl Config {
             "answer.dense_weight, answer.lexical_weight and answer.sparse_weight must not be negative"
         );
         anyhow::ensure!((1..=1000).contains(&self.answer.candidates), "answer.candidates must be in 1..=1000");
+        let a = &self.answer;
+        anyhow::ensure!(
+            (1..=1000).contains(&a.identifier_candidates),
+            "answer.identifier_candidates must be in 1..=1000"
+        );
+        anyhow::ensure!(
+            [a.identifier_dense_weight, a.identifier_lexical_weight, a.identifier_sparse_weight]
+                .iter()
+                .all(|w| *w >= 0.0)
+                && a.identifier_dense_weight + a.identifier_lexical_weight + a.identifier_sparse_weight > 0.0,
+            "answer.identifier_*_weight must not be negative, and one must be positive"
+        );
+        anyhow::ensure!(
+            a.dense_weight + a.lexical_weight + a.sparse_weight > 0.0,
+            "one of answer.dense_weight, lexical_weight, sparse_weight must be positive"
+        );
         let l = &self.lexical;
         anyhow::ensure!(
             l.symbol_boost >= 0.0 && l.path_boost >= 0.0 && l.body_boost >= 0.0 && l.doc_boost >= 0.0,

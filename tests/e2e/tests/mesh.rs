@@ -255,3 +255,18 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     assert!(e.message().contains("vector-svc") && e.message().contains("lexical-svc"), "{}", e.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_query_route_fuses_with_its_own_weights() {
+    let (_tmp, data) = codeintel_e2e::indexed_shop();
+    // Name lookups from BM25 and exact symbols only; natural language keeps every retriever.
+    let opts = ["answer.identifier_dense_weight=0".to_string(), "answer.identifier_sparse_weight=0".to_string()];
+    let mesh = Mesh::start_with(&data, &opts);
+    let mut c = AnswerServiceClient::new(channel(&mesh.answer.addr).await);
+    let search = |q: &str| SearchRequest { query: q.into(), scope: None, top_k: 5, mode: 0, rerank: false };
+    let r = c.search(search("where is SessionManager defined")).await.unwrap().into_inner();
+    assert_eq!(r.hits[0].symbol, "SessionManager");
+    assert!(r.hits.iter().all(|h| h.dense_rank == 0 && h.sparse_rank == 0 && h.lexical_rank > 0), "{:?}", r.hits);
+    let r = c.search(search("how is the shopping cart total computed")).await.unwrap().into_inner();
+    assert!(r.hits.iter().any(|h| h.dense_rank > 0) && r.hits.iter().any(|h| h.sparse_rank > 0), "{:?}", r.hits);
+}
