@@ -1,6 +1,7 @@
 //! lexical-svc: BM25 over tantivy with a code-aware tokenizer, and learned sparse (SPLADE)
 //! retrieval.
 
+pub mod bm25;
 pub mod error;
 pub mod grpc;
 pub mod service;

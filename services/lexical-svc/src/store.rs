@@ -11,6 +11,7 @@ use tantivy::schema::{
 };
 use tantivy::{collector::TopDocs, Index, IndexReader, TantivyDocument, Term};
 
+use crate::bm25::{Bm25Params, Bm25TermQuery};
 use crate::error::LexicalError;
 use crate::tokenizer::{code_tokens, CodeTokenizer};
 use codeintel_core::query::symbol_keys;
@@ -44,6 +45,7 @@ pub struct Boosts {
     pub path: f32,
     pub body: f32,
     pub doc: f32,
+    pub bm25: Bm25Params,
 }
 
 pub fn schema() -> (Schema, Fields) {
@@ -286,7 +288,7 @@ impl RepoLexical {
                 if boost <= 0.0 {
                     continue;
                 }
-                let tq = TermQuery::new(Term::from_field_text(field, &tok), IndexRecordOption::WithFreqs);
+                let tq = Bm25TermQuery::new(Term::from_field_text(field, &tok), boosts.bm25);
                 clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(tq), boost))));
             }
         }
@@ -347,7 +349,50 @@ mod tests {
         chunks.iter().find(|c| c.symbol == symbol).unwrap().chunk_id
     }
 
-    const BOOSTS: Boosts = Boosts { symbol: 1.0, path: 0.3, body: 1.0, doc: 1.0 };
+    const BOOSTS: Boosts =
+        Boosts { symbol: 1.0, path: 0.3, body: 1.0, doc: 1.0, bm25: Bm25Params { k1: 1.2, b: 0.75 } };
+
+    #[test]
+    fn configured_bm25_equals_tantivy_at_its_defaults_and_b_controls_length_normalisation() {
+        let long_body =
+            format!("fn refresh_token() {{\n    refresh();\n{}}}\n", "    step_one(); step_two();\n".repeat(30));
+        let (_d, r, chunks) = index(&[
+            ("a/short.rs", "rust", "fn refresh() {\n    token();\n}\n"),
+            ("b/long.rs", "rust", long_body.as_str()),
+            ("c/other.rs", "rust", "fn unrelated() {\n    nothing();\n}\n"),
+        ]);
+        let searcher = r.reader.searcher();
+        let term = Term::from_field_text(r.fields.body, "refresh");
+        let top = |q: &dyn Query| -> Vec<(u64, f32)> {
+            let mut v: Vec<(u64, f32)> = searcher
+                .search(q, &TopDocs::with_limit(10))
+                .unwrap()
+                .into_iter()
+                .map(|(score, addr)| {
+                    let d: TantivyDocument = searcher.doc(addr).unwrap();
+                    (d.get_first(r.fields.chunk_id).and_then(|v| v.as_u64()).unwrap(), score)
+                })
+                .collect();
+            v.sort_by_key(|x| x.0);
+            v
+        };
+        let theirs = top(&TermQuery::new(term.clone(), IndexRecordOption::WithFreqs));
+        let ours = top(&Bm25TermQuery::new(term.clone(), Bm25Params::default()));
+        assert_eq!(theirs.len(), 2);
+        assert_eq!(theirs.iter().map(|x| x.0).collect::<Vec<_>>(), ours.iter().map(|x| x.0).collect::<Vec<_>>());
+        for (a, b) in theirs.iter().zip(&ours) {
+            assert!((a.1 - b.1).abs() < 1e-4, "tantivy {} vs ours {}", a.1, b.1);
+        }
+        // The long chunk says `refresh` twice, the short one once. Full length normalisation
+        // (b = 1) favours the short one; none (b = 0) the long one.
+        let short = id_of(&chunks, "refresh");
+        let long = id_of(&chunks, "refresh_token");
+        let score = |b: f32, id: u64| {
+            top(&Bm25TermQuery::new(term.clone(), Bm25Params { k1: 1.2, b })).into_iter().find(|x| x.0 == id).unwrap().1
+        };
+        assert!(score(1.0, short) > score(1.0, long));
+        assert!(score(0.0, long) > score(0.0, short));
+    }
 
     #[test]
     fn doc_text_keeps_comments_and_docstrings_only() {

@@ -151,6 +151,10 @@ pub struct LexicalConfig {
     pub body_boost: f32,
     /// BM25 weight of a match in the definition's documentation (doc comments, docstrings).
     pub doc_boost: f32,
+    /// BM25 term-frequency saturation.
+    pub bm25_k1: f32,
+    /// BM25 length normalisation (0 = none, 1 = full).
+    pub bm25_b: f32,
 }
 
 impl Default for LexicalConfig {
@@ -164,6 +168,8 @@ impl Default for LexicalConfig {
             path_boost: 0.3,
             body_boost: 1.0,
             doc_boost: 0.0,
+            bm25_k1: 1.2,
+            bm25_b: 0.75,
         }
     }
 }
@@ -465,6 +471,10 @@ impl Config {
         anyhow::ensure!(
             l.symbol_boost >= 0.0 && l.path_boost >= 0.0 && l.body_boost >= 0.0 && l.doc_boost >= 0.0,
             "lexical boosts must not be negative"
+        );
+        anyhow::ensure!(
+            l.bm25_k1 >= 0.0 && (0.0..=1.0).contains(&l.bm25_b),
+            "lexical.bm25_k1 must not be negative and lexical.bm25_b must be within 0..=1"
         );
         anyhow::ensure!(
             self.embed.batch_size > 0 && self.embed.remote_batch_size > 0,
