@@ -24,9 +24,6 @@ pub enum EmbedError {
     Remote { url: String, message: String },
 }
 
-/// A vector with the position of its text in the input.
-type Indexed = (usize, Vec<f32>);
-
 /// A sentence encoder that runs in this process on the CPU.
 pub struct LocalEmbedder {
     model: BertModel,
@@ -67,36 +64,7 @@ impl LocalEmbedder {
     /// then runs on its own thread (the indexer sets `RAYON_NUM_THREADS=1` so candle does not
     /// also split every matrix product, which cost more in synchronisation than it gained).
     pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
-        let workers = self.workers.min(batches.len()).max(1);
-        let run = |w: usize| -> Result<Vec<Indexed>, EmbedError> {
-            let mut done = Vec::new();
-            for batch in batches.iter().skip(w).step_by(workers) {
-                let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-                done.extend(batch.iter().copied().zip(self.embed_batch(&inputs)?));
-            }
-            Ok(done)
-        };
-        let parts: Vec<Result<Vec<Indexed>, EmbedError>> = if workers == 1 {
-            vec![run(0)]
-        } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..workers).map(|w| s.spawn(move || run(w))).collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(EmbedError::Model("embedding worker panicked".into()))))
-                    .collect()
-            })
-        };
-        let mut out = vec![Vec::new(); texts.len()];
-        for part in parts {
-            for (i, v) in part? {
-                out[i] = v;
-            }
-        }
-        Ok(out)
+        in_batches(texts, self.batch_size, self.workers, |batch| self.embed_batch(batch))
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -118,6 +86,46 @@ impl LocalEmbedder {
         let rows: Vec<Vec<f32>> = mean.to_vec2().map_err(m)?;
         Ok(rows.into_iter().map(normalize).collect())
     }
+}
+
+/// Runs `f` over `texts` in batches of similar length (less padding), `workers` threads taking
+/// every `workers`-th batch, and returns the results in input order.
+pub fn in_batches<T: Clone + Default + Send>(
+    texts: &[String],
+    batch_size: usize,
+    workers: usize,
+    f: impl Fn(&[&str]) -> Result<Vec<T>, EmbedError> + Sync,
+) -> Result<Vec<T>, EmbedError> {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| texts[i].len());
+    let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let workers = workers.min(batches.len()).max(1);
+    let run = |w: usize| -> Result<Vec<(usize, T)>, EmbedError> {
+        let mut done = Vec::new();
+        for batch in batches.iter().skip(w).step_by(workers) {
+            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
+            done.extend(batch.iter().copied().zip(f(&inputs)?));
+        }
+        Ok(done)
+    };
+    let parts: Vec<Result<Vec<(usize, T)>, EmbedError>> = if workers == 1 {
+        vec![run(0)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers).map(|w| s.spawn(move || run(w))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(EmbedError::Model("model worker panicked".into()))))
+                .collect()
+        })
+    };
+    let mut out = vec![T::default(); texts.len()];
+    for part in parts {
+        for (i, v) in part? {
+            out[i] = v;
+        }
+    }
+    Ok(out)
 }
 
 pub fn normalize(mut v: Vec<f32>) -> Vec<f32> {

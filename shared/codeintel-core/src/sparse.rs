@@ -93,36 +93,7 @@ impl SpladeEncoder {
     /// Encodes texts (in input order), keeping each one's `max_terms` heaviest terms (0 = all).
     /// Batches of similar length are shared out among the workers, as the embedder does.
     pub fn encode(&self, texts: &[String], max_terms: usize) -> Result<Vec<SparseVec>, EmbedError> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
-        let workers = self.workers.min(batches.len()).max(1);
-        let run = |w: usize| -> Result<Vec<(usize, SparseVec)>, EmbedError> {
-            let mut done = Vec::new();
-            for batch in batches.iter().skip(w).step_by(workers) {
-                let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-                done.extend(batch.iter().copied().zip(self.encode_batch(&inputs, max_terms)?));
-            }
-            Ok(done)
-        };
-        let parts: Vec<Result<Vec<(usize, SparseVec)>, EmbedError>> = if workers == 1 {
-            vec![run(0)]
-        } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..workers).map(|w| s.spawn(move || run(w))).collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(EmbedError::Model("sparse worker panicked".into()))))
-                    .collect()
-            })
-        };
-        let mut out = vec![Vec::new(); texts.len()];
-        for part in parts {
-            for (i, v) in part? {
-                out[i] = v;
-            }
-        }
-        Ok(out)
+        crate::embed::in_batches(texts, self.batch_size, self.workers, |batch| self.encode_batch(batch, max_terms))
     }
 
     fn encode_batch(&self, texts: &[&str], max_terms: usize) -> Result<Vec<SparseVec>, EmbedError> {
