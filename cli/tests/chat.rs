@@ -42,6 +42,27 @@ fn the_gguf_tokenizer_keeps_control_tokens_whole_splits_digits_and_round_trips()
     }
 }
 
+/// Token ids that llama.cpp's own GGUF tokenizer (llama-cpp-python 0.3, `tokenize(text,
+/// add_bos=False, special=True)` on the same file) gives for these texts: the reference.
+#[test]
+fn token_ids_match_llama_cpp_on_the_same_gguf() {
+    let m = model();
+    let cases: [(&str, &[u32]); 3] = [
+        (
+            "<|im_start|>user\nWhere is parse_header2 defined in src/http.rs? It returns 12345 bytes.<|im_end|>\n<|im_start|>assistant\n",
+            &[1, 4093, 198, 9576, 314, 12865, 79, 12476, 34, 4355, 281, 14484, 31, 5031, 30, 2833, 47, 657, 6765, 216, 33, 34, 35, 36, 37, 15590, 30, 2, 198, 1, 520, 9531, 198],
+        ),
+        ("fn parse_header2(line: &str) -> Option<(String, u16)> {\n\t// h\u{e9}llo \u{1f642}\n}", &[7853, 12865, 79, 12476, 34, 24, 1311, 42, 1456, 1321, 25, 4722, 29033, 44, 24, 10492, 28, 326, 33, 38, 46153, 1662, 198, 197, 1559, 294, 2756, 31394, 47526, 198, 109]),
+        (
+            "Sources:\n[1] shop/src/cart.py:3-11\n    def compute_total(cart, tax_rate):\n        return sum(q * 2 for _, q in cart.items)\n",
+            &[29808, 42, 198, 75, 33, 77, 6434, 31, 10920, 31, 33836, 30, 1306, 42, 35, 29, 33, 33, 472, 753, 12258, 79, 9712, 24, 33836, 28, 3024, 79, 2944, 727, 448, 1003, 2028, 24, 97, 1672, 216, 34, 327, 21779, 7329, 281, 6657, 30, 8416, 25, 198],
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(m.encode(text).unwrap(), want.to_vec(), "{text:?}");
+    }
+}
+
 #[test]
 fn chatml_adds_the_default_system_turn_only_when_missing() {
     let user = ChatMessage { role: "user".into(), content: "hi".into() };
