@@ -36,22 +36,10 @@ pub struct LocalEmbedder {
 impl LocalEmbedder {
     /// `workers` forward passes run side by side on long inputs (see [`LocalEmbedder::embed`]).
     pub fn load(dir: &Path, max_tokens: usize, batch_size: usize, workers: usize) -> Result<Self, EmbedError> {
-        let missing = |message: String| EmbedError::MissingModel { dir: dir.display().to_string(), message };
-        let cfg_text =
-            std::fs::read_to_string(dir.join("config.json")).map_err(|e| missing(format!("config.json: {e}")))?;
-        let cfg: BertConfig =
-            serde_json::from_str(&cfg_text).map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
-        let weights =
-            std::fs::read(dir.join("model.safetensors")).map_err(|e| missing(format!("model.safetensors: {e}")))?;
+        let (cfg, weights, tokenizer) = read_bert_dir(dir, max_tokens)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| EmbedError::Model(e.to_string()))?;
         let model = BertModel::load(vb, &cfg).map_err(|e| EmbedError::Model(e.to_string()))?;
-        let mut tokenizer =
-            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| missing(format!("tokenizer.json: {e}")))?;
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
-            .map_err(|e| EmbedError::Model(e.to_string()))?;
         Ok(Self { model, tokenizer, dim: cfg.hidden_size, batch_size, workers: workers.max(1) })
     }
 
@@ -86,6 +74,25 @@ impl LocalEmbedder {
         let rows: Vec<Vec<f32>> = mean.to_vec2().map_err(m)?;
         Ok(rows.into_iter().map(normalize).collect())
     }
+}
+
+/// The files of a local BERT-family model folder: its config, its safetensors bytes, and its
+/// tokenizer set to pad batches to their longest text and truncate at `max_tokens`.
+pub(crate) fn read_bert_dir(dir: &Path, max_tokens: usize) -> Result<(BertConfig, Vec<u8>, Tokenizer), EmbedError> {
+    let missing = |message: String| EmbedError::MissingModel { dir: dir.display().to_string(), message };
+    let cfg_text =
+        std::fs::read_to_string(dir.join("config.json")).map_err(|e| missing(format!("config.json: {e}")))?;
+    let cfg: BertConfig =
+        serde_json::from_str(&cfg_text).map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
+    let weights =
+        std::fs::read(dir.join("model.safetensors")).map_err(|e| missing(format!("model.safetensors: {e}")))?;
+    let mut tokenizer =
+        Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| missing(format!("tokenizer.json: {e}")))?;
+    tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+        .map_err(|e| EmbedError::Model(e.to_string()))?;
+    Ok((cfg, weights, tokenizer))
 }
 
 /// Runs `f` over `texts` in batches of similar length (less padding), `workers` threads taking

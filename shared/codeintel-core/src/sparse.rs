@@ -13,8 +13,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertForMaskedLM, Config as BertConfig};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use candle_transformers::models::bert::BertForMaskedLM;
+use tokenizers::Tokenizer;
 
 use crate::embed::EmbedError;
 
@@ -67,21 +67,9 @@ fn bert_mlm_tensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>, EmbedError>
 
 impl SpladeEncoder {
     pub fn load(dir: &Path, max_tokens: usize, batch_size: usize, workers: usize) -> Result<Self, EmbedError> {
-        let missing = |message: String| EmbedError::MissingModel { dir: dir.display().to_string(), message };
-        let cfg_text =
-            std::fs::read_to_string(dir.join("config.json")).map_err(|e| missing(format!("config.json: {e}")))?;
-        let cfg: BertConfig =
-            serde_json::from_str(&cfg_text).map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
-        let bytes =
-            std::fs::read(dir.join("model.safetensors")).map_err(|e| missing(format!("model.safetensors: {e}")))?;
+        let (cfg, bytes, tokenizer) = crate::embed::read_bert_dir(dir, max_tokens)?;
         let vb = VarBuilder::from_tensors(bert_mlm_tensors(&bytes)?, DType::F32, &Device::Cpu);
         let model = BertForMaskedLM::load(vb, &cfg).map_err(|e| EmbedError::Model(e.to_string()))?;
-        let mut tokenizer =
-            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| missing(format!("tokenizer.json: {e}")))?;
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
-            .map_err(|e| EmbedError::Model(e.to_string()))?;
         Ok(Self { model, tokenizer, batch_size: batch_size.max(1), workers: workers.max(1) })
     }
 
