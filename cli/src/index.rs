@@ -132,7 +132,7 @@ fn read_tree(cfg: &Config, root: &Path, quiet: bool) -> anyhow::Result<(Vec<Sour
 }
 
 fn chunk_all(cfg: &Config, repo: &str, files: &[&SourceFile]) -> Vec<Chunk> {
-    let opts = ChunkOptions { max_chunk_lines: cfg.index.max_chunk_lines, window_lines: cfg.index.window_lines };
+    let opts = chunk_options(cfg);
     let mut chunks: Vec<Chunk> =
         files.par_iter().flat_map_iter(|f| chunk_file(repo, &f.path, f.language, &f.text, opts)).collect();
     chunks.sort_by_key(|c| c.chunk_id);
@@ -160,6 +160,10 @@ fn meta(c: &Chunk) -> ChunkMeta {
     ChunkMeta { id: c.chunk_id, path: c.path.clone(), language: c.language.clone() }
 }
 
+fn chunk_options(cfg: &Config) -> ChunkOptions {
+    ChunkOptions { max_chunk_lines: cfg.index.max_chunk_lines, window_lines: cfg.index.window_lines }
+}
+
 /// Whether `prev`'s vectors mean what this run's would (same model, text and truncation).
 fn compatible(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bool {
     prev.embedding == *contract
@@ -168,10 +172,11 @@ fn compatible(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bo
 }
 
 /// Whether `prev` can be updated in place of a rebuild: same vectors, same lexical schema,
-/// same sparse encoding.
+/// same chunking, same sparse encoding.
 fn updatable(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bool {
     compatible(prev, contract, cfg)
         && prev.lexical_format == lexical_svc::store::LEXICAL_FORMAT
+        && prev.chunking == chunk_options(cfg).key()
         && prev.sparse_model == sparse_key(cfg)
 }
 
@@ -407,6 +412,7 @@ async fn full(
         tombstoned: 0,
         tantivy_dir,
         lexical_format: lexical_svc::store::LEXICAL_FORMAT,
+        chunking: chunk_options(cfg).key(),
         sparse: sparse_files,
         sparse_model: sparse_key(cfg),
         chunks: chunks.len() as u64,

@@ -453,7 +453,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 lat.push(t.elapsed().as_secs_f64() * 1e3);
                 let hits: Vec<_> = hits
                     .iter()
-                    .map(|h| serde_json::json!({"path": h.path, "start_line": h.start_line, "end_line": h.end_line, "symbol": h.symbol}))
+                    .map(|h| serde_json::json!({"path": h.path, "start_line": h.start_line, "end_line": h.end_line, "symbol": h.symbol, "score": h.score}))
                     .collect();
                 writeln!(w, "{}", serde_json::json!({"id": id, "hits": hits}))?;
             }

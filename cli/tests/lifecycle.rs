@@ -178,6 +178,24 @@ async fn incremental_index_replaces_edited_and_deleted_code_in_every_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_chunking_rebuilds_instead_of_updating_and_reuses_unchanged_vectors() {
+    let (_tmp, src, mut cfg) = setup();
+    let r1 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    let m1 = manifest::load_current(&cfg.data.root, "shop").unwrap();
+    assert_eq!(m1.chunking, codeintel_core::chunk::ChunkOptions::default().key());
+    // The class `Cart` (7 lines) is one chunk under the default; with 3-line chunks it is cut
+    // to its header, so the files did not change but the chunks did.
+    cfg.index.max_chunk_lines = 3;
+    let r2 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    assert_eq!((r2.mode, r2.version), (Mode::Full, 2), "{r2:?}");
+    assert!(r2.embedded > 0 && r2.embedded < r2.chunks, "unchanged chunks keep their vectors: {r2:?} after {r1:?}");
+    let m2 = manifest::load_current(&cfg.data.root, "shop").unwrap();
+    assert_eq!(m2.chunking, format!("{}/3/{}", codeintel_core::chunk::CHUNK_FORMAT, cfg.index.window_lines));
+    let again = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    assert_eq!(again.mode, Mode::UpToDate);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_past_the_threshold_is_compacted_automatically() {
     let (_tmp, src, mut cfg) = setup();
     cfg.index.compact_min_vectors = 0;
@@ -327,6 +345,7 @@ async fn an_index_written_at_another_dimension_is_refused_with_the_difference() 
         tombstoned: 0,
         tantivy_dir: lex,
         lexical_format: lexical_svc::store::LEXICAL_FORMAT,
+        chunking: String::new(),
         sparse: Vec::new(),
         sparse_model: String::new(),
         chunks: 20,

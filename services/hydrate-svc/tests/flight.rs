@@ -52,6 +52,7 @@ fn publish_repo(root: &std::path::Path, repo: &str, files: &[(&str, &str, &str)]
         tombstoned: 0,
         tantivy_dir: "lexical/unused".into(),
         lexical_format: 0,
+        chunking: String::new(),
         sparse: Vec::new(),
         sparse_model: String::new(),
         chunks: chunks.len() as u64,

@@ -21,8 +21,9 @@ pub const EXACT_SCORE: f32 = 1000.0;
 
 pub const TOKENIZER: &str = "code";
 
-/// Bumped whenever the schema or what goes into a field changes (2: the `doc` field).
-pub const LEXICAL_FORMAT: u32 = 2;
+/// Bumped whenever the schema or what goes into a field changes (2: the `doc` field; 3: a
+/// type's member names in `body`).
+pub const LEXICAL_FORMAT: u32 = 3;
 
 #[derive(Clone, Copy)]
 pub struct Fields {
@@ -72,9 +73,10 @@ fn tv(e: tantivy::TantivyError) -> LexicalError {
     LexicalError::Index(e.to_string())
 }
 
-/// Text indexed in the body field: where the chunk sits, its signature, then the code.
+/// Text indexed in the body field: where the chunk sits, its signature, a type's member
+/// names, then the code.
 fn body_text(c: &Chunk) -> String {
-    format!("{}\n{}\n{}", c.parent, c.signature, c.text)
+    format!("{}\n{}\n{}\n{}", c.parent, c.signature, c.members, c.text)
 }
 
 fn document(f: &Fields, c: &Chunk) -> TantivyDocument {

@@ -23,6 +23,13 @@ pub struct Chunk {
     pub parent: String,
     /// First line of the definition, trimmed.
     pub signature: String,
+    /// For a type (class, struct, enum, trait, interface, impl): the names of its members,
+    /// methods of its `impl` blocks in the same file included, comma-separated; empty
+    /// otherwise. Indexed with the chunk (a type is findable by what it can do), not stored
+    /// as its code.
+    #[serde(default)]
+    pub members: String,
+    /// Hash of what the chunk indexes: its text and, when present, its members.
     pub content_hash: String,
     pub text: String,
 }
@@ -30,12 +37,22 @@ pub struct Chunk {
 /// Bumped whenever [`Chunk::embedding_text`] changes, so stored vectors are not reused.
 pub const EMBED_TEXT_FORMAT: u32 = 1;
 
+/// Chunk kinds that define a type and so carry [`Chunk::members`].
+const TYPE_KINDS: &[&str] = &["class", "struct", "enum", "union", "trait", "interface", "impl"];
+
+/// At most this many member names are indexed with a type.
+const MAX_MEMBERS: usize = 48;
+
 impl Chunk {
     /// The text given to the embedder: a short header naming where the code lives, then the code.
     pub fn embedding_text(&self) -> String {
         let mut s = format!("{} {}", self.language, self.path);
         if !self.symbol.is_empty() {
             s.push_str(&format!("\n{} {}", self.kind, self.symbol));
+        }
+        if !self.members.is_empty() {
+            s.push_str("\nmembers: ");
+            s.push_str(&self.members);
         }
         s.push('\n');
         s.push_str(&self.text);
@@ -47,6 +64,17 @@ impl Chunk {
 pub struct ChunkOptions {
     pub max_chunk_lines: usize,
     pub window_lines: usize,
+}
+
+/// Bumped whenever [`chunk_file`] cuts or describes chunks differently (2: small classes are
+/// whole chunks, types carry their members), so an index is rebuilt rather than updated.
+pub const CHUNK_FORMAT: u32 = 2;
+
+impl ChunkOptions {
+    /// What a manifest records of how its chunks were cut.
+    pub fn key(&self) -> String {
+        format!("{CHUNK_FORMAT}/{}/{}", self.max_chunk_lines, self.window_lines)
+    }
 }
 
 impl Default for ChunkOptions {
@@ -201,6 +229,8 @@ struct Def {
     end: usize,
     /// Line of the definition's own node (after decorators/comments).
     body_split_from: Option<(usize, Vec<usize>)>,
+    /// For a class-like container, the last line of the whole definition (`end` is its header's).
+    full_end: Option<usize>,
     symbol: String,
     kind: String,
     parent: String,
@@ -272,6 +302,7 @@ impl<'a> Walker<'a> {
                     start,
                     end,
                     body_split_from: None,
+                    full_end: Some(end),
                     symbol: symbol.clone(),
                     kind: label,
                     parent: parent.to_string(),
@@ -300,6 +331,7 @@ impl<'a> Walker<'a> {
                 start,
                 end,
                 body_split_from: Some((def.start_position().row, statements)),
+                full_end: None,
                 symbol,
                 kind: label,
                 parent: parent.to_string(),
@@ -436,7 +468,13 @@ pub fn chunk_file(repo: &str, path: &str, language: &str, source: &str, opts: Ch
     let mut covered = vec![false; lines.len()];
     let mut spans: Vec<(usize, usize, String, String, String)> = Vec::new();
     for d in &defs {
-        let end = d.end.min(last);
+        // A class-like definition that fits one chunk is one chunk, its members included (its
+        // methods still get their own); a longer one keeps only its header.
+        let end = match d.full_end {
+            Some(full) if full + 1 - d.start <= opts.max_chunk_lines => full,
+            _ => d.end,
+        }
+        .min(last);
         if d.start > end {
             continue;
         }
@@ -474,11 +512,23 @@ pub fn chunk_file(repo: &str, path: &str, language: &str, source: &str, opts: Ch
         i = j;
     }
     spans.sort_by_key(|s| (s.0, s.1));
+    let mut members = members_by_parent(&defs);
     spans
         .into_iter()
         .map(|(s, e, symbol, kind, parent)| {
             let text = lines[s..=e].join("\n");
-            let content_hash = sha256_hex(text.as_bytes());
+            // The first chunk of a type carries its members.
+            let members = if TYPE_KINDS.contains(&kind.as_str()) {
+                let last = symbol.rsplit(['.', ':']).next().unwrap_or(&symbol);
+                members.remove(&symbol).or_else(|| members.remove(last)).unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let content_hash = if members.is_empty() {
+                sha256_hex(text.as_bytes())
+            } else {
+                sha256_hex(format!("{text}\0{members}").as_bytes())
+            };
             let (start_line, end_line) = (s as u32 + 1, e as u32 + 1);
             let signature = if symbol.is_empty() {
                 String::new()
@@ -509,11 +559,28 @@ pub fn chunk_file(repo: &str, path: &str, language: &str, source: &str, opts: Ch
                 kind,
                 parent,
                 signature,
+                members,
                 content_hash,
                 text,
             }
         })
         .collect()
+}
+
+/// Member names per enclosing type (qualified as the members' `parent`), in source order,
+/// without repeats, at most [`MAX_MEMBERS`] each, comma-separated.
+fn members_by_parent(defs: &[Def]) -> std::collections::HashMap<String, String> {
+    let mut names: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+    let mut sorted: Vec<&Def> = defs.iter().filter(|d| !d.parent.is_empty()).collect();
+    sorted.sort_by_key(|d| d.start);
+    for d in sorted {
+        let name = d.symbol.rsplit(['.', ':']).next().unwrap_or(&d.symbol);
+        let v = names.entry(d.parent.as_str()).or_default();
+        if !name.is_empty() && v.len() < MAX_MEMBERS && !v.contains(&name) {
+            v.push(name);
+        }
+    }
+    names.into_iter().map(|(p, v)| (p.to_string(), v.join(", "))).collect()
 }
 
 /// Splits `[start, end]` into pieces of at most `max` lines, cutting only where a statement of

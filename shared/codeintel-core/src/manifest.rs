@@ -76,6 +76,10 @@ pub struct Manifest {
     /// updates need the previous version's to match.
     #[serde(default)]
     pub lexical_format: u32,
+    /// How files were cut into chunks (`ChunkOptions::key`); incremental updates need the
+    /// previous version's to match, or old and new chunks would not line up.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub chunking: String,
     /// SPLADE documents (`sparse::write_docs` files), oldest first: a later file's copy of a
     /// chunk wins and tombstoned chunk ids are dropped. Empty when sparse indexing is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -395,6 +399,7 @@ mod tests {
             tombstoned: 0,
             tantivy_dir: format!("lexical/{v}"),
             lexical_format: 0,
+            chunking: String::new(),
             sparse: Vec::new(),
             sparse_model: String::new(),
             chunks: version,

@@ -40,6 +40,7 @@ fn manifest(dim: u32, primary: VectorFiles, secondary: Option<VectorFiles>, tomb
         tombstoned: 0,
         tantivy_dir: String::new(),
         lexical_format: 0,
+        chunking: String::new(),
         sparse: Vec::new(),
         sparse_model: String::new(),
         chunks: 0,

@@ -33,7 +33,7 @@ class Greeter(Base):
         vec![
             t(1, 1, "", "window"),
             t(3, 5, "top", "function"),
-            t(7, 9, "Greeter", "class"),
+            t(7, 15, "Greeter", "class"),
             t(10, 11, "Greeter.__init__", "method"),
             t(13, 15, "Greeter.loud", "method"),
         ]
@@ -70,7 +70,7 @@ macro_rules! square {
         vec![
             t(1, 1, "", "window"),
             t(3, 6, "Point", "struct"),
-            t(8, 8, "Point", "impl"),
+            t(8, 12, "Point", "impl"),
             t(9, 11, "Point::new", "method"),
             t(14, 17, "add_one", "function"),
             t(19, 21, "square", "macro"),
@@ -105,7 +105,7 @@ Command.prototype.extra = function () {
         spans("javascript", src),
         vec![
             t(1, 1, "helper", "function"),
-            t(3, 3, "Command", "class"),
+            t(3, 11, "Command", "class"),
             t(4, 6, "Command.constructor", "method"),
             t(8, 10, "Command.option", "method"),
             t(13, 15, "plain", "function"),
@@ -178,7 +178,7 @@ public class Greeter {
 ";
     assert_eq!(
         spans("java", src),
-        vec![t(1, 1, "", "window"), t(3, 5, "Greeter", "class"), t(6, 9, "Greeter.toString", "method")]
+        vec![t(1, 1, "", "window"), t(3, 10, "Greeter", "class"), t(6, 9, "Greeter.toString", "method")]
     );
 }
 
@@ -210,4 +210,50 @@ fn chunk_ids_are_stable_and_text_matches_the_span() {
     assert_eq!(c1[1].signature, "def b():");
     assert_ne!(c1[0].chunk_id, c1[1].chunk_id);
     assert!(c1.iter().all(|c| c.chunk_id < (1 << 63)));
+}
+
+#[test]
+fn a_long_class_keeps_only_its_header_and_types_carry_their_members() {
+    let methods: String = (0..12).map(|i| format!("    def m{i}(self):\n        return {i}\n\n")).collect();
+    let src = format!("class Big:\n    size = 1\n\n{methods}");
+    let c = chunk_file("r", "big.py", "python", &src, ChunkOptions { max_chunk_lines: 30, window_lines: 40 });
+    assert_eq!((c[0].start_line, c[0].end_line, c[0].symbol.as_str()), (1, 3, "Big"));
+    let names: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+    assert_eq!(c[0].members, names.join(", "));
+    assert!(c[0].embedding_text().contains("members: m0, m1, "), "{}", c[0].embedding_text());
+    assert!(c[1..].iter().all(|m| m.members.is_empty() && m.kind == "method"));
+    assert!(!c[0].text.contains("members"), "the stored text stays the code");
+
+    // Rust: a struct gets the methods of its impl blocks in the same file, once.
+    let src = "\
+pub struct Queue {
+    jobs: Vec<u32>,
+}
+
+impl Queue {
+    pub fn push(&mut self, j: u32) {
+        self.jobs.push(j);
+    }
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue { jobs: Vec::new() }
+    }
+}
+";
+    let c = chunk_file("r", "q.rs", "rust", src, ChunkOptions::default());
+    let s = c.iter().find(|c| c.kind == "struct").unwrap();
+    assert_eq!(s.members, "push, default");
+    assert!(c.iter().filter(|c| c.kind == "impl").all(|c| c.members.is_empty()));
+}
+
+#[test]
+fn members_are_part_of_the_chunk_id() {
+    let one = "class A:\n    def x(self):\n        pass\n";
+    let two = "class A:\n    def y(self):\n        pass\n";
+    let opts = ChunkOptions { max_chunk_lines: 1, window_lines: 40 };
+    let (a, b) = (chunk_file("r", "a.py", "python", one, opts), chunk_file("r", "a.py", "python", two, opts));
+    assert_eq!(a[0].text, b[0].text, "same header");
+    assert_ne!(a[0].chunk_id, b[0].chunk_id, "different members, different chunk");
 }
