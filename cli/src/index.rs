@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use codeintel_core::chunk::{chunk_file, sha256_hex, Chunk, ChunkOptions, EMBED_TEXT_FORMAT};
 use codeintel_core::config::Config;
-use codeintel_core::embed::Embedder;
+use codeintel_core::embed::{self, Embedder};
 use codeintel_core::manifest::{self, EmbeddingContract, Manifest, MANIFEST_FORMAT};
 use codeintel_core::sparse::{self, SparseDoc, SpladeEncoder};
 use codeintel_core::walk;
@@ -146,14 +146,39 @@ async fn embed_chunks(embedder: &Embedder, cfg: &Config, chunks: &[&Chunk], quie
     // Large steps let the embedder sort by length across many texts (less padding).
     let step = (cfg.embed.batch_size * 32).max(64);
     for part in chunks.chunks(step) {
-        let texts: Vec<String> = part.iter().map(|c| c.embedding_text()).collect();
-        for v in embedder.embed(texts).await? {
-            out.extend(v);
+        // The code of every chunk first, then the name view of those that have one.
+        let mut texts: Vec<String> = part.iter().map(|c| c.embedding_text()).collect();
+        let named: Vec<bool> = part
+            .iter()
+            .map(|c| match c.name_text().filter(|_| cfg.embed.name_view) {
+                Some(t) => {
+                    texts.push(t);
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        let vectors = embedder.embed(texts).await?;
+        let (code, mut names) = (&vectors[..part.len()], vectors[part.len()..].iter());
+        for (v, has_name) in code.iter().zip(named) {
+            match has_name {
+                true => out.extend(embed::combine_views(&[v, names.next().expect("one vector per name view")])),
+                false => out.extend_from_slice(v),
+            }
         }
         pb.inc(part.len() as u64);
     }
     pb.finish_and_clear();
     Ok(out)
+}
+
+/// Texts embedded per chunk (recorded in the manifest as `embed_views`).
+fn embed_views(cfg: &Config) -> u32 {
+    if cfg.embed.name_view {
+        2
+    } else {
+        1
+    }
 }
 
 fn meta(c: &Chunk) -> ChunkMeta {
@@ -164,11 +189,12 @@ fn chunk_options(cfg: &Config) -> ChunkOptions {
     ChunkOptions { max_chunk_lines: cfg.index.max_chunk_lines, window_lines: cfg.index.window_lines }
 }
 
-/// Whether `prev`'s vectors mean what this run's would (same model, text and truncation).
+/// Whether `prev`'s vectors mean what this run's would (same model, texts, views and truncation).
 fn compatible(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bool {
     prev.embedding == *contract
         && prev.embed_text_format == EMBED_TEXT_FORMAT
         && prev.embed_max_tokens as usize == cfg.embed.max_tokens
+        && prev.embed_views == embed_views(cfg)
 }
 
 /// Whether `prev` can be updated in place of a rebuild: same vectors, same lexical schema,
@@ -180,12 +206,13 @@ fn updatable(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> boo
         && prev.sparse_model == sparse_key(cfg)
 }
 
-/// What sparse documents are encoded with (`sparse.*`), recorded in the manifest; empty when
+/// What sparse documents are encoded with (`sparse.*` and the text format), recorded in the manifest; empty when
 /// sparse indexing is off.
 pub fn sparse_key(cfg: &Config) -> String {
     let s = &cfg.sparse;
     if s.enabled {
-        format!("{}/{}/{}", s.model_id, s.max_tokens, s.doc_max_terms)
+        // The encoded text is the embedding text, so its format is part of the key.
+        format!("{}/{}/{}/t{EMBED_TEXT_FORMAT}", s.model_id, s.max_tokens, s.doc_max_terms)
     } else {
         String::new()
     }
@@ -413,6 +440,7 @@ async fn full(
         tantivy_dir,
         lexical_format: lexical_svc::store::LEXICAL_FORMAT,
         chunking: chunk_options(cfg).key(),
+        embed_views: embed_views(cfg),
         sparse: sparse_files,
         sparse_model: sparse_key(cfg),
         chunks: chunks.len() as u64,

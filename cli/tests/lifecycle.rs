@@ -196,6 +196,39 @@ async fn changed_chunking_rebuilds_instead_of_updating_and_reuses_unchanged_vect
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definitions_vector_is_the_mean_of_its_code_and_name_views_and_switching_views_reembeds() {
+    use codeintel_core::chunk::{chunk_file, ChunkOptions};
+    use codeintel_core::embed::{combine_views, Embedder};
+    let (_tmp, src, mut cfg) = setup();
+    let r1 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    let repo_dir = manifest::repo_dir(&cfg.data.root, "shop").unwrap();
+    let m1 = manifest::load_current(&cfg.data.root, "shop").unwrap();
+    assert_eq!(m1.embed_views, 2);
+    let embedder = Embedder::from_config(&cfg).await.unwrap();
+    let chunk = chunk_file("shop", "net/retry.rs", "rust", RETRY, ChunkOptions::default()).remove(0);
+    let texts = vec![chunk.embedding_text(), chunk.name_text().expect("a function has a name view")];
+    let e = embedder.embed(texts.clone()).await.unwrap();
+    let stored = |m: &manifest::Manifest| {
+        let (metas, vs) = vector_svc::store::live_vectors(&repo_dir, m).unwrap();
+        let row = metas.iter().position(|x| x.id == chunk.chunk_id).expect("the chunk has a vector");
+        let dim = m.embedding.dim as usize;
+        vs[row * dim..(row + 1) * dim].to_vec()
+    };
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
+    let both = combine_views(&[&e[0], &e[1]]);
+    assert!(close(&stored(&m1), &both), "stored vector is the mean of the two views");
+    assert!(!close(&e[0], &both), "the name view changes the vector");
+
+    // Code view only: every chunk is embedded again, to its code vector.
+    cfg.embed.name_view = false;
+    let r2 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    assert_eq!((r2.mode, r2.embedded), (Mode::Full, r1.chunks), "{r2:?}");
+    let m2 = manifest::load_current(&cfg.data.root, "shop").unwrap();
+    assert_eq!(m2.embed_views, 1);
+    assert!(close(&stored(&m2), &e[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_past_the_threshold_is_compacted_automatically() {
     let (_tmp, src, mut cfg) = setup();
     cfg.index.compact_min_vectors = 0;
@@ -346,6 +379,7 @@ async fn an_index_written_at_another_dimension_is_refused_with_the_difference() 
         tantivy_dir: lex,
         lexical_format: lexical_svc::store::LEXICAL_FORMAT,
         chunking: String::new(),
+        embed_views: 1,
         sparse: Vec::new(),
         sparse_model: String::new(),
         chunks: 20,

@@ -1,4 +1,4 @@
-//! answer-svc: the orchestrator. Hybrid retrieval with deadlines, RRF fusion, Flight hydration,
+//! answer-svc: the orchestrator. Hybrid retrieval with deadlines, score or rank fusion, Flight hydration,
 //! streamed answers, session scope.
 
 pub mod backends;

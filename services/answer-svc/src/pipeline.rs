@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::backends::{Backends, CallError, HydratedChunk};
 use crate::error::AnswerError;
-use crate::fusion::{rrf, RankedList};
+use crate::fusion::{fuse, Method, RankedList};
 use crate::rerank::{RerankClient, RerankError};
 use crate::session::SessionStore;
 use crate::synth::{build_prompt, extractive_answer, ChatClient, ChatEvent};
@@ -310,7 +310,12 @@ impl Engine {
                         ms,
                         timed_out: false,
                     });
-                    let scores = hits.iter().map(|h| h.score).collect();
+                    // An exact name match carries a constant far above any BM25 score; it is
+                    // pinned first anyway, so for fusion it counts as the list's best score
+                    // rather than skewing the list's score distribution.
+                    let best = hits.iter().filter(|h| !h.exact).map(|h| h.score).fold(f32::NAN, f32::max);
+                    let best = if best.is_nan() { 1.0 } else { best };
+                    let scores = hits.iter().map(|h| if h.exact { best } else { h.score }).collect();
                     let exact = hits.iter().filter(|h| h.exact).map(|h| h.chunk_id).collect();
                     lists.push(RetrieverList {
                         name,
@@ -380,8 +385,9 @@ impl Engine {
                 .collect()
         } else {
             let ranked: Vec<RankedList> =
-                lists.iter().map(|l| RankedList { weight: l.weight, hits: &l.hits }).collect();
-            rrf(&ranked, a.rrf_k)
+                lists.iter().map(|l| RankedList { weight: l.weight, hits: &l.hits, scores: &l.scores }).collect();
+            let method = Method::from_config(&a.fusion, a.rrf_k).expect("answer.fusion is validated");
+            fuse(&ranked, method)
                 .into_iter()
                 .map(|f| {
                     let mut ranks = [0u32; 3];

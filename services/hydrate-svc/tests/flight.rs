@@ -53,6 +53,7 @@ fn publish_repo(root: &std::path::Path, repo: &str, files: &[(&str, &str, &str)]
         tantivy_dir: "lexical/unused".into(),
         lexical_format: 0,
         chunking: String::new(),
+        embed_views: 1,
         sparse: Vec::new(),
         sparse_model: String::new(),
         chunks: chunks.len() as u64,

@@ -34,8 +34,9 @@ pub struct Chunk {
     pub text: String,
 }
 
-/// Bumped whenever [`Chunk::embedding_text`] changes, so stored vectors are not reused.
-pub const EMBED_TEXT_FORMAT: u32 = 1;
+/// Bumped whenever [`Chunk::embedding_text`] or [`Chunk::name_text`] changes, so stored
+/// vectors are not reused (2: the symbol as words, a type's members, the name view).
+pub const EMBED_TEXT_FORMAT: u32 = 2;
 
 /// Chunk kinds that define a type and so carry [`Chunk::members`].
 const TYPE_KINDS: &[&str] = &["class", "struct", "enum", "union", "trait", "interface", "impl"];
@@ -44,11 +45,12 @@ const TYPE_KINDS: &[&str] = &["class", "struct", "enum", "union", "trait", "inte
 const MAX_MEMBERS: usize = 48;
 
 impl Chunk {
-    /// The text given to the embedder: a short header naming where the code lives, then the code.
+    /// The text given to the embedder: a short header naming where the code lives (the
+    /// symbol also as plain words), a type's members, then the code.
     pub fn embedding_text(&self) -> String {
         let mut s = format!("{} {}", self.language, self.path);
         if !self.symbol.is_empty() {
-            s.push_str(&format!("\n{} {}", self.kind, self.symbol));
+            s.push_str(&format!("\n{} {} ({})", self.kind, self.symbol, words_of(&self.symbol)));
         }
         if !self.members.is_empty() {
             s.push_str("\nmembers: ");
@@ -58,6 +60,47 @@ impl Chunk {
         s.push_str(&self.text);
         s
     }
+
+    /// The definition's name view: where it lives, its name (also as plain words) and its
+    /// signature, without the body. Short texts like this sit closer to a one-sentence
+    /// question than a whole body does; embedded besides [`Chunk::embedding_text`] when
+    /// `embed.name_view` is on. `None` for line windows, which have no name.
+    pub fn name_text(&self) -> Option<String> {
+        (!self.symbol.is_empty()).then(|| {
+            format!(
+                "{} {}\n{} {} ({})\n{}",
+                self.language,
+                self.path,
+                self.kind,
+                self.symbol,
+                words_of(&self.symbol),
+                self.signature
+            )
+        })
+    }
+}
+
+/// An identifier as lower-case words: `Command::flatten_help` -> `command flatten help`,
+/// `parseHTTPHeader2` -> `parse http header2`.
+pub fn words_of(symbol: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    for part in symbol.split(|c: char| !c.is_alphanumeric()).filter(|p| !p.is_empty()) {
+        let chars: Vec<char> = part.chars().collect();
+        let mut cur = String::new();
+        for (i, &c) in chars.iter().enumerate() {
+            let boundary = c.is_uppercase()
+                && !cur.is_empty()
+                && (chars[i - 1].is_lowercase()
+                    || chars[i - 1].is_numeric()
+                    || chars.get(i + 1).is_some_and(|n| n.is_lowercase()));
+            if boundary {
+                words.push(std::mem::take(&mut cur).to_lowercase());
+            }
+            cur.push(c);
+        }
+        words.push(cur.to_lowercase());
+    }
+    words.join(" ")
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -105,6 +105,10 @@ pub struct EmbedConfig {
     pub workers: usize,
     /// Request timeout for the remote endpoint, milliseconds.
     pub timeout_ms: u64,
+    /// Also embed each definition's name view (its name as words and its signature, no body:
+    /// `Chunk::name_text`) and index the normalised mean of the two vectors, so a question
+    /// phrased like the definition's name finds it even when the body says little.
+    pub name_view: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -183,7 +187,11 @@ pub struct AnswerConfig {
     pub vector_url: String,
     pub lexical_url: String,
     pub hydrate_url: String,
-    /// Reciprocal rank fusion constant k.
+    /// How the retrievers' lists are fused: `dbsf` (distribution-based score fusion: each
+    /// list's scores normalised by its mean and spread, then a weighted sum) or `rrf`
+    /// (weighted reciprocal rank fusion with `rrf_k`).
+    pub fusion: String,
+    /// Reciprocal rank fusion constant k (with `fusion = "rrf"`).
     pub rrf_k: f32,
     /// RRF weight of the dense retriever.
     pub dense_weight: f32,
@@ -319,6 +327,7 @@ impl Default for EmbedConfig {
             remote_batch_size: 64,
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             timeout_ms: 30_000,
+            name_view: true,
         }
     }
 }
@@ -358,6 +367,7 @@ impl Default for AnswerConfig {
             vector_url: "http://127.0.0.1:50052".into(),
             lexical_url: "http://127.0.0.1:50053".into(),
             hydrate_url: "http://127.0.0.1:50054".into(),
+            fusion: "dbsf".into(),
             rrf_k: 60.0,
             dense_weight: 1.0,
             lexical_weight: 1.0,
@@ -445,6 +455,11 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.answer.fusion.as_str(), "dbsf" | "rrf"),
+            "answer.fusion must be `dbsf` or `rrf`, got {:?}",
+            self.answer.fusion
+        );
         anyhow::ensure!(self.answer.rrf_k > 0.0, "answer.rrf_k must be positive, got {}", self.answer.rrf_k);
         anyhow::ensure!(
             self.answer.dense_weight >= 0.0 && self.answer.lexical_weight >= 0.0 && self.answer.sparse_weight >= 0.0,
@@ -581,5 +596,6 @@ mod tests {
         assert!(err.contains("rrf_kk"), "{err}");
         let mut cfg = Config::default();
         assert!(cfg.set("answer.rrf_k", "-1").is_err());
+        assert!(cfg.set("answer.fusion", "linear").unwrap_err().to_string().contains("dbsf"));
     }
 }

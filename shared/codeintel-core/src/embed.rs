@@ -135,6 +135,21 @@ pub fn in_batches<T: Clone + Default + Send>(
     Ok(out)
 }
 
+/// One vector for several views of the same chunk: the normalised mean of their (normalised)
+/// vectors. Its cosine with a query is the views' mean cosine scaled by one per chunk factor,
+/// so a query close to either view finds the chunk.
+pub fn combine_views(views: &[&[f32]]) -> Vec<f32> {
+    let dim = views.first().map_or(0, |v| v.len());
+    let mut sum = vec![0f32; dim];
+    for v in views {
+        debug_assert_eq!(v.len(), dim, "views of one chunk share the dimension");
+        for (s, x) in sum.iter_mut().zip(v.iter()) {
+            *s += x;
+        }
+    }
+    normalize(sum)
+}
+
 pub fn normalize(mut v: Vec<f32>) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
@@ -259,5 +274,28 @@ impl Embedder {
             metric: "inner_product".into(),
             normalized: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn combined_views_are_unit_length_and_close_to_each_view() {
+        let a = [1.0f32, 0.0, 0.0];
+        let b = [0.0f32, 1.0, 0.0];
+        let c = combine_views(&[&a, &b]);
+        assert!((dot(&c, &c) - 1.0).abs() < 1e-6);
+        // Orthogonal views: the mean is equally close to both, closer than they are to each other.
+        assert!((dot(&c, &a) - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+        assert!((dot(&c, &b) - dot(&c, &a)).abs() < 1e-6);
+        // A single view is itself; identical views too.
+        assert_eq!(combine_views(&[&a]), a.to_vec());
+        assert_eq!(combine_views(&[&a, &a]), a.to_vec());
     }
 }

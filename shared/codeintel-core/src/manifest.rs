@@ -36,6 +36,10 @@ pub struct VectorFiles {
     pub count: u64,
 }
 
+fn one() -> u32 {
+    1
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
@@ -52,6 +56,10 @@ pub struct Manifest {
     /// Word-pieces each chunk was truncated to before embedding (`embed.max_tokens`).
     #[serde(default)]
     pub embed_max_tokens: u32,
+    /// Texts embedded per chunk and averaged into its vector: 1 (the code), 2 (the code and
+    /// the name view, `embed.name_view`).
+    #[serde(default = "one")]
+    pub embed_views: u32,
     /// Paths relative to the repo folder.
     pub segments: Vec<String>,
     /// The primary vector index (`chunk_meta` is its sidecar).
@@ -84,7 +92,8 @@ pub struct Manifest {
     /// chunk wins and tombstoned chunk ids are dropped. Empty when sparse indexing is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sparse: Vec<String>,
-    /// `<model id>/<max tokens>/<max terms>` the sparse documents were encoded with.
+    /// `<model id>/<max tokens>/<max terms>/t<embedding text format>` the sparse documents were
+    /// encoded with.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sparse_model: String,
     /// Live chunks.
@@ -400,6 +409,7 @@ mod tests {
             tantivy_dir: format!("lexical/{v}"),
             lexical_format: 0,
             chunking: String::new(),
+            embed_views: 1,
             sparse: Vec::new(),
             sparse_model: String::new(),
             chunks: version,

@@ -41,6 +41,7 @@ fn manifest(dim: u32, primary: VectorFiles, secondary: Option<VectorFiles>, tomb
         tantivy_dir: String::new(),
         lexical_format: 0,
         chunking: String::new(),
+        embed_views: 1,
         sparse: Vec::new(),
         sparse_model: String::new(),
         chunks: 0,

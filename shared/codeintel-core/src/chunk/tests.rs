@@ -257,3 +257,30 @@ fn members_are_part_of_the_chunk_id() {
     assert_eq!(a[0].text, b[0].text, "same header");
     assert_ne!(a[0].chunk_id, b[0].chunk_id, "different members, different chunk");
 }
+
+#[test]
+fn symbols_read_as_words_for_the_embedder() {
+    assert_eq!(words_of("Command::flatten_help"), "command flatten help");
+    assert_eq!(words_of("parseHTTPHeader2"), "parse http header2");
+    assert_eq!(words_of("HTTPAdapter.send"), "http adapter send");
+    assert_eq!(words_of("_SubclassOfValidator.__call__"), "subclass of validator call");
+    assert_eq!(words_of("Limiter.[kRun]"), "limiter k run");
+    assert_eq!(words_of("größe_berechnen"), "größe berechnen");
+    assert_eq!(words_of(""), "");
+}
+
+#[test]
+fn definitions_have_a_name_view_and_windows_do_not() {
+    let src = "import os\n\n\ndef requireEquals(flag, yes=True):\n    table = {}\n    return table.get(flag, yes)\n";
+    let c = chunk_file("r", "opts.py", "python", src, ChunkOptions::default());
+    assert_eq!(c[0].kind, "window");
+    assert_eq!(c[0].name_text(), None);
+    let f = &c[1];
+    assert_eq!(
+        f.name_text().as_deref(),
+        Some("python opts.py\nfunction requireEquals (require equals)\ndef requireEquals(flag, yes=True):")
+    );
+    let full = f.embedding_text();
+    assert!(full.starts_with("python opts.py\nfunction requireEquals (require equals)\n"), "{full}");
+    assert!(full.ends_with(&f.text), "the code follows the header: {full}");
+}
