@@ -372,7 +372,7 @@ impl Default for AnswerConfig {
             dense_weight: 1.0,
             lexical_weight: 1.0,
             sparse_weight: 0.5,
-            candidates: 50,
+            candidates: 100,
             identifier_routing: true,
             identifier_dense_weight: 1.0,
             identifier_lexical_weight: 1.0,
