@@ -35,8 +35,9 @@ pub struct Chunk {
 }
 
 /// Bumped whenever [`Chunk::embedding_text`] or [`Chunk::name_text`] changes, so stored
-/// vectors are not reused (2: the symbol as words, a type's members, the name view).
-pub const EMBED_TEXT_FORMAT: u32 = 2;
+/// vectors are not reused (2: the symbol as words, a type's members, the name view; 3: common
+/// abbreviations and primitive types spelled out in those words).
+pub const EMBED_TEXT_FORMAT: u32 = 3;
 
 /// Chunk kinds that define a type and so carry [`Chunk::members`].
 const TYPE_KINDS: &[&str] = &["class", "struct", "enum", "union", "trait", "interface", "impl"];
@@ -80,8 +81,10 @@ impl Chunk {
     }
 }
 
-/// An identifier as lower-case words: `Command::flatten_help` -> `command flatten help`,
-/// `parseHTTPHeader2` -> `parse http header2`.
+/// An identifier as lower-case words, common programming abbreviations and primitive type names
+/// spelled out: `Command::flatten_help` -> `command flatten help`, `parseHTTPHeader2` -> `parse
+/// http header2`, `get_i64_ne` -> `get signed 64 bit integer native endian`, `cmd_args` ->
+/// `command arguments`.
 pub fn words_of(symbol: &str) -> String {
     let mut words: Vec<String> = Vec::new();
     for part in symbol.split(|c: char| !c.is_alphanumeric()).filter(|p| !p.is_empty()) {
@@ -100,7 +103,69 @@ pub fn words_of(symbol: &str) -> String {
         }
         words.push(cur.to_lowercase());
     }
-    words.join(" ")
+    words.iter().map(|w| spelled_out(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// Abbreviations that programmers write and questions spell out.
+const ABBREVIATIONS: &[(&str, &str)] = &[
+    ("arg", "argument"),
+    ("args", "arguments"),
+    ("attr", "attribute"),
+    ("attrs", "attributes"),
+    ("buf", "buffer"),
+    ("cfg", "config"),
+    ("cmd", "command"),
+    ("ctx", "context"),
+    ("cur", "current"),
+    ("del", "delete"),
+    ("dir", "directory"),
+    ("dst", "destination"),
+    ("env", "environment"),
+    ("err", "error"),
+    ("fmt", "format"),
+    ("idx", "index"),
+    ("init", "initialize"),
+    ("iter", "iterator"),
+    ("len", "length"),
+    ("msg", "message"),
+    ("mut", "mutable"),
+    ("ne", "native endian"),
+    ("le", "little endian"),
+    ("be", "big endian"),
+    ("num", "number"),
+    ("opt", "option"),
+    ("opts", "options"),
+    ("param", "parameter"),
+    ("params", "parameters"),
+    ("prev", "previous"),
+    ("ptr", "pointer"),
+    ("req", "request"),
+    ("res", "result"),
+    ("resp", "response"),
+    ("src", "source"),
+    ("str", "string"),
+    ("tmp", "temporary"),
+    ("val", "value"),
+    ("vals", "values"),
+];
+
+fn spelled_out(word: &str) -> String {
+    if let Some((_, long)) = ABBREVIATIONS.iter().find(|(short, _)| *short == word) {
+        return (*long).to_string();
+    }
+    // Primitive numeric types: i64, u8, usize, f32.
+    let (head, bits) = word.split_at(word.len().min(1));
+    let int = match bits {
+        "8" | "16" | "32" | "64" | "128" => Some(format!("{bits} bit integer")),
+        "size" => Some("pointer sized integer".to_string()),
+        _ => None,
+    };
+    match (head, int) {
+        ("i", Some(int)) => format!("signed {int}"),
+        ("u", Some(int)) => format!("unsigned {int}"),
+        ("f", _) if matches!(bits, "32" | "64") => format!("{bits} bit float"),
+        _ => word.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -266,6 +266,12 @@ fn symbols_read_as_words_for_the_embedder() {
     assert_eq!(words_of("_SubclassOfValidator.__call__"), "subclass of validator call");
     assert_eq!(words_of("Limiter.[kRun]"), "limiter k run");
     assert_eq!(words_of("größe_berechnen"), "größe berechnen");
+    // Abbreviations and primitive types spelled out.
+    assert_eq!(words_of("Buf::get_i64_ne"), "buffer get signed 64 bit integer native endian");
+    assert_eq!(words_of("parse_cmd_args"), "parse command arguments");
+    assert_eq!(words_of("as_usize"), "as unsigned pointer sized integer");
+    assert_eq!(words_of("put_f32_le"), "put 32 bit float little endian");
+    assert_eq!(words_of("u2f"), "u2f", "not a type name");
     assert_eq!(words_of(""), "");
 }
 
