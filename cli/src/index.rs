@@ -174,11 +174,7 @@ async fn embed_chunks(embedder: &Embedder, cfg: &Config, chunks: &[&Chunk], quie
 
 /// Texts embedded per chunk (recorded in the manifest as `embed_views`).
 fn embed_views(cfg: &Config) -> u32 {
-    if cfg.embed.name_view {
-        2
-    } else {
-        1
-    }
+    1 + u32::from(cfg.embed.name_view)
 }
 
 fn meta(c: &Chunk) -> ChunkMeta {
@@ -206,8 +202,8 @@ fn updatable(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> boo
         && prev.sparse_model == sparse_key(cfg)
 }
 
-/// What sparse documents are encoded with (`sparse.*` and the text format), recorded in the manifest; empty when
-/// sparse indexing is off.
+/// What sparse documents are encoded with (`sparse.*` and the text format), recorded in the
+/// manifest; empty when sparse indexing is off.
 pub fn sparse_key(cfg: &Config) -> String {
     let s = &cfg.sparse;
     if s.enabled {
