@@ -3,6 +3,7 @@
 //! `parsehttpheader2`, `parse`, `http`, `header`, `2`. Punctuation and very common keywords are
 //! not evidence and are dropped.
 
+use codeintel_core::query::split_identifier;
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 /// Keywords and filler words that match nearly every chunk.
@@ -63,37 +64,6 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$'
 }
 
-/// Splits one identifier into its parts (without the whole), lower-cased.
-pub fn split_identifier(ident: &str) -> Vec<String> {
-    let chars: Vec<char> = ident.chars().collect();
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    for i in 0..chars.len() {
-        let c = chars[i];
-        if c == '_' || c == '$' || c == '-' {
-            if !cur.is_empty() {
-                parts.push(std::mem::take(&mut cur));
-            }
-            continue;
-        }
-        if let Some(&p) = cur.chars().last().as_ref() {
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            let boundary = (p.is_lowercase() && c.is_uppercase())
-                || (p.is_uppercase() && c.is_uppercase() && next_lower)
-                || (p.is_alphabetic() && c.is_numeric())
-                || (p.is_numeric() && c.is_alphabetic());
-            if boundary {
-                parts.push(std::mem::take(&mut cur));
-            }
-        }
-        cur.push(c);
-    }
-    if !cur.is_empty() {
-        parts.push(cur);
-    }
-    parts.into_iter().map(|p| p.to_lowercase()).collect()
-}
-
 fn keep(t: &str) -> bool {
     (t.chars().count() >= 2 || t.chars().all(|c| c.is_numeric())) && !STOP.contains(&t)
 }
@@ -108,7 +78,7 @@ pub fn code_tokens(text: &str) -> Vec<(String, usize, usize)> {
         if keep(&whole) {
             out.push((whole.clone(), s, e));
         }
-        let parts = split_identifier(word);
+        let parts = split_identifier(word, true);
         if parts.len() > 1 {
             for p in parts {
                 if p != whole && keep(&p) {

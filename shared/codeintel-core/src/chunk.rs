@@ -86,24 +86,12 @@ impl Chunk {
 /// http header2`, `get_i64_ne` -> `get signed 64 bit integer native endian`, `cmd_args` ->
 /// `command arguments`.
 pub fn words_of(symbol: &str) -> String {
-    let mut words: Vec<String> = Vec::new();
-    for part in symbol.split(|c: char| !c.is_alphanumeric()).filter(|p| !p.is_empty()) {
-        let chars: Vec<char> = part.chars().collect();
-        let mut cur = String::new();
-        for (i, &c) in chars.iter().enumerate() {
-            let boundary = c.is_uppercase()
-                && !cur.is_empty()
-                && (chars[i - 1].is_lowercase()
-                    || chars[i - 1].is_numeric()
-                    || chars.get(i + 1).is_some_and(|n| n.is_lowercase()));
-            if boundary {
-                words.push(std::mem::take(&mut cur).to_lowercase());
-            }
-            cur.push(c);
-        }
-        words.push(cur.to_lowercase());
-    }
-    words.iter().map(|w| spelled_out(w)).collect::<Vec<_>>().join(" ")
+    symbol
+        .split(|c: char| !c.is_alphanumeric())
+        .flat_map(|part| crate::query::split_identifier(part, false))
+        .map(|w| spelled_out(&w))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Abbreviations that programmers write and questions spell out.
@@ -154,16 +142,19 @@ fn spelled_out(word: &str) -> String {
         return (*long).to_string();
     }
     // Primitive numeric types: i64, u8, usize, f32.
-    let (head, bits) = word.split_at(word.len().min(1));
-    let int = match bits {
+    let int = |bits: &str| match bits {
         "8" | "16" | "32" | "64" | "128" => Some(format!("{bits} bit integer")),
         "size" => Some("pointer sized integer".to_string()),
         _ => None,
     };
-    match (head, int) {
-        ("i", Some(int)) => format!("signed {int}"),
-        ("u", Some(int)) => format!("unsigned {int}"),
-        ("f", _) if matches!(bits, "32" | "64") => format!("{bits} bit float"),
+    if let Some(int) = word.strip_prefix('i').and_then(int) {
+        return format!("signed {int}");
+    }
+    if let Some(int) = word.strip_prefix('u').and_then(int) {
+        return format!("unsigned {int}");
+    }
+    match word.strip_prefix('f') {
+        Some(bits @ ("32" | "64")) => format!("{bits} bit float"),
         _ => word.to_string(),
     }
 }

@@ -1,6 +1,45 @@
 //! Query routing: tells a name lookup (`FooBar`, `fn parse_header`, `Command::flatten_help`,
 //! `where is _get_text_stream defined`) from a natural-language question.
 
+/// Splits one identifier into its parts (without the whole), lower-cased: at `_`, `$` and `-`,
+/// at camelCase and PascalCase boundaries (`HTTPHeader` -> `http`, `header`), and, with
+/// `split_digits`, between letters and digits (`header2` -> `header`, `2`); without it a digit
+/// stays with its word and only an upper-case letter after a digit starts a new part
+/// (`i64`, `u8` stay whole: the embedder's words spell them out).
+pub fn split_identifier(ident: &str, split_digits: bool) -> Vec<String> {
+    let chars: Vec<char> = ident.chars().collect();
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    for i in 0..chars.len() {
+        let c = chars[i];
+        if c == '_' || c == '$' || c == '-' {
+            if !cur.is_empty() {
+                parts.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        if let Some(&p) = cur.chars().last().as_ref() {
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let digits = if split_digits {
+                (p.is_alphabetic() && c.is_numeric()) || (p.is_numeric() && c.is_alphabetic())
+            } else {
+                p.is_numeric() && c.is_uppercase()
+            };
+            let boundary = (p.is_lowercase() && c.is_uppercase())
+                || (p.is_uppercase() && c.is_uppercase() && next_lower)
+                || digits;
+            if boundary {
+                parts.push(std::mem::take(&mut cur));
+            }
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        parts.push(cur);
+    }
+    parts.into_iter().map(|p| p.to_lowercase()).collect()
+}
+
 /// What the query asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryKind {

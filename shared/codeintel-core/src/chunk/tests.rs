@@ -272,6 +272,7 @@ fn symbols_read_as_words_for_the_embedder() {
     assert_eq!(words_of("as_usize"), "as unsigned pointer sized integer");
     assert_eq!(words_of("put_f32_le"), "put 32 bit float little endian");
     assert_eq!(words_of("u2f"), "u2f", "not a type name");
+    assert_eq!(words_of("école_len"), "école length", "a word starting with a multi-byte letter");
     assert_eq!(words_of(""), "");
 }
 
