@@ -9,7 +9,7 @@ NAME ?= codeintel
 QUESTION ?= how does the answer service fuse dense and lexical results?
 APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler libprotobuf-dev redis-server pkg-config
 
-.PHONY: help deps system-deps fetch build run test fmt lint check bench clean-data
+.PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,12 +32,17 @@ deps: system-deps fetch ## everything the build needs
 build: deps ## release build of every binary
 	cargo build --release --workspace
 
+build-gpu: deps ## vector-svc and codeintel with GPU exact search (CUDA loaded at run time; no toolkit needed to build)
+	cargo build --release -p vector-svc -p codeintel --features vector-svc/gpu,codeintel/gpu
+
 run: build ## index $(REPO) as $(NAME), start the mesh, ask $(QUESTION), stop
 	@scripts/demo.sh "$(BIN)" "$(REPO)" "$(NAME)" "$(QUESTION)"
 
 test: deps ## all tests (unit, integration, end-to-end), release profile
 	cargo build --release --workspace --bins
 	cargo test --release --workspace --all-targets
+	# vector-svc's GPU code compiled, and its CPU fallback tested (GPU-only tests are ignored here).
+	cargo test --release -p vector-svc --features gpu --lib
 
 fmt: ## format
 	cargo fmt --all
@@ -45,6 +50,7 @@ fmt: ## format
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
+	cargo clippy --release -p vector-svc -p codeintel --features vector-svc/gpu,codeintel/gpu --all-targets -- -D warnings
 
 check: lint test ## what CI runs, and the lint
 

@@ -168,6 +168,22 @@ enum ModelsCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Exact search on the GPU against FAISS `Flat` on the CPU, same synthetic vectors: agreement,
+    /// batched queries per second, latency (a binary built with `--features gpu`).
+    Gpu {
+        /// Vector counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        n: Vec<usize>,
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        #[arg(long, default_value_t = 10_000)]
+        queries: usize,
+        /// Queries per GPU call, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,128,1024")]
+        batches: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+    },
     /// Flat against trained FAISS primaries on synthetic clustered vectors.
     Vectors {
         /// Vector counts, comma-separated.
@@ -394,6 +410,19 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Cmd::Bench { what } => {
             let work = codeintel::bench::default_workdir();
             let json = match what {
+                #[cfg(feature = "gpu")]
+                BenchCmd::Gpu { n, dim, queries, batches, k } => serde_json::to_string_pretty(&codeintel::bench::gpu(
+                    n,
+                    *dim,
+                    *queries,
+                    batches,
+                    *k,
+                    cfg.vector.gpu_ordinal,
+                )?)?,
+                #[cfg(not(feature = "gpu"))]
+                BenchCmd::Gpu { .. } => anyhow::bail!(
+                    "this codeintel was built without the `gpu` feature: cargo build --release -p codeintel --features gpu"
+                ),
                 BenchCmd::Vectors { n, dim, queries, quantizers } => serde_json::to_string_pretty(
                     &codeintel::bench::vectors(n, *dim, *queries, quantizers, &cfg.embed.model_id, &work)?,
                 )?,

@@ -399,3 +399,27 @@ async fn an_index_written_at_another_dimension_is_refused_with_the_difference() 
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
     assert!(err.to_string().contains("dimension mismatch"), "{err}");
 }
+
+/// A vector-svc asked for a GPU it cannot use (here: built without the `gpu` feature) serves the
+/// same results from the CPU and says so: `degraded`, not `down`, with the reason and the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpu_that_cannot_be_used_degrades_to_cpu_search_instead_of_failing() {
+    let (_tmp, src, cfg) = setup();
+    index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    let cpu = vector_svc::VectorSearcher::new(&cfg).await.unwrap();
+    let mut wants_gpu = cfg.clone();
+    wants_gpu.vector.device = "gpu".into();
+    wants_gpu.vector.gpu_ordinal = 4096;
+    let degraded = vector_svc::VectorSearcher::new(&wants_gpu).await.unwrap();
+    let info = degraded.info();
+    assert_eq!(info.status, "degraded", "{:?}", info.reasons);
+    assert_eq!(info.device, "cpu");
+    assert!(info.reasons.iter().any(|r| r.ends_with("serving from the CPU")), "{:?}", info.reasons);
+    assert_eq!(info.repos.len(), 1);
+    assert!(!degraded.readiness.read().is_down());
+    let q = req("send the invoice by email", 3);
+    let (a, b) = (cpu.search(&q).await.unwrap(), degraded.search(&q).await.unwrap());
+    assert!(!a.is_empty());
+    assert_eq!(a.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), b.iter().map(|h| h.chunk_id).collect::<Vec<_>>());
+    assert_eq!(cpu.info().status, "ready");
+}

@@ -15,6 +15,8 @@ pub enum VectorError {
     Faiss(String),
     #[error("index io: {0}")]
     Io(String),
+    #[error("GPU search failed: {0}")]
+    Gpu(String),
 }
 
 impl VectorError {
@@ -22,7 +24,7 @@ impl VectorError {
         match self {
             VectorError::InvalidArgument(_) | VectorError::Scope(_) => Code::InvalidArgument,
             VectorError::NotServing(_) | VectorError::Embed(_) => Code::Unavailable,
-            VectorError::Faiss(_) | VectorError::Io(_) => Code::Internal,
+            VectorError::Faiss(_) | VectorError::Io(_) | VectorError::Gpu(_) => Code::Internal,
         }
     }
 }

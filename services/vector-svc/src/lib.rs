@@ -1,7 +1,10 @@
 //! vector-svc: dense retrieval over FAISS.
 
+pub mod device;
 pub mod error;
 pub mod faiss_ext;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod grpc;
 pub mod service;
 pub mod store;

@@ -12,6 +12,7 @@ use codeintel_core::scope::validate_retrieve;
 use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
 use parking_lot::RwLock;
 
+use crate::device::Placement;
 use crate::error::VectorError;
 use crate::store::RepoVectors;
 
@@ -20,6 +21,7 @@ pub struct VectorSearcher {
     embedder: Embedder,
     contract: EmbeddingContract,
     params: codeintel_core::config::VectorConfig,
+    placement: Placement,
     pub readiness: SharedReadiness,
     pub metrics: Metrics,
 }
@@ -49,11 +51,17 @@ impl VectorSearcher {
         let cfg = &cfg;
         let embedder = Embedder::from_config(cfg).await?;
         let contract = embedder.contract(&cfg.embed.model_id).await?;
+        let placement = Placement::choose(&cfg.vector);
+        match &placement.degraded {
+            Some(why) => tracing::warn!("{why}"),
+            None => tracing::info!(device = %placement.device, "dense search device"),
+        }
         let s = Arc::new(Self {
             catalog: Catalog::new(&cfg.data.root),
             embedder,
             contract,
             params: cfg.vector.clone(),
+            placement,
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("vector"),
         });
@@ -68,15 +76,33 @@ impl VectorSearcher {
             if let Some(why) = contract_mismatch(&m.embedding, &contract) {
                 return Err(why);
             }
-            let r = RepoVectors::open(dir, m, &self.params).map_err(|e| e.to_string())?;
+            #[allow(unused_mut)]
+            let mut r = RepoVectors::open(dir, m, &self.params).map_err(|e| e.to_string())?;
             if r.dim != m.embedding.dim {
                 return Err(format!("dimension mismatch: index={}, manifest={}", r.dim, m.embedding.dim));
+            }
+            #[cfg(feature = "gpu")]
+            if let Some(gpu) = &self.placement.gpu {
+                if let Err(why) = r.load_on_gpu(gpu, dir, m, self.placement.memory_fraction) {
+                    tracing::warn!(repo = %m.repo, "{why}");
+                    r.placement_note = Some(why);
+                }
             }
             Ok(r)
         });
         let errors = self.catalog.errors();
-        *self.readiness.write() =
-            if errors.is_empty() { Readiness::ready() } else { Readiness { status: "down", reasons: errors } };
+        *self.readiness.write() = if errors.is_empty() {
+            // Served from the CPU where a GPU was wanted: degraded, still serving.
+            let mut notes: Vec<String> = self.placement.degraded.iter().cloned().collect();
+            notes.extend(self.catalog.snapshot().iter().filter_map(|l| l.value.placement_note.clone()));
+            if notes.is_empty() {
+                Readiness::ready()
+            } else {
+                Readiness { status: "degraded", reasons: notes }
+            }
+        } else {
+            Readiness { status: "down", reasons: errors }
+        };
     }
 
     pub async fn search(&self, req: &RetrieveRequest) -> Result<Vec<ScoredChunk>, VectorError> {
@@ -95,7 +121,9 @@ impl VectorSearcher {
         let t = Instant::now();
         let k = req.top_k as usize;
         let mut hits = Vec::new();
+        let mut on_gpu = false;
         for l in loaded.iter().filter(|l| scope.allows_repo(&l.manifest.repo)) {
+            on_gpu |= l.value.on_gpu();
             let repo = &l.manifest.repo;
             let found = l.value.search(&q, k, |path, lang| scope.allows(repo, path, lang), scope.filters_chunks())?;
             hits.extend(found.into_iter().map(|(id, score)| ScoredChunk {
@@ -107,7 +135,7 @@ impl VectorSearcher {
         }
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
         hits.truncate(k);
-        self.metrics.stage("faiss_search", t.elapsed().as_secs_f64());
+        self.metrics.stage(if on_gpu { "gpu_search" } else { "faiss_search" }, t.elapsed().as_secs_f64());
         Ok(hits)
     }
 
@@ -119,6 +147,7 @@ impl VectorSearcher {
             model_id: self.contract.model_id.clone(),
             dim: self.contract.dim,
             metric: self.contract.metric.clone(),
+            device: self.placement.device.clone(),
             repos: self
                 .catalog
                 .snapshot()

@@ -5,6 +5,10 @@
 //! path and language of every vector (for scope filters), and the raw f32 vectors (so that
 //! compaction retrains from exact vectors instead of quantized ones). Chunk ids listed in the
 //! version's tombstones are excluded inside FAISS by an id selector.
+//!
+//! With the `gpu` feature and a usable GPU, a version's live vectors are also held on the GPU
+//! ([`RepoVectors::load_on_gpu`]) and searched there exactly; the FAISS indexes stay loaded for
+//! what the GPU does not take (searches deeper than [`crate::gpu::MAX_K`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -425,6 +429,13 @@ impl Part {
     }
 }
 
+/// A version's live vectors on the GPU, row `r` holding chunk `ids[r]`.
+#[cfg(feature = "gpu")]
+struct GpuCopy {
+    resident: crate::gpu::Resident,
+    ids: Vec<u64>,
+}
+
 /// A loaded, searchable version of one repo's vectors.
 pub struct RepoVectors {
     pub repo: String,
@@ -434,6 +445,10 @@ pub struct RepoVectors {
     pub secondary: Option<Part>,
     tombstones: HashSet<u64>,
     exclusion: Option<Exclusion>,
+    #[cfg(feature = "gpu")]
+    gpu: Option<GpuCopy>,
+    /// Why this version is searched on the CPU although the service runs on a GPU.
+    pub placement_note: Option<String>,
 }
 
 impl RepoVectors {
@@ -469,7 +484,75 @@ impl RepoVectors {
         } else {
             Some(Exclusion::new(&tombstones.iter().copied().collect::<Vec<_>>())?)
         };
-        Ok(Self { repo: repo.to_string(), version, dim: primary.dim(), primary, secondary, tombstones, exclusion })
+        Ok(Self {
+            repo: repo.to_string(),
+            version,
+            dim: primary.dim(),
+            primary,
+            secondary,
+            tombstones,
+            exclusion,
+            #[cfg(feature = "gpu")]
+            gpu: None,
+            placement_note: None,
+        })
+    }
+
+    /// Holds this version's live vectors on `gpu` for exact search, when they take at most
+    /// `fraction` of its free memory; otherwise says why not (the CPU indexes serve it).
+    #[cfg(feature = "gpu")]
+    pub fn load_on_gpu(
+        &mut self,
+        gpu: &std::sync::Arc<crate::gpu::Gpu>,
+        dir: &Path,
+        m: &Manifest,
+        fraction: f64,
+    ) -> Result<(), String> {
+        let bytes = self.len() as usize * self.dim as usize * 4;
+        let (free, _) = gpu.memory()?;
+        if bytes as f64 > free as f64 * fraction {
+            return Err(format!(
+                "{}: {} vectors ({} MiB) exceed {}% of the GPU's {} MiB free (vector.gpu_memory_fraction); \
+                 searched on the CPU",
+                self.repo,
+                self.len(),
+                bytes >> 20,
+                (fraction * 100.0).round(),
+                free >> 20
+            ));
+        }
+        let (metas, vectors) = live_vectors(dir, m).map_err(|e| e.to_string())?;
+        self.put_on_gpu(gpu, metas.iter().map(|c| c.id).collect(), &vectors)
+    }
+
+    /// Holds `vectors` (row-major, chunk `ids[r]` in row `r`: this version's live vectors) on
+    /// `gpu`; searches then run there.
+    #[cfg(feature = "gpu")]
+    pub fn put_on_gpu(
+        &mut self,
+        gpu: &std::sync::Arc<crate::gpu::Gpu>,
+        ids: Vec<u64>,
+        vectors: &[f32],
+    ) -> Result<(), String> {
+        let resident = crate::gpu::Resident::upload(gpu, vectors, self.dim as usize)?;
+        if resident.len() != ids.len() {
+            return Err(format!("{} vectors for {} chunk ids", resident.len(), ids.len()));
+        }
+        self.gpu = Some(GpuCopy { resident, ids });
+        Ok(())
+    }
+
+    /// Whether searches run on the GPU.
+    pub fn on_gpu(&self) -> bool {
+        #[cfg(feature = "gpu")]
+        return self.gpu.is_some();
+        #[cfg(not(feature = "gpu"))]
+        false
+    }
+
+    #[cfg(feature = "gpu")]
+    fn location(&self, id: u64) -> Option<(&str, &str)> {
+        self.primary.location(id).or_else(|| self.secondary.as_ref().and_then(|s| s.location(id)))
     }
 
     /// Live vectors (tombstoned ones excluded).
@@ -496,6 +579,18 @@ impl RepoVectors {
         }
         // With path/language filters, look deeper so that k survive them.
         let depth = if filtered { (k * 20).max(200) } else { k };
+        #[cfg(feature = "gpu")]
+        if let Some(g) = self.gpu.as_ref().filter(|_| depth <= crate::gpu::MAX_K) {
+            let found = g.resident.search(query, depth).map_err(VectorError::Gpu)?.pop().unwrap_or_default();
+            let mut out: Vec<(u64, f32)> = found
+                .into_iter()
+                .map(|(row, score)| (g.ids[row as usize], score))
+                .filter(|(id, _)| self.location(*id).is_some_and(|(p, l)| keep(p, l)))
+                .collect();
+            out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            out.truncate(k);
+            return Ok(out);
+        }
         let mut best: HashMap<u64, (f32, &str, &str)> = HashMap::new();
         let parts = std::iter::once((&self.primary, self.exclusion.as_ref()))
             .chain(self.secondary.iter().map(|s| (s, self.exclusion.as_ref())));

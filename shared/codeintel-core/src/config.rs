@@ -139,6 +139,15 @@ pub struct VectorConfig {
     /// A trained primary fetches this many candidates per wanted result and re-scores them
     /// exactly from the raw vectors on disk; 0 or 1 turns re-scoring off.
     pub refine: usize,
+    /// Where dense search runs: `auto` (the GPU when the binary was built with the `gpu` feature
+    /// and one is usable, else the CPU), `gpu` (the GPU; without one, the CPU, reported as
+    /// degraded) or `cpu`.
+    pub device: String,
+    /// CUDA device ordinal used when searching on the GPU.
+    pub gpu_ordinal: usize,
+    /// A repo's live vectors are held on the GPU (exact search) when they take at most this
+    /// share of the GPU's free memory; a larger repo is searched on the CPU (degraded).
+    pub gpu_memory_fraction: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -349,6 +358,9 @@ impl Default for VectorConfig {
             nprobe: 0,
             quantizer: "sq8".into(),
             refine: 4,
+            device: "auto".into(),
+            gpu_ordinal: 0,
+            gpu_memory_fraction: 0.5,
         }
     }
 }
@@ -514,6 +526,16 @@ impl Config {
             self.vector.quantizer
         );
         anyhow::ensure!(self.vector.flat_threshold >= 1, "vector.flat_threshold must be at least 1");
+        anyhow::ensure!(
+            matches!(self.vector.device.as_str(), "auto" | "gpu" | "cpu"),
+            "vector.device must be `auto`, `gpu` or `cpu`, got {:?}",
+            self.vector.device
+        );
+        anyhow::ensure!(
+            self.vector.gpu_memory_fraction > 0.0 && self.vector.gpu_memory_fraction <= 1.0,
+            "vector.gpu_memory_fraction must be within (0, 1], got {}",
+            self.vector.gpu_memory_fraction
+        );
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.telemetry.sample_ratio),
             "telemetry.sample_ratio must be within 0..=1, got {}",

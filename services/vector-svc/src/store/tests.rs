@@ -199,3 +199,60 @@ fn exact_refinement_from_raw_vectors_lifts_quantized_recall() {
     assert!((top.1 - dot).abs() < 1e-5);
     assert!(build().with_refinement(&raw, &ids[1..], 8).is_err(), "a raw file of the wrong size is refused");
 }
+
+/// The GPU copy of a version (Flat primary + secondary + tombstones, loaded from disk as
+/// vector-svc does) answers what the CPU indexes answer, filters included, also concurrently.
+#[cfg(feature = "gpu")]
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn gpu_copy_answers_what_the_cpu_indexes_answer() {
+    let gpu = crate::gpu::Gpu::open(0).expect("a GPU");
+    let d = tempfile::tempdir().unwrap();
+    let dim = 48;
+    let (data, queries) = synth::clustered_split(30_000, 40, dim, 300, 1.0, 5);
+    let ids: Vec<u64> = (0..30_000).map(|i| i * 3 + 1).collect();
+    let split = 27_000;
+    let p = write_artifact(d.path(), "v1", dim as u32, &data[..split * dim], &metas(&ids[..split]), IndexKind::Flat)
+        .unwrap();
+    let s = write_artifact(d.path(), "v2.s", dim as u32, &data[split * dim..], &metas(&ids[split..]), IndexKind::Flat)
+        .unwrap();
+    let dead: Vec<u64> = ids.iter().copied().step_by(11).collect();
+    codeintel_core::manifest::write_ids(&d.path().join("tombstones/v2.ids"), &dead).unwrap();
+    let m = manifest(dim as u32, p, Some(s), Some("tombstones/v2.ids".into()));
+    let cpu = RepoVectors::open(d.path(), &m, &cfg(1_000_000)).unwrap();
+    let mut gpu_r = RepoVectors::open(d.path(), &m, &cfg(1_000_000)).unwrap();
+    gpu_r.load_on_gpu(&gpu, d.path(), &m, 0.5).unwrap();
+    assert!(gpu_r.on_gpu() && !cpu.on_gpu());
+    let same = |a: &[(u64, f32)], b: &[(u64, f32)]| {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x.1 - y.1).abs() < 1e-4, "{x:?} vs {y:?}");
+            assert!(x.0 == y.0 || (x.1 - y.1).abs() < 1e-5, "{x:?} vs {y:?}");
+        }
+    };
+    for q in queries.chunks(dim) {
+        let g = gpu_r.search(q, 20, |_, _| true, false).unwrap();
+        assert!(g.iter().all(|h| !dead.contains(&h.0)), "a tombstoned chunk came back");
+        same(&g, &cpu.search(q, 20, |_, _| true, false).unwrap());
+        // Half the chunks pass, so the 200 looked at hold 10 that pass on both paths.
+        let keep = |p: &str, l: &str| l == "rust" && p.ends_with(".rs");
+        same(&gpu_r.search(q, 10, keep, true).unwrap(), &cpu.search(q, 10, keep, true).unwrap());
+    }
+    // Deeper than the GPU selects: the CPU indexes answer.
+    assert_eq!(gpu_r.search(&queries[..dim], 3000, |_, _| true, false).unwrap().len(), 3000);
+    let serial: Vec<_> = queries.chunks(dim).map(|q| gpu_r.search(q, 10, |_, _| true, false).unwrap()).collect();
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let (r, queries, serial) = (&gpu_r, &queries, &serial);
+            s.spawn(move || {
+                for (i, q) in queries.chunks(dim).enumerate().skip(t) {
+                    assert_eq!(r.search(q, 10, |_, _| true, false).unwrap(), serial[i]);
+                }
+            });
+        }
+    });
+    // A version too large for the share of free memory it may take stays on the CPU, with why.
+    let mut small = RepoVectors::open(d.path(), &m, &cfg(1_000_000)).unwrap();
+    let why = small.load_on_gpu(&gpu, d.path(), &m, 1e-9).unwrap_err();
+    assert!(why.contains("searched on the CPU") && !small.on_gpu(), "{why}");
+}
