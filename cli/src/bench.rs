@@ -652,6 +652,12 @@ pub struct BatchFigures {
     pub queries_per_s: f64,
 }
 
+#[derive(Debug, Serialize)]
+pub struct ConcurrentFigures {
+    pub threads: usize,
+    pub queries_per_s: f64,
+}
+
 /// How the GPU's top k compares with FAISS `Flat` on the CPU, query by query.
 #[derive(Debug, Serialize)]
 pub struct Agreement {
@@ -680,6 +686,9 @@ pub struct GpuFigures {
     /// GPU, one query at a time (the first 1,000 queries).
     pub gpu_single: Latency,
     pub gpu_batched: Vec<BatchFigures>,
+    /// `threads` threads each searching one query at a time (vector-svc's path): the GPU
+    /// batches the queries that wait while it is busy.
+    pub gpu_concurrent: Vec<ConcurrentFigures>,
     pub agreement: Agreement,
 }
 
@@ -759,6 +768,30 @@ pub fn gpu(
             eprintln!("  batch {b}: {qps:.0} queries/s");
             gpu_batched.push(BatchFigures { batch: b, queries_per_s: qps });
         }
+        let mut gpu_concurrent = Vec::new();
+        for threads in [4usize, 16, 64] {
+            let t = Instant::now();
+            std::thread::scope(|s| -> anyhow::Result<()> {
+                let workers: Vec<_> = (0..threads)
+                    .map(|w| {
+                        let (resident, qs) = (&resident, &qs);
+                        s.spawn(move || -> Result<(), String> {
+                            for q in qs.chunks(dim).skip(w).step_by(threads) {
+                                resident.search_one(q, k)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                for w in workers {
+                    w.join().map_err(|_| anyhow::anyhow!("a search thread panicked"))?.map_err(anyhow::Error::msg)?;
+                }
+                Ok(())
+            })?;
+            let qps = queries as f64 / t.elapsed().as_secs_f64();
+            eprintln!("  {threads} threads, one query each: {qps:.0} queries/s");
+            gpu_concurrent.push(ConcurrentFigures { threads, queries_per_s: qps });
+        }
         let agreement = agreement(&found, &cpu_scores, &cpu_ids, k);
         eprintln!("  {agreement:?}");
         out.push(GpuFigures {
@@ -773,6 +806,7 @@ pub fn gpu(
             cpu_single,
             gpu_single,
             gpu_batched,
+            gpu_concurrent,
             agreement,
         });
     }

@@ -3,9 +3,14 @@
 //! A repo's live vectors are held on the device as one row-major f32 matrix. A batch of queries
 //! is scored by one cuBLAS matrix product (vectors^T x queries, every score exact in f32, no
 //! TF32), and the top k of each query is selected on the device by a kernel compiled with NVRTC
-//! at start: each block sorts a segment of 4096 scores in shared memory (a bitonic network) and
-//! keeps its best k; passes repeat over the kept candidates until one segment per query is left.
+//! at start: each block takes a segment of 4096 scores into shared memory and keeps its best k
+//! (a bitonic top-k: runs of k sorted, then halved pairwise and re-merged until one run is
+//! left); passes repeat over the kept candidates until one segment per query is left.
 //! Only the k winners per query come back to the host.
+//!
+//! vector-svc searches one query per request; [`Resident::search_one`] batches the queries of
+//! concurrent requests: while the GPU is busy, arriving queries wait in a queue, and a batching
+//! thread searches all that wait in one product once it is free.
 //!
 //! CUDA's driver, cuBLAS and NVRTC are loaded at run time (cudarc's `dynamic-loading`), so the
 //! binary builds without a CUDA toolkit and, on a machine without them, [`Gpu::open`] returns an
@@ -22,12 +27,13 @@ use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use parking_lot::Mutex;
 
-/// Scores sorted per block (a power of two; 32 KiB of shared memory with the ids).
+/// Scores per block (a power of two; 32 KiB of shared memory with the ids).
 pub const SEGMENT: usize = 4096;
 /// The largest k the GPU selects; deeper searches go to the CPU index.
 pub const MAX_K: usize = SEGMENT / 2;
 /// Row id of padding (a segment past the end of the data).
 const NONE: i32 = i32::MAX;
+/// Threads per block (`THREADS` in the kernel too).
 const THREADS: u32 = 1024;
 /// Device memory one batch's query-by-vector score matrix may take.
 const SCORE_BYTES: usize = 1 << 30;
@@ -36,14 +42,27 @@ const KERNEL: &str = r#"
 #define SEG 4096
 #define NONE 0x7fffffff
 
+#define THREADS 1024
+#define PER ((SEG / 2 + THREADS - 1) / THREADS)
+
 // Higher score first; equal scores by lower row id.
 __device__ __forceinline__ bool better(float va, int ia, float vb, int ib) {
     return va > vb || (va == vb && ia < ib);
 }
 
+// Orders positions lo < hi: the better first when `first`, else the worse first.
+__device__ __forceinline__ void exchange(float* sv, int* si, int lo, int hi, bool first) {
+    const float a = sv[lo], b = sv[hi];
+    const int ia = si[lo], ib = si[hi];
+    if (first ? better(b, ib, a, ia) : better(a, ia, b, ib)) {
+        sv[lo] = b; sv[hi] = a;
+        si[lo] = ib; si[hi] = ia;
+    }
+}
+
 // Block (x, y) takes segment x of row y: `len` scores at vals[y * row_stride ...] with their ids
-// (ids[...] when has_ids, else the position), sorts them best first and writes its best k to
-// out_v/out_i[(y * gridDim.x + x) * k ...].
+// (ids[...] when has_ids, else the position), and writes its best k, best first, to
+// out_v/out_i[(y * gridDim.x + x) * k ...]. Launched with THREADS threads per block.
 extern "C" __global__ void topk_pass(const float* __restrict__ vals, const int* __restrict__ ids, int has_ids,
                                      long long row_stride, int len, int k,
                                      float* __restrict__ out_v, int* __restrict__ out_i) {
@@ -68,23 +87,49 @@ extern "C" __global__ void topk_pass(const float* __restrict__ vals, const int* 
         sv[j] = v;
         si[j] = id;
     }
-    for (int size = 2; size <= SEG; size <<= 1) {
+    // Bitonic top-k: sort runs of K (k rounded up to a power of two) in alternating directions,
+    // then halve until one run is left: the better of each pair of runs' elements at the same
+    // rank (one run best first, the other worst first) is a bitonic run holding the pair's best
+    // K, which a bitonic merge sorts again.
+    int K = 1;
+    while (K < k) K <<= 1;
+    for (int size = 2; size <= K; size <<= 1) {
         for (int stride = size >> 1; stride > 0; stride >>= 1) {
             __syncthreads();
-            for (int t = threadIdx.x; t < SEG / 2; t += blockDim.x) {
+            for (int t = threadIdx.x; t < SEG / 2; t += THREADS) {
                 const int lo = 2 * t - (t & (stride - 1));
-                const int hi = lo + stride;
-                const float a = sv[lo], b = sv[hi];
-                const int ia = si[lo], ib = si[hi];
-                const bool swap = ((lo & size) == 0) ? better(b, ib, a, ia) : better(a, ia, b, ib);
-                if (swap) {
-                    sv[lo] = b; sv[hi] = a;
-                    si[lo] = ib; si[hi] = ia;
-                }
+                exchange(sv, si, lo, lo + stride, (lo & size) == 0);
             }
         }
     }
     __syncthreads();
+    for (int width = SEG; width > K; width >>= 1) {
+        const int half = width >> 1;
+        float rv[PER];
+        int ri[PER];
+        int c = 0;
+        for (int t = threadIdx.x; t < half; t += THREADS, ++c) {
+            const int a = 2 * (t - (t & (K - 1))) + (t & (K - 1));
+            const int b = a + K;
+            const bool take_b = better(sv[b], si[b], sv[a], si[a]);
+            rv[c] = take_b ? sv[b] : sv[a];
+            ri[c] = take_b ? si[b] : si[a];
+        }
+        __syncthreads();
+        c = 0;
+        for (int t = threadIdx.x; t < half; t += THREADS, ++c) {
+            sv[t] = rv[c];
+            si[t] = ri[c];
+        }
+        for (int stride = K >> 1; stride > 0; stride >>= 1) {
+            __syncthreads();
+            for (int t = threadIdx.x; t < half / 2; t += THREADS) {
+                const int lo = 2 * t - (t & (stride - 1));
+                exchange(sv, si, lo, lo + stride, (lo & K) == 0);
+            }
+        }
+        __syncthreads();
+    }
     const long long out = (row * gridDim.x + seg) * (long long)k;
     for (int j = threadIdx.x; j < k; j += blockDim.x) {
         out_v[out + j] = sv[j];
@@ -196,12 +241,27 @@ impl Gpu {
     }
 }
 
-/// Vectors resident on a GPU.
-pub struct Resident {
+type Hits = Result<Vec<(u32, f32)>, String>;
+
+/// A query waiting for the GPU.
+struct Waiting {
+    query: Vec<f32>,
+    k: usize,
+    done: std::sync::mpsc::Sender<Hits>,
+}
+
+/// The vectors on the device.
+struct Data {
     gpu: Arc<Gpu>,
     rows: CudaSlice<f32>,
     n: usize,
     dim: usize,
+}
+
+/// Vectors resident on a GPU, with the thread that batches single queries for them.
+pub struct Resident {
+    data: Arc<Data>,
+    queue: std::sync::mpsc::Sender<Waiting>,
 }
 
 impl Resident {
@@ -214,42 +274,104 @@ impl Resident {
         if n >= NONE as usize {
             return Err(format!("{n} vectors: the GPU search numbers rows with 31-bit ids"));
         }
-        let _one = gpu.lock.lock();
-        let rows = gpu.stream.clone_htod(vectors).map_err(cuda("copying vectors to the GPU"))?;
-        gpu.stream.synchronize().map_err(cuda("copying vectors to the GPU"))?;
-        Ok(Self { gpu: gpu.clone(), rows, n, dim })
+        let rows = {
+            let _one = gpu.lock.lock();
+            let rows = gpu.stream.clone_htod(vectors).map_err(cuda("copying vectors to the GPU"))?;
+            gpu.stream.synchronize().map_err(cuda("copying vectors to the GPU"))?;
+            rows
+        };
+        let data = Arc::new(Data { gpu: gpu.clone(), rows, n, dim });
+        let (queue, waiting) = std::sync::mpsc::channel();
+        let d = data.clone();
+        std::thread::Builder::new()
+            .name("gpu-batcher".into())
+            .spawn(move || batcher(&d, &waiting))
+            .map_err(|e| format!("cannot start the GPU batching thread: {e}"))?;
+        Ok(Self { data, queue })
     }
 
     pub fn len(&self) -> usize {
-        self.n
+        self.data.n
     }
 
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.data.n == 0
     }
 
     /// Device memory the vectors take.
     pub fn bytes(&self) -> usize {
-        self.n * self.dim * 4
+        self.data.n * self.data.dim * 4
     }
 
     /// The best `k` (row, inner product) of each of the row-major `queries`, best first (equal
     /// scores by row). `k` is at most [`MAX_K`].
     pub fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, String> {
-        let (n, dim) = (self.n, self.dim);
-        if !queries.len().is_multiple_of(dim) {
-            return Err(format!("{} floats are not queries of dimension {dim}", queries.len()));
+        self.data.check(queries, k)?;
+        let _one = self.data.gpu.lock.lock();
+        self.data.search_locked(queries, k)
+    }
+
+    /// The best `k` of one query. It waits in a queue that the batching thread drains whole
+    /// each time the GPU is free, so concurrent callers share one matrix product.
+    pub fn search_one(&self, query: &[f32], k: usize) -> Hits {
+        self.data.check(query, k)?;
+        if query.len() != self.data.dim {
+            return Err(format!("one query of dimension {}, {} floats given", self.data.dim, query.len()));
         }
-        let nq = queries.len() / dim;
+        let (done, answer) = std::sync::mpsc::channel();
+        let stopped = || "the GPU batching thread has stopped".to_string();
+        self.queue.send(Waiting { query: query.to_vec(), k, done }).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+}
+
+/// Searches whatever waits, in one batch, until the [`Resident`] is dropped.
+fn batcher(data: &Data, waiting: &std::sync::mpsc::Receiver<Waiting>) {
+    while let Ok(first) = waiting.recv() {
+        let mut batch = vec![first];
+        batch.extend(waiting.try_iter());
+        let k_max = batch.iter().map(|w| w.k).max().unwrap_or(0);
+        let queries: Vec<f32> = batch.iter().flat_map(|w| w.query.iter().copied()).collect();
+        let found = {
+            let _one = data.gpu.lock.lock();
+            data.search_locked(&queries, k_max)
+        };
+        match found {
+            Ok(found) => {
+                for (w, mut hits) in batch.into_iter().zip(found) {
+                    hits.truncate(w.k);
+                    let _ = w.done.send(Ok(hits));
+                }
+            }
+            Err(e) => {
+                for w in batch {
+                    let _ = w.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl Data {
+    fn check(&self, queries: &[f32], k: usize) -> Result<(), String> {
+        if !queries.len().is_multiple_of(self.dim) {
+            return Err(format!("{} floats are not queries of dimension {}", queries.len(), self.dim));
+        }
         if k > MAX_K {
             return Err(format!("the GPU selects at most {MAX_K} results per query, {k} asked for"));
         }
+        Ok(())
+    }
+
+    /// [`Resident::search`] with the GPU's lock held.
+    fn search_locked(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<(u32, f32)>>, String> {
+        let (n, dim) = (self.n, self.dim);
+        let nq = queries.len() / dim;
         let k = k.min(n);
         if n == 0 || k == 0 || nq == 0 {
             return Ok(vec![Vec::new(); nq]);
         }
         let gpu = &self.gpu;
-        let _one = gpu.lock.lock();
         gpu.stream.context().bind_to_thread().map_err(cuda("CUDA context"))?;
         let batch = (SCORE_BYTES / (4 * n)).clamp(1, 4096);
         let mut out = Vec::with_capacity(nq);
@@ -362,6 +484,30 @@ mod tests {
         // Many queries in one call come back in order.
         let queries: Vec<f32> = (0..300).flat_map(|i| vec![i as f32; dim]).collect();
         assert_eq!(resident.search(&queries, 1).expect("search").len(), 300);
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU"]
+    fn concurrent_single_queries_are_batched_and_each_gets_its_own_answer() {
+        let gpu = Gpu::open(0).expect("a GPU");
+        let dim = 32;
+        let (data, queries) = synth::clustered_split(50_000, 256, dim, 500, 1.0, 9);
+        let resident = Resident::upload(&gpu, &data, dim).expect("upload");
+        let serial = resident.search(&queries, 20).expect("search");
+        std::thread::scope(|s| {
+            for t in 0..16 {
+                let (r, queries, serial) = (&resident, &queries, &serial);
+                s.spawn(move || {
+                    // Different k per thread: each gets its own prefix of the batch's best.
+                    let k = 1 + t % 20;
+                    for (i, q) in queries.chunks(dim).enumerate().skip(t) {
+                        // Batches of other sizes may take other cuBLAS kernels: equal up to rounding.
+                        assert_same(&[r.search_one(q, k).expect("search")], &[serial[i][..k].to_vec()]);
+                    }
+                });
+            }
+        });
+        assert!(resident.search_one(&queries[..dim - 1], 5).is_err());
     }
 
     #[test]

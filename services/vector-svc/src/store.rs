@@ -581,7 +581,7 @@ impl RepoVectors {
         let depth = if filtered { (k * 20).max(200) } else { k };
         #[cfg(feature = "gpu")]
         if let Some(g) = self.gpu.as_ref().filter(|_| depth <= crate::gpu::MAX_K) {
-            let found = g.resident.search(query, depth).map_err(VectorError::Gpu)?.pop().unwrap_or_default();
+            let found = g.resident.search_one(query, depth).map_err(VectorError::Gpu)?;
             let mut out: Vec<(u64, f32)> = found
                 .into_iter()
                 .map(|(row, score)| (g.ids[row as usize], score))

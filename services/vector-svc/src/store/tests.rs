@@ -243,10 +243,12 @@ fn gpu_copy_answers_what_the_cpu_indexes_answer() {
     let serial: Vec<_> = queries.chunks(dim).map(|q| gpu_r.search(q, 10, |_, _| true, false).unwrap()).collect();
     std::thread::scope(|s| {
         for t in 0..6 {
-            let (r, queries, serial) = (&gpu_r, &queries, &serial);
+            let (r, queries, serial, same) = (&gpu_r, &queries, &serial, &same);
             s.spawn(move || {
                 for (i, q) in queries.chunks(dim).enumerate().skip(t) {
-                    assert_eq!(r.search(q, 10, |_, _| true, false).unwrap(), serial[i]);
+                    // Concurrent queries are batched together: equal up to the rounding of
+                    // another batch size's matrix product.
+                    same(&r.search(q, 10, |_, _| true, false).unwrap(), &serial[i]);
                 }
             });
         }
