@@ -393,7 +393,7 @@ impl Data {
                 ldc: n as i32,
             };
             // SAFETY: column-major, `rows` is dim x n (lda = dim), `q_dev` dim x b (ldb = dim);
-            // op(rows)^T . q_dev is n x b (ldc = n): query j's scores are n contiguous floats.
+            // rows^T . q_dev is n x b (ldc = n): query j's scores are n contiguous floats.
             unsafe { gpu.blas.gemm(gemm, &self.rows, &q_dev, &mut scores) }
                 .map_err(|e| format!("cuBLAS sgemm: {e}"))?;
             let (mut vals, mut ids, mut segments) = gpu.select(&scores, None, n, n, b, k)?;
