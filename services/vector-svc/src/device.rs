@@ -118,7 +118,7 @@ mod tests {
 
     #[cfg(feature = "gpu")]
     #[test]
-    #[ignore = "needs a CUDA GPU"]
+    #[ignore = "needs a CUDA GPU; runs on a GPU host by scripts/gpu-check.sh (--include-ignored)"]
     fn auto_takes_the_gpu_when_there_is_one() {
         let p = Placement::choose(&VectorConfig::default());
         assert!(p.on_gpu(), "{:?}", p.degraded);

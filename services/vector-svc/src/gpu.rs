@@ -419,8 +419,9 @@ impl Data {
 
 #[cfg(test)]
 mod tests {
-    //! These need a CUDA GPU: `cargo test -p vector-svc --features gpu -- --ignored` on a GPU
-    //! host. Without one, `open_reports_why_there_is_no_gpu` runs instead.
+    //! These need a CUDA GPU: on a GPU host, `scripts/gpu-check.sh` (or `cargo test -p vector-svc
+    //! --features gpu -- --include-ignored`) runs them. Without one, `open_reports_why_there_is_no_gpu`
+    //! runs instead.
     use super::*;
     use crate::synth;
 
@@ -456,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs a CUDA GPU"]
+    #[ignore = "needs a CUDA GPU; runs on a GPU host by scripts/gpu-check.sh (--include-ignored)"]
     fn top_k_equals_exact_cpu_search() {
         let gpu = Gpu::open(0).expect("a GPU");
         let dim = 64;
@@ -472,7 +473,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs a CUDA GPU"]
+    #[ignore = "needs a CUDA GPU; runs on a GPU host by scripts/gpu-check.sh (--include-ignored)"]
     fn ties_come_by_row_and_k_past_max_is_refused() {
         let gpu = Gpu::open(0).expect("a GPU");
         let dim = 8;
@@ -487,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs a CUDA GPU"]
+    #[ignore = "needs a CUDA GPU; runs on a GPU host by scripts/gpu-check.sh (--include-ignored)"]
     fn concurrent_single_queries_are_batched_and_each_gets_its_own_answer() {
         let gpu = Gpu::open(0).expect("a GPU");
         let dim = 32;

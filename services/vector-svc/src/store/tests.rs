@@ -204,7 +204,7 @@ fn exact_refinement_from_raw_vectors_lifts_quantized_recall() {
 /// vector-svc does) answers what the CPU indexes answer, filters included, also concurrently.
 #[cfg(feature = "gpu")]
 #[test]
-#[ignore = "needs a CUDA GPU"]
+#[ignore = "needs a CUDA GPU; runs on a GPU host by scripts/gpu-check.sh (--include-ignored)"]
 fn gpu_copy_answers_what_the_cpu_indexes_answer() {
     let gpu = crate::gpu::Gpu::open(0).expect("a GPU");
     let d = tempfile::tempdir().unwrap();
