@@ -3,6 +3,7 @@
 
 pub mod bm25;
 pub mod error;
+pub mod forms;
 pub mod grpc;
 pub mod service;
 pub mod sparse;

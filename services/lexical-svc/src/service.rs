@@ -54,6 +54,7 @@ impl LexicalSearcher {
                 body: cfg.lexical.body_boost,
                 doc: cfg.lexical.doc_boost,
                 bm25: crate::bm25::Bm25Params { k1: cfg.lexical.bm25_k1, b: cfg.lexical.bm25_b },
+                word_forms: cfg.lexical.word_forms_weight,
             },
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("lexical"),

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use codeintel_core::chunk::Chunk;
-use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
@@ -13,6 +13,7 @@ use tantivy::{collector::TopDocs, Index, IndexReader, TantivyDocument, Term};
 
 use crate::bm25::{Bm25Params, Bm25TermQuery};
 use crate::error::LexicalError;
+use crate::forms::WordForms;
 use crate::tokenizer::{code_tokens, CodeTokenizer};
 use codeintel_core::query::symbol_keys;
 
@@ -47,6 +48,8 @@ pub struct Boosts {
     pub body: f32,
     pub doc: f32,
     pub bm25: Bm25Params,
+    /// Weight of a query word's other forms in the index (0 = the word as typed only).
+    pub word_forms: f32,
 }
 
 pub fn schema() -> (Schema, Fields) {
@@ -240,6 +243,7 @@ pub fn compact_index(repo_dir: &Path, prev_rel: &str, version: &str) -> Result<S
 pub struct RepoLexical {
     reader: IndexReader,
     fields: Fields,
+    forms: WordForms,
     pub docs: u64,
 }
 
@@ -261,11 +265,15 @@ impl RepoLexical {
             )));
         }
         let reader = index.reader_builder().reload_policy(tantivy::ReloadPolicy::Manual).try_into().map_err(tv)?;
-        let docs = reader.searcher().num_docs();
-        Ok(Self { reader, fields, docs })
+        let searcher = reader.searcher();
+        let docs = searcher.num_docs();
+        let forms = WordForms::build(&searcher, &[fields.symbol, fields.path, fields.body]).map_err(tv)?;
+        Ok(Self { reader, fields, forms, docs })
     }
 
-    /// BM25 over the code fields: each query token is a should-clause on each field, boosted.
+    /// BM25 over the code fields: each query token is a should-clause on each field, boosted;
+    /// with `boosts.word_forms` > 0 a token scores as the best of itself and its other forms in
+    /// the index (see [`WordForms`]), the other forms weighted by `word_forms`.
     #[allow(clippy::too_many_arguments)]
     pub fn search(
         &self,
@@ -290,8 +298,19 @@ impl RepoLexical {
                 if boost <= 0.0 {
                     continue;
                 }
-                let tq = Bm25TermQuery::new(Term::from_field_text(field, &tok), boosts.bm25);
-                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(tq), boost))));
+                let tq: Box<dyn Query> = Box::new(Bm25TermQuery::new(Term::from_field_text(field, &tok), boosts.bm25));
+                let forms = if boosts.word_forms > 0.0 { self.forms.of(&tok) } else { Vec::new() };
+                let q: Box<dyn Query> = if forms.is_empty() {
+                    tq
+                } else {
+                    let mut alts = vec![tq];
+                    for form in forms {
+                        let fq = Bm25TermQuery::new(Term::from_field_text(field, form), boosts.bm25);
+                        alts.push(Box::new(BoostQuery::new(Box::new(fq), boosts.word_forms)));
+                    }
+                    Box::new(DisjunctionMaxQuery::new(alts))
+                };
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(q, boost))));
             }
         }
         if let Some(key) = symbol_keys(exact_symbol.trim()).into_iter().next().filter(|k| !k.is_empty()) {
@@ -352,7 +371,7 @@ mod tests {
     }
 
     const BOOSTS: Boosts =
-        Boosts { symbol: 1.0, path: 0.3, body: 1.0, doc: 1.0, bm25: Bm25Params { k1: 1.2, b: 0.75 } };
+        Boosts { symbol: 1.0, path: 0.3, body: 1.0, doc: 1.0, bm25: Bm25Params { k1: 1.2, b: 0.75 }, word_forms: 0.0 };
 
     #[test]
     fn configured_bm25_equals_tantivy_at_its_defaults_and_b_controls_length_normalisation() {
@@ -394,6 +413,44 @@ mod tests {
         };
         assert!(score(1.0, short) > score(1.0, long));
         assert!(score(0.0, long) > score(0.0, short));
+    }
+
+    #[test]
+    fn a_query_word_matches_the_other_forms_of_it_in_the_index_only_when_word_forms_are_on() {
+        let (_d, r, chunks) = index(&[
+            (
+                "src/arg.rs",
+                "rust",
+                "impl Arg {\n    pub fn require_equals(self, yes: bool) -> Self {\n        self.flag(yes)\n    }\n}\n",
+            ),
+            ("src/other.rs", "rust", "fn unrelated_thing() {\n    nothing_here();\n}\n"),
+            ("src/more.rs", "rust", "fn request_list() {\n    list();\n}\n"),
+        ]);
+        let want = id_of(&chunks, "Arg::require_equals");
+        let search = |w: f32| {
+            r.search(
+                "Requires that options use equals",
+                "",
+                10,
+                Boosts { word_forms: w, ..BOOSTS },
+                &[],
+                |_, _| true,
+                false,
+            )
+            .unwrap()
+        };
+        // As typed, only `equals` matches.
+        let off = search(0.0);
+        let on = search(0.5);
+        assert_eq!(off.first().map(|h| h.chunk_id), Some(want));
+        assert_eq!(on.first().map(|h| h.chunk_id), Some(want));
+        // `requires` now also matches `require` (same stem), below the weight of the word itself.
+        assert!(on[0].score > off[0].score, "forms on {} vs off {}", on[0].score, off[0].score);
+        // `request` has another stem: no match for it either way.
+        let other = id_of(&chunks, "request_list");
+        assert!(!on.iter().chain(&off).any(|h| h.chunk_id == other));
+        assert_eq!(r.forms.of("requires"), vec!["require"]);
+        assert!(r.forms.of("equals").is_empty(), "{:?}", r.forms.of("equals"));
     }
 
     #[test]

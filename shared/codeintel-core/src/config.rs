@@ -168,6 +168,9 @@ pub struct LexicalConfig {
     pub bm25_k1: f32,
     /// BM25 length normalisation (0 = none, 1 = full).
     pub bm25_b: f32,
+    /// Weight of a query word's other inflections found in the index (`requires` also matches
+    /// `require`), relative to the word as typed; 0 turns the expansion off.
+    pub word_forms_weight: f32,
 }
 
 impl Default for LexicalConfig {
@@ -183,6 +186,7 @@ impl Default for LexicalConfig {
             doc_boost: 0.0,
             bm25_k1: 1.2,
             bm25_b: 0.75,
+            word_forms_weight: 0.3,
         }
     }
 }
@@ -502,6 +506,10 @@ impl Config {
         anyhow::ensure!(
             l.bm25_k1 >= 0.0 && (0.0..=1.0).contains(&l.bm25_b),
             "lexical.bm25_k1 must not be negative and lexical.bm25_b must be within 0..=1"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&l.word_forms_weight),
+            "lexical.word_forms_weight must be within 0..=1 (0 = off)"
         );
         anyhow::ensure!(
             self.embed.batch_size > 0 && self.embed.remote_batch_size > 0,
