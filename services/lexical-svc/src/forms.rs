@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use codeintel_core::chunk::ABBREVIATIONS;
 use rust_stemmers::{Algorithm, Stemmer};
 use tantivy::schema::Field;
 use tantivy::Searcher;
@@ -56,18 +57,25 @@ impl WordForms {
     }
 
     /// The other forms of `word` in the index (not `word` itself), shortest first, at most
-    /// [`MAX_FORMS`].
+    /// [`MAX_FORMS`]: its inflections, and the usual code abbreviations of any of them
+    /// (`arguments` -> `args`, `arg`; `message` -> `msg`; see `chunk::ABBREVIATIONS`).
     pub fn of(&self, word: &str) -> Vec<&str> {
         if !inflectable(word) {
             return Vec::new();
         }
-        let stem = Stemmer::create(Algorithm::English).stem(word).into_owned();
-        let mut forms: Vec<&str> = self
-            .by_stem
-            .get(&stem)
-            .map(|v| v.iter().map(String::as_str).filter(|t| *t != word).collect())
-            .unwrap_or_default();
+        let stemmer = Stemmer::create(Algorithm::English);
+        let stem = stemmer.stem(word);
+        let mut forms: Vec<&str> =
+            self.by_stem.get(stem.as_ref()).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default();
+        for (short, long) in ABBREVIATIONS {
+            if !long.contains(' ') && stemmer.stem(long) == stem {
+                let known = self.by_stem.get(stemmer.stem(short).as_ref()).and_then(|v| v.iter().find(|t| t == short));
+                forms.extend(known.map(String::as_str));
+            }
+        }
+        forms.retain(|t| *t != word);
         forms.sort_by_key(|t| (t.len(), *t));
+        forms.dedup();
         forms.truncate(MAX_FORMS);
         forms
     }
@@ -107,5 +115,11 @@ mod tests {
         assert!(f.of("header").is_empty() && f.of("required").is_empty());
         assert!(f.of("x2").is_empty() && f.of("ab").is_empty());
         assert_eq!(f.groups(), 3);
+        // Abbreviations of any form, where the index has them.
+        let f = forms_of("cmd args arg msg");
+        assert_eq!(f.of("commands"), vec!["cmd"]);
+        assert_eq!(f.of("argument"), vec!["arg", "args"]);
+        assert_eq!(f.of("messages"), vec!["msg"]);
+        assert!(f.of("buffer").is_empty());
     }
 }

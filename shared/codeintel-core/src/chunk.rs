@@ -94,8 +94,8 @@ pub fn words_of(symbol: &str) -> String {
         .join(" ")
 }
 
-/// Abbreviations that programmers write and questions spell out.
-const ABBREVIATIONS: &[(&str, &str)] = &[
+/// Abbreviations that programmers write and questions spell out (short, long).
+pub const ABBREVIATIONS: &[(&str, &str)] = &[
     ("arg", "argument"),
     ("args", "arguments"),
     ("attr", "attribute"),
