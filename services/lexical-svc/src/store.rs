@@ -1,6 +1,7 @@
-//! One tantivy index per repo version. Fields: the qualified symbol name (boosted), the path
-//! (split into words), and the chunk text with a short header (parent, signature), all through
-//! the code-aware tokenizer; plus raw repo/path/language for filters.
+//! One tantivy index per repo version. Fields: the qualified symbol name (with the words its
+//! abbreviations stand for), the path (split into words), and the chunk text with a short header
+//! (parent, signature), all through the code-aware tokenizer; plus raw repo/path/language for
+//! filters.
 
 use std::path::Path;
 
@@ -23,8 +24,8 @@ pub const EXACT_SCORE: f32 = 1000.0;
 pub const TOKENIZER: &str = "code";
 
 /// Bumped whenever the schema or what goes into a field changes (2: the `doc` field; 3: a
-/// type's member names in `body`).
-pub const LEXICAL_FORMAT: u32 = 3;
+/// type's member names in `body`; 4: spelled-out abbreviations in `symbol`).
+pub const LEXICAL_FORMAT: u32 = 4;
 
 #[derive(Clone, Copy)]
 pub struct Fields {
@@ -82,12 +83,27 @@ fn body_text(c: &Chunk) -> String {
     format!("{}\n{}\n{}\n{}", c.parent, c.signature, c.members, c.text)
 }
 
+/// Text indexed in the symbol field: the qualified name, then the words its abbreviations and
+/// primitive types stand for when they are not already there (`Buf::get_i64_le` -> `... buffer
+/// signed bit integer little endian`), as in the embedding text (`chunk::words_of`).
+fn symbol_text(symbol: &str) -> String {
+    let have: std::collections::HashSet<String> = code_tokens(symbol).into_iter().map(|t| t.0).collect();
+    let mut out = symbol.to_string();
+    for w in codeintel_core::chunk::words_of(symbol).split(' ') {
+        if !w.is_empty() && !have.contains(w) {
+            out.push(' ');
+            out.push_str(w);
+        }
+    }
+    out
+}
+
 fn document(f: &Fields, c: &Chunk) -> TantivyDocument {
     let mut d = TantivyDocument::default();
     d.add_u64(f.chunk_id, c.chunk_id);
     d.add_text(f.path_raw, &c.path);
     d.add_text(f.language, &c.language);
-    d.add_text(f.symbol, &c.symbol);
+    d.add_text(f.symbol, symbol_text(&c.symbol));
     for key in symbol_keys(&c.symbol) {
         d.add_text(f.symbol_key, key);
     }
@@ -451,6 +467,22 @@ mod tests {
         assert!(!on.iter().chain(&off).any(|h| h.chunk_id == other));
         assert_eq!(r.forms.of("requires"), vec!["require"]);
         assert!(r.forms.of("equals").is_empty(), "{:?}", r.forms.of("equals"));
+    }
+
+    #[test]
+    fn spelled_out_abbreviations_of_a_name_are_searchable() {
+        assert_eq!(symbol_text("Buf::get_i64_le"), "Buf::get_i64_le buffer signed bit integer little endian");
+        assert_eq!(symbol_text("Command::flatten_help"), "Command::flatten_help");
+        let (_d, r, chunks) = index(&[
+            (
+                "src/buf.rs",
+                "rust",
+                "impl Buf {\n    fn get_u16_le(&mut self) -> u16 {\n        self.read(2)\n    }\n}\n",
+            ),
+            ("src/other.rs", "rust", "fn unrelated_thing() {\n    nothing_here();\n}\n"),
+        ]);
+        let hits = r.search("little endian unsigned integer", "", 5, BOOSTS, &[], |_, _| true, false).unwrap();
+        assert_eq!(hits.first().map(|h| h.chunk_id), Some(id_of(&chunks, "Buf::get_u16_le")));
     }
 
     #[test]
