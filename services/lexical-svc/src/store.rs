@@ -308,6 +308,7 @@ impl RepoLexical {
             if !seen.insert(tok.clone()) {
                 continue;
             }
+            let forms = if boosts.word_forms > 0.0 { self.forms.of(&tok) } else { Vec::new() };
             for (field, boost) in
                 [(f.symbol, boosts.symbol), (f.path, boosts.path), (f.body, boosts.body), (f.doc, boosts.doc)]
             {
@@ -315,12 +316,11 @@ impl RepoLexical {
                     continue;
                 }
                 let tq: Box<dyn Query> = Box::new(Bm25TermQuery::new(Term::from_field_text(field, &tok), boosts.bm25));
-                let forms = if boosts.word_forms > 0.0 { self.forms.of(&tok) } else { Vec::new() };
                 let q: Box<dyn Query> = if forms.is_empty() {
                     tq
                 } else {
                     let mut alts = vec![tq];
-                    for form in forms {
+                    for form in &forms {
                         let fq = Bm25TermQuery::new(Term::from_field_text(field, form), boosts.bm25);
                         alts.push(Box::new(BoostQuery::new(Box::new(fq), boosts.word_forms)));
                     }
