@@ -1,123 +1,65 @@
-//! `codeintel index` and `codeintel compact`: the index lifecycle of DESIGN section 3.
-//!
-//! A first index (or `--full`) chunks and embeds everything and writes a primary vector index
-//! (exact or trained by size), one Parquet segment and one tantivy index. Later runs are
-//! incremental: only files whose content hash changed are re-chunked and re-embedded; their new
-//! chunks go to a new segment, into the Flat secondary vector index and into a copy of the
-//! tantivy index, and the chunks they replace are tombstoned. When the secondary passes
-//! `index.compact_ratio` of the primary, compaction retrains the primary from every live vector
-//! and folds segments and tombstones away. Every run writes new files only and publishes them
-//! with one manifest rename, so a crash at any step leaves the last published version intact.
+//! `codeintel index` and `codeintel compact`: reads the tree, loads the models and hands both
+//! to the lifecycle drivers of `codeintel_index::build`, which own the on-disk format.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use anyhow::Context;
-use codeintel_core::chunk::{chunk_file, sha256_hex, Chunk, ChunkOptions, EMBED_TEXT_FORMAT};
-use codeintel_core::config::Config;
-use codeintel_core::embed::{self, Embedder};
-use codeintel_core::manifest::{self, EmbeddingContract, Manifest, MANIFEST_FORMAT};
-use codeintel_core::sparse::{self, SparseDoc, SpladeEncoder};
-use codeintel_core::walk;
-use indicatif::{ProgressBar, ProgressStyle};
+use codeintel_chunk::{chunk_file, walk};
+use codeintel_config::Config;
+use codeintel_core::chunk::{sha256_hex, Chunk, ChunkOptions};
+use codeintel_core::SparseVec;
+pub use codeintel_index::build::{compact, sparse_key, IndexOptions, IndexReport, Mode};
+use codeintel_index::build::{Encoders, SourceFile, SparseEncoder, Tree};
+use codeintel_models::embed::Embedder;
+use codeintel_models::sparse::SpladeEncoder;
+use futures::future::BoxFuture;
 use rayon::prelude::*;
-use vector_svc::store::{ChunkMeta, IndexKind};
 
-#[derive(Debug, Clone, Default)]
-pub struct IndexOptions {
-    /// Rebuild from scratch even when a compatible version exists.
-    pub full: bool,
-    pub quiet: bool,
-    /// Fault injection for tests: fail right after this many artifact writes (0 = before the
-    /// first), as a crash there would.
-    pub fail_after_writes: Option<usize>,
+/// The models and chunker of this process, as the drivers see them. The SPLADE encoder is
+/// loaded on first use, so a run with nothing to encode does not load it.
+struct Models<'a> {
+    cfg: &'a Config,
+    embedder: Embedder,
+    splade: OnceLock<Arc<dyn SparseEncoder>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    #[default]
-    Full,
-    Incremental,
-    /// Nothing changed; no version was published.
-    UpToDate,
-}
+struct Splade(SpladeEncoder);
 
-#[derive(Debug, Default)]
-pub struct IndexReport {
-    pub version: u64,
-    pub mode: Mode,
-    pub files: usize,
-    pub changed_files: usize,
-    pub deleted_files: usize,
-    /// Live chunks in the published version.
-    pub chunks: usize,
-    /// Chunks embedded in this run (the others kept their vectors).
-    pub embedded: usize,
-    /// Chunks this run tombstoned.
-    pub removed: usize,
-    /// Walking and hashing the tree.
-    pub read_time: Duration,
-    /// Chunking the files that changed.
-    pub chunk_time: Duration,
-    pub embed_time: Duration,
-    /// SPLADE encoding of the chunks that needed it (part of `embed_time`).
-    pub sparse_time: Duration,
-    /// Writing artifacts and publishing (everything after embedding).
-    pub write_time: Duration,
-    /// The version compaction published after this run, if it ran.
-    pub compacted: Option<u64>,
-}
-
-fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
+impl SparseEncoder for Splade {
+    fn encode(&self, texts: &[String], max_terms: usize) -> anyhow::Result<Vec<SparseVec>> {
+        Ok(self.0.encode(texts, max_terms)?)
     }
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {what:<9} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
-        ))
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    pb
 }
 
-/// Counts artifact writes so that tests can stop the indexer between any two of them.
-struct Steps {
-    done: usize,
-    fail_after: Option<usize>,
-}
-
-impl Steps {
-    fn new(fail_after: Option<usize>) -> Self {
-        Self { done: 0, fail_after }
+impl Encoders for Models<'_> {
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, anyhow::Result<Vec<Vec<f32>>>> {
+        Box::pin(async move { Ok(self.embedder.embed(texts).await?) })
     }
 
-    fn check(&self, next: &str) -> anyhow::Result<()> {
-        if self.fail_after == Some(self.done) {
-            anyhow::bail!("injected failure after {} writes, before {next}", self.done);
+    fn sparse(&self) -> anyhow::Result<Option<Arc<dyn SparseEncoder>>> {
+        let s = &self.cfg.sparse;
+        if !s.enabled {
+            return Ok(None);
         }
-        Ok(())
+        if let Some(e) = self.splade.get() {
+            return Ok(Some(e.clone()));
+        }
+        let e = SpladeEncoder::load(&self.cfg.sparse_model_dir(), s.max_tokens, s.batch_size, s.workers)
+            .context("sparse (SPLADE) model; run `make deps`, or set CODEINTEL__SPARSE__ENABLED=false")?;
+        Ok(Some(self.splade.get_or_init(|| Arc::new(Splade(e))).clone()))
     }
 
-    fn wrote(&mut self) {
-        self.done += 1;
+    fn chunk(&self, repo: &str, path: &str, language: &str, text: &str, opts: ChunkOptions) -> Vec<Chunk> {
+        chunk_file(repo, path, language, text, opts)
     }
 }
 
-struct SourceFile {
-    path: String,
-    language: &'static str,
-    hash: String,
-    text: String,
-}
-
-/// Walks and hashes every indexable file.
+/// Walks and hashes every indexable file under `root`.
 fn read_tree(cfg: &Config, root: &Path, quiet: bool) -> anyhow::Result<(Vec<SourceFile>, walk::WalkStats)> {
     let (files, stats) = walk::walk(root, cfg.index.max_file_bytes)?;
-    let pb = bar(files.len() as u64, "reading", quiet);
+    let pb = codeintel_index::build::bar(files.len() as u64, "reading", quiet);
     let out: Vec<SourceFile> = files
         .par_iter()
         .filter_map(|f| {
@@ -131,556 +73,27 @@ fn read_tree(cfg: &Config, root: &Path, quiet: bool) -> anyhow::Result<(Vec<Sour
     Ok((out, stats))
 }
 
-fn chunk_all(cfg: &Config, repo: &str, files: &[&SourceFile]) -> Vec<Chunk> {
-    let opts = chunk_options(cfg);
-    let mut chunks: Vec<Chunk> =
-        files.par_iter().flat_map_iter(|f| chunk_file(repo, &f.path, f.language, &f.text, opts)).collect();
-    chunks.sort_by_key(|c| c.chunk_id);
-    chunks.dedup_by_key(|c| c.chunk_id);
-    chunks
-}
-
-async fn embed_chunks(embedder: &Embedder, cfg: &Config, chunks: &[&Chunk], quiet: bool) -> anyhow::Result<Vec<f32>> {
-    let pb = bar(chunks.len() as u64, "embedding", quiet);
-    let mut out = Vec::new();
-    // Large steps let the embedder sort by length across many texts (less padding).
-    let step = (cfg.embed.batch_size * 32).max(64);
-    for part in chunks.chunks(step) {
-        // The code of every chunk first, then the name view of those that have one.
-        let mut texts: Vec<String> = part.iter().map(|c| c.embedding_text()).collect();
-        let named: Vec<bool> = part
-            .iter()
-            .map(|c| match c.name_text().filter(|_| cfg.embed.name_view) {
-                Some(t) => {
-                    texts.push(t);
-                    true
-                }
-                None => false,
-            })
-            .collect();
-        let vectors = embedder.embed(texts).await?;
-        let (code, mut names) = (&vectors[..part.len()], vectors[part.len()..].iter());
-        for (v, has_name) in code.iter().zip(named) {
-            match has_name {
-                true => out.extend(embed::combine_views(&[v, names.next().expect("one vector per name view")])),
-                false => out.extend_from_slice(v),
-            }
-        }
-        pb.inc(part.len() as u64);
-    }
-    pb.finish_and_clear();
-    Ok(out)
-}
-
-/// Texts embedded per chunk (recorded in the manifest as `embed_views`).
-fn embed_views(cfg: &Config) -> u32 {
-    1 + u32::from(cfg.embed.name_view)
-}
-
-fn meta(c: &Chunk) -> ChunkMeta {
-    ChunkMeta { id: c.chunk_id, path: c.path.clone(), language: c.language.clone() }
-}
-
-fn chunk_options(cfg: &Config) -> ChunkOptions {
-    ChunkOptions { max_chunk_lines: cfg.index.max_chunk_lines, window_lines: cfg.index.window_lines }
-}
-
-/// Whether `prev`'s vectors mean what this run's would (same model, texts, views and truncation).
-fn compatible(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bool {
-    prev.embedding == *contract
-        && prev.embed_text_format == EMBED_TEXT_FORMAT
-        && prev.embed_max_tokens as usize == cfg.embed.max_tokens
-        && prev.embed_views == embed_views(cfg)
-}
-
-/// Whether `prev` can be updated in place of a rebuild: same vectors, same lexical schema,
-/// same chunking, same sparse encoding.
-fn updatable(prev: &Manifest, contract: &EmbeddingContract, cfg: &Config) -> bool {
-    compatible(prev, contract, cfg)
-        && prev.lexical_format == lexical_svc::store::LEXICAL_FORMAT
-        && prev.chunking == chunk_options(cfg).key()
-        && prev.sparse_model == sparse_key(cfg)
-}
-
-/// What sparse documents are encoded with (`sparse.*` and the text format), recorded in the
-/// manifest; empty when sparse indexing is off.
-pub fn sparse_key(cfg: &Config) -> String {
-    let s = &cfg.sparse;
-    if s.enabled {
-        // The encoded text is the embedding text, so its format is part of the key.
-        format!("{}/{}/{}/t{EMBED_TEXT_FORMAT}", s.model_id, s.max_tokens, s.doc_max_terms)
-    } else {
-        String::new()
-    }
-}
-
-fn load_sparse(cfg: &Config) -> anyhow::Result<Option<std::sync::Arc<SpladeEncoder>>> {
-    if !cfg.sparse.enabled {
-        return Ok(None);
-    }
-    let s = &cfg.sparse;
-    let e = SpladeEncoder::load(&cfg.sparse_model_dir(), s.max_tokens, s.batch_size, s.workers)
-        .context("sparse (SPLADE) model; run `make deps`, or set CODEINTEL__SPARSE__ENABLED=false")?;
-    Ok(Some(std::sync::Arc::new(e)))
-}
-
-/// SPLADE documents of `chunks`, encoded from the same contextual text as the dense vectors.
-async fn encode_sparse(
-    encoder: &std::sync::Arc<SpladeEncoder>,
-    cfg: &Config,
-    chunks: &[&Chunk],
-    quiet: bool,
-) -> anyhow::Result<Vec<SparseDoc>> {
-    let pb = bar(chunks.len() as u64, "sparse", quiet);
-    let mut out = Vec::with_capacity(chunks.len());
-    let step = (cfg.sparse.batch_size * 32).max(64);
-    for part in chunks.chunks(step) {
-        let texts: Vec<String> = part.iter().map(|c| c.embedding_text()).collect();
-        let (e, max) = (encoder.clone(), cfg.sparse.doc_max_terms);
-        let terms = tokio::task::spawn_blocking(move || e.encode(&texts, max)).await??;
-        out.extend(part.iter().zip(terms).map(|(c, terms)| SparseDoc {
-            chunk_id: c.chunk_id,
-            path: c.path.clone(),
-            language: c.language.clone(),
-            terms,
-        }));
-        pb.inc(part.len() as u64);
-    }
-    pb.finish_and_clear();
-    Ok(out)
-}
-
-fn write_sparse(repo_dir: &Path, vname: &str, docs: &[SparseDoc]) -> anyhow::Result<String> {
-    let rel = format!("sparse/{vname}.bin");
-    sparse::write_docs(&repo_dir.join(&rel), docs).with_context(|| format!("writing {rel}"))?;
-    Ok(rel)
-}
-
+/// Indexes the tree at `path` as `repo` (see `codeintel_index::build::run`).
 pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> anyhow::Result<IndexReport> {
-    manifest::validate_repo_name(repo)?;
+    codeintel_index::manifest::validate_repo_name(repo)?;
     let root = path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
-    let quiet = opts.quiet;
-    let data_root = &cfg.data.root;
-    std::fs::create_dir_all(data_root).with_context(|| format!("cannot create {}", data_root.display()))?;
     let t = Instant::now();
-    let (files, stats) = read_tree(cfg, &root, quiet)?;
+    let (files, stats) = read_tree(cfg, &root, opts.quiet)?;
     let read_time = t.elapsed();
-    let embedder = Embedder::from_config(cfg).await?;
-    let contract = embedder.contract(&cfg.embed.model_id).await?;
-    let prev = manifest::load_current(data_root, repo).ok();
-    let mut report = IndexReport { files: files.len(), read_time, ..Default::default() };
-    if !quiet {
+    if !opts.quiet {
         eprintln!(
             "read {} files in {:.1}s (skipped {} large, {} non-source)",
             files.len(),
-            t.elapsed().as_secs_f64(),
+            read_time.as_secs_f64(),
             stats.skipped_large,
             stats.skipped_unknown
         );
     }
-    let mut steps = Steps::new(opts.fail_after_writes);
-    match prev {
-        Some(prev) if !opts.full && updatable(&prev, &contract, cfg) => {
-            incremental(cfg, &root, repo, &files, &embedder, prev, &mut steps, &mut report, quiet).await?;
-        }
-        prev => {
-            if let Some(p) = &prev {
-                if !opts.full && !quiet {
-                    eprintln!(
-                        "version {} was embedded or indexed differently; rebuilding (vectors reused where valid)",
-                        p.version
-                    );
-                }
-            }
-            full(cfg, &root, repo, &files, &embedder, contract, prev, &mut steps, &mut report, quiet).await?;
-        }
-    }
-    if report.mode == Mode::UpToDate {
-        return Ok(report);
-    }
-    let current = manifest::load_current(data_root, repo)?;
-    if let Some(s) = &current.secondary {
-        let primary = current.chunks.saturating_sub(s.count).max(1);
-        if s.count as f64 > cfg.index.compact_ratio * primary as f64 && s.count > cfg.index.compact_min_vectors {
-            if !quiet {
-                eprintln!(
-                    "secondary holds {} vectors (> {:.0}% of {primary}); compacting",
-                    s.count,
-                    cfg.index.compact_ratio * 100.0
-                );
-            }
-            report.compacted = Some(compact(cfg, repo, quiet, None)?.version);
-        }
-    }
-    match manifest::collect_garbage(data_root, repo, cfg.index.keep_versions, cfg.index.gc_grace_ms) {
-        Ok(gone) if !gone.is_empty() && !quiet => eprintln!("removed old versions {gone:?}"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "old versions could not be removed"),
-    }
+    let embedder = Embedder::from_config(cfg).await?;
+    let contract = embedder.contract(&cfg.embed.model_id).await?;
+    let models = Models { cfg, embedder, splade: OnceLock::new() };
+    let tree = Tree { source: root.display().to_string(), files };
+    let mut report = codeintel_index::build::run(cfg, &tree, repo, contract, &models, opts).await?;
+    report.read_time = read_time;
     Ok(report)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn full(
-    cfg: &Config,
-    root: &Path,
-    repo: &str,
-    files: &[SourceFile],
-    embedder: &Embedder,
-    contract: EmbeddingContract,
-    prev: Option<Manifest>,
-    steps: &mut Steps,
-    report: &mut IndexReport,
-    quiet: bool,
-) -> anyhow::Result<()> {
-    let data_root = &cfg.data.root;
-    let repo_dir = manifest::repo_dir(data_root, repo)?;
-    let t = Instant::now();
-    let chunks = chunk_all(cfg, repo, &files.iter().collect::<Vec<_>>());
-    report.chunk_time = t.elapsed();
-
-    // Chunks that a compatible previous version already embedded keep their vectors.
-    let t = Instant::now();
-    // chunk id -> row of `prev_vectors`: no per-vector copies of the previous version.
-    let mut reused: HashMap<u64, usize> = HashMap::new();
-    let mut prev_vectors: Vec<f32> = Vec::new();
-    let dim = contract.dim as usize;
-    if let Some(prev) = prev.as_ref().filter(|p| compatible(p, &contract, cfg)) {
-        match vector_svc::store::live_vectors(&repo_dir, prev) {
-            Ok((metas, vs)) => {
-                let want: HashSet<u64> = chunks.iter().map(|c| c.chunk_id).collect();
-                reused =
-                    metas.iter().enumerate().filter(|(_, m)| want.contains(&m.id)).map(|(r, m)| (m.id, r)).collect();
-                prev_vectors = vs;
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot reuse vectors of the previous version"),
-        }
-    }
-    let todo: Vec<&Chunk> = chunks.iter().filter(|c| !reused.contains_key(&c.chunk_id)).collect();
-    let fresh = embed_chunks(embedder, cfg, &todo, quiet).await?;
-    let mut fresh = fresh.chunks_exact(dim);
-    let mut vectors = Vec::with_capacity(chunks.len() * dim);
-    for c in &chunks {
-        match reused.get(&c.chunk_id) {
-            Some(&r) => vectors.extend_from_slice(&prev_vectors[r * dim..(r + 1) * dim]),
-            None => vectors.extend_from_slice(fresh.next().expect("one vector per embedded chunk")),
-        }
-    }
-    drop(prev_vectors);
-    let ts = Instant::now();
-    let sparse_docs = match load_sparse(cfg)? {
-        Some(enc) => {
-            let mut old: HashMap<u64, SparseDoc> = HashMap::new();
-            if let Some(p) = prev.as_ref().filter(|p| !p.sparse.is_empty() && p.sparse_model == sparse_key(cfg)) {
-                match manifest::tombstones(&repo_dir, p)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|dead| Ok(sparse::live_docs(&repo_dir, &p.sparse, &dead)?))
-                {
-                    Ok(docs) => old = docs.into_iter().map(|d| (d.chunk_id, d)).collect(),
-                    Err(e) => tracing::warn!(error = %e, "cannot reuse sparse documents of the previous version"),
-                }
-            }
-            let todo: Vec<&Chunk> = chunks.iter().filter(|c| !old.contains_key(&c.chunk_id)).collect();
-            let mut fresh = encode_sparse(&enc, cfg, &todo, quiet).await?.into_iter();
-            Some(
-                chunks
-                    .iter()
-                    .map(|c| old.remove(&c.chunk_id).unwrap_or_else(|| fresh.next().expect("one per encoded chunk")))
-                    .collect::<Vec<_>>(),
-            )
-        }
-        None => None,
-    };
-    report.sparse_time = ts.elapsed();
-    report.embed_time = t.elapsed();
-    report.embedded = todo.len();
-
-    let t = Instant::now();
-    let version = manifest::next_version(data_root, repo)?;
-    let vname = manifest::version_name(version);
-    steps.check("the segment")?;
-    let segment = hydrate_svc::segment::write_segment(&repo_dir, &vname, &chunks)?;
-    steps.wrote();
-    steps.check("the primary vector index")?;
-    let metas: Vec<ChunkMeta> = chunks.iter().map(meta).collect();
-    let kind = IndexKind::choose(chunks.len(), contract.dim, &cfg.vector);
-    let primary = vector_svc::store::write_artifact(&repo_dir, &vname, contract.dim, &vectors, &metas, kind)?;
-    steps.wrote();
-    steps.check("the lexical index")?;
-    let tantivy_dir = lexical_svc::store::write_index(&repo_dir, &vname, &chunks)?;
-    steps.wrote();
-    let mut sparse_files = Vec::new();
-    if let Some(docs) = &sparse_docs {
-        steps.check("the sparse documents")?;
-        sparse_files.push(write_sparse(&repo_dir, &vname, docs)?);
-        steps.wrote();
-    }
-    steps.check("the manifest")?;
-    let m = Manifest {
-        format: MANIFEST_FORMAT,
-        repo: repo.to_string(),
-        version,
-        created_unix_ms: manifest::now_unix_ms(),
-        source: root.display().to_string(),
-        embedding: contract,
-        embed_text_format: EMBED_TEXT_FORMAT,
-        embed_max_tokens: cfg.embed.max_tokens as u32,
-        segments: vec![segment],
-        faiss_index: primary.faiss_index,
-        chunk_meta: primary.chunk_meta,
-        primary_vectors: Some(primary.vectors),
-        primary_kind: primary.kind,
-        secondary: None,
-        tombstones: None,
-        tombstoned: 0,
-        tantivy_dir,
-        lexical_format: lexical_svc::store::LEXICAL_FORMAT,
-        chunking: chunk_options(cfg).key(),
-        embed_views: embed_views(cfg),
-        sparse: sparse_files,
-        sparse_model: sparse_key(cfg),
-        chunks: chunks.len() as u64,
-        files: files.len() as u64,
-        file_hashes: files.iter().map(|f| (f.path.clone(), f.hash.clone())).collect(),
-    };
-    let mpath = manifest::publish(data_root, &m)?;
-    report.write_time = t.elapsed();
-    report.version = version;
-    report.mode = Mode::Full;
-    report.chunks = chunks.len();
-    report.changed_files = files.len();
-    if !quiet {
-        eprintln!("published {repo} {vname} ({} chunks, primary {kind:?}): {}", chunks.len(), mpath.display());
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn incremental(
-    cfg: &Config,
-    root: &Path,
-    repo: &str,
-    files: &[SourceFile],
-    embedder: &Embedder,
-    prev: Manifest,
-    steps: &mut Steps,
-    report: &mut IndexReport,
-    quiet: bool,
-) -> anyhow::Result<()> {
-    let data_root = &cfg.data.root;
-    let repo_dir = manifest::repo_dir(data_root, repo)?;
-    let t = Instant::now();
-    let changed: Vec<&SourceFile> = files.iter().filter(|f| prev.file_hashes.get(&f.path) != Some(&f.hash)).collect();
-    let present: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
-    let deleted: Vec<&String> = prev.file_hashes.keys().filter(|p| !present.contains(p.as_str())).collect();
-    report.changed_files = changed.len();
-    report.deleted_files = deleted.len();
-    report.version = prev.version;
-    report.chunks = prev.chunks as usize;
-    if changed.is_empty() && deleted.is_empty() {
-        report.mode = Mode::UpToDate;
-        report.chunk_time = t.elapsed();
-        return Ok(());
-    }
-    let new_chunks = chunk_all(cfg, repo, &changed);
-
-    // What the touched files held before: the live chunks of the previous version there.
-    let dim = prev.embedding.dim as usize;
-    let live_metas = vector_svc::store::live_metas(&repo_dir, &prev)?;
-    let touched: HashSet<&str> =
-        changed.iter().map(|f| f.path.as_str()).chain(deleted.iter().map(|p| p.as_str())).collect();
-    let old: HashSet<u64> = live_metas.iter().filter(|m| touched.contains(m.path.as_str())).map(|m| m.id).collect();
-    let new_ids: HashSet<u64> = new_chunks.iter().map(|c| c.chunk_id).collect();
-    let dead: Vec<u64> = old.iter().copied().filter(|id| !new_ids.contains(id)).collect();
-    let added: Vec<&Chunk> = new_chunks.iter().filter(|c| !old.contains(&c.chunk_id)).collect();
-    report.chunk_time = t.elapsed();
-
-    let t = Instant::now();
-    let fresh = embed_chunks(embedder, cfg, &added, quiet).await?;
-    let ts = Instant::now();
-    let sparse_added = match load_sparse(cfg)? {
-        Some(enc) if !added.is_empty() => Some(encode_sparse(&enc, cfg, &added, quiet).await?),
-        _ => None,
-    };
-    report.sparse_time = ts.elapsed();
-    report.embed_time = t.elapsed();
-    report.embedded = added.len();
-    report.removed = dead.len();
-
-    let t = Instant::now();
-    let version = manifest::next_version(data_root, repo)?;
-    let vname = manifest::version_name(version);
-    let dead_set: HashSet<u64> = dead.iter().copied().collect();
-    let added_ids: HashSet<u64> = added.iter().map(|c| c.chunk_id).collect();
-    let mut segments = prev.segments.clone();
-    if !added.is_empty() {
-        steps.check("the segment")?;
-        let owned: Vec<Chunk> = added.iter().map(|c| (*c).clone()).collect();
-        segments.push(hydrate_svc::segment::write_segment(&repo_dir, &vname, &owned)?);
-        steps.wrote();
-    }
-    // The secondary: the previous one's live vectors plus the new ones, rewritten as one Flat
-    // index (small by construction: compaction empties it).
-    let prev_tomb = manifest::tombstones(&repo_dir, &prev)?;
-    let (prev_sec_metas, prev_sec_vecs) = vector_svc::store::secondary_vectors(&repo_dir, &prev)?;
-    let mut sec_metas: Vec<ChunkMeta> = Vec::new();
-    let mut sec_vecs: Vec<f32> = Vec::new();
-    for (m, v) in prev_sec_metas.into_iter().zip(prev_sec_vecs.chunks_exact(dim)) {
-        if !dead_set.contains(&m.id) && !added_ids.contains(&m.id) && !prev_tomb.contains(&m.id) {
-            sec_metas.push(m);
-            sec_vecs.extend_from_slice(v);
-        }
-    }
-    sec_metas.extend(added.iter().map(|c| meta(c)));
-    sec_vecs.extend_from_slice(&fresh);
-    let secondary = if sec_metas.is_empty() {
-        None
-    } else {
-        steps.check("the secondary vector index")?;
-        let f = vector_svc::store::write_artifact(
-            &repo_dir,
-            &format!("{vname}.secondary"),
-            prev.embedding.dim,
-            &sec_vecs,
-            &sec_metas,
-            IndexKind::Flat,
-        )?;
-        steps.wrote();
-        Some(f)
-    };
-    // Tombstones: every id still physically present in the primary or a segment but not live.
-    let mut tomb = prev_tomb;
-    tomb.extend(dead.iter().copied());
-    tomb.retain(|id| !added_ids.contains(id));
-    let tombstones = if tomb.is_empty() {
-        None
-    } else {
-        steps.check("the tombstones")?;
-        let rel = format!("tombstones/{vname}.ids");
-        manifest::write_ids(&repo_dir.join(&rel), &tomb.iter().copied().collect::<Vec<_>>())?;
-        steps.wrote();
-        Some(rel)
-    };
-    steps.check("the lexical index")?;
-    let owned: Vec<Chunk> = added.iter().map(|c| (*c).clone()).collect();
-    let tantivy_dir = lexical_svc::store::update_index(&repo_dir, &prev.tantivy_dir, &vname, &dead, &owned)?;
-    steps.wrote();
-    // Sparse documents follow the segments: the new ones in a file of their own, the dead ones
-    // dropped through the tombstones.
-    let mut sparse_files = prev.sparse.clone();
-    if let Some(docs) = &sparse_added {
-        steps.check("the sparse documents")?;
-        sparse_files.push(write_sparse(&repo_dir, &vname, docs)?);
-        steps.wrote();
-    }
-    steps.check("the manifest")?;
-    let mut file_hashes: BTreeMap<String, String> = prev.file_hashes.clone();
-    for p in &deleted {
-        file_hashes.remove(*p);
-    }
-    for f in &changed {
-        file_hashes.insert(f.path.clone(), f.hash.clone());
-    }
-    let chunks = (live_metas.len() - dead.len() + added.len()) as u64;
-    let m = Manifest {
-        version,
-        created_unix_ms: manifest::now_unix_ms(),
-        source: root.display().to_string(),
-        segments,
-        secondary,
-        tombstoned: tomb.len() as u64,
-        tombstones,
-        tantivy_dir,
-        sparse: sparse_files,
-        chunks,
-        files: files.len() as u64,
-        file_hashes,
-        ..prev
-    };
-    let mpath = manifest::publish(data_root, &m)?;
-    report.write_time = t.elapsed();
-    report.version = version;
-    report.mode = Mode::Incremental;
-    report.chunks = chunks as usize;
-    if !quiet {
-        eprintln!(
-            "published {repo} {vname}: {} files changed, {} deleted; {} chunks added, {} removed: {}",
-            report.changed_files,
-            report.deleted_files,
-            added.len(),
-            dead.len(),
-            mpath.display()
-        );
-    }
-    Ok(())
-}
-
-/// Folds the secondary and the tombstones of `repo`'s current version into a new primary
-/// (retrained from the exact vectors), one segment and a merged tantivy index, published as a
-/// new version. Serving processes keep the old version until they have loaded the new one.
-/// `fail_after` injects a failure after that many artifact writes (tests).
-pub fn compact(cfg: &Config, repo: &str, quiet: bool, fail_after: Option<usize>) -> anyhow::Result<Manifest> {
-    let data_root = &cfg.data.root;
-    let repo_dir = manifest::repo_dir(data_root, repo)?;
-    let prev = manifest::load_current(data_root, repo)?;
-    let t = Instant::now();
-    let mut steps = Steps::new(fail_after);
-    let (metas, vectors) = vector_svc::store::live_vectors(&repo_dir, &prev)?;
-    let version = manifest::next_version(data_root, repo)?;
-    let vname = manifest::version_name(version);
-    let dead = manifest::tombstones(&repo_dir, &prev)?;
-    steps.check("the segment")?;
-    let (segment, rows) = hydrate_svc::segment::compact_segments(&repo_dir, &prev.segments, &dead, &vname)?;
-    steps.wrote();
-    anyhow::ensure!(
-        rows as usize == metas.len(),
-        "compaction found {rows} live chunk rows but {} live vectors; the version is inconsistent",
-        metas.len()
-    );
-    steps.check("the primary vector index")?;
-    let kind = IndexKind::choose(metas.len(), prev.embedding.dim, &cfg.vector);
-    let primary = vector_svc::store::write_artifact(&repo_dir, &vname, prev.embedding.dim, &vectors, &metas, kind)?;
-    steps.wrote();
-    steps.check("the lexical index")?;
-    let tantivy_dir = lexical_svc::store::compact_index(&repo_dir, &prev.tantivy_dir, &vname)?;
-    steps.wrote();
-    let mut sparse_files = Vec::new();
-    if !prev.sparse.is_empty() {
-        steps.check("the sparse documents")?;
-        let docs = sparse::live_docs(&repo_dir, &prev.sparse, &dead)?;
-        anyhow::ensure!(
-            docs.len() == metas.len(),
-            "compaction found {} live sparse documents but {} live vectors; the version is inconsistent",
-            docs.len(),
-            metas.len()
-        );
-        sparse_files.push(write_sparse(&repo_dir, &vname, &docs)?);
-        steps.wrote();
-    }
-    steps.check("the manifest")?;
-    let m = Manifest {
-        version,
-        created_unix_ms: manifest::now_unix_ms(),
-        segments: vec![segment],
-        faiss_index: primary.faiss_index,
-        chunk_meta: primary.chunk_meta,
-        primary_vectors: Some(primary.vectors),
-        primary_kind: primary.kind,
-        secondary: None,
-        tombstones: None,
-        tombstoned: 0,
-        tantivy_dir,
-        sparse: sparse_files,
-        chunks: metas.len() as u64,
-        ..prev
-    };
-    manifest::publish(data_root, &m)?;
-    if !quiet {
-        eprintln!(
-            "compacted {repo} into {vname}: {} live chunks, primary {kind:?}, in {:.1}s",
-            metas.len(),
-            t.elapsed().as_secs_f64()
-        );
-    }
-    Ok(m)
 }

@@ -2,6 +2,6 @@
 //! callable from tests without a process.
 
 pub mod bench;
-pub mod chat;
+pub use codeintel_models::chat;
 pub mod index;
 pub mod models;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use codeintel_core::config::Config;
+use codeintel_config::Config;
 use codeintel_core::proto::v1::answer_event::Event;
 use codeintel_core::proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_core::proto::v1::{AnswerRequest, Scope, SearchMode, SearchRequest};
@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 #[command(name = "codeintel", version, about = "Index code repositories and answer questions about them")]
 struct Cli {
     /// TOML configuration file (also $CODEINTEL_CONFIG).
-    #[arg(long, global = true, env = codeintel_core::config::CONFIG_FILE_ENV)]
+    #[arg(long, global = true, env = codeintel_config::CONFIG_FILE_ENV)]
     config: Option<PathBuf>,
     /// Data root holding the indexed repos (overrides data.root).
     #[arg(long, global = true)]
@@ -282,7 +282,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Index { path, repo, quiet, full } => {
-            codeintel_core::server::init_tracing();
+            codeintel_server::init_tracing();
             let opts = index::IndexOptions { full: *full, quiet: *quiet, fail_after_writes: None };
             let r = index::run(&cfg, path, repo, &opts).await?;
             let mode = match r.mode {
@@ -308,7 +308,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             );
         }
         Cmd::Compact { repo, quiet } => {
-            codeintel_core::server::init_tracing();
+            codeintel_server::init_tracing();
             let m = index::compact(&cfg, repo, *quiet, None)?;
             println!("compacted {repo}: version {} ({} chunks, primary {})", m.version, m.chunks, m.primary_kind);
         }
@@ -389,8 +389,8 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             }
         }
         Cmd::Models { what: ModelsCmd::Serve { addr } } => {
-            codeintel_core::server::init_tracing();
-            let embedder = codeintel_core::embed::Embedder::from_config(&cfg).await?;
+            codeintel_server::init_tracing();
+            let embedder = codeintel_models::embed::Embedder::from_config(&cfg).await?;
             let chat = if cfg.models.chat {
                 let path = cfg.chat_gguf();
                 let model = tokio::task::spawn_blocking(move || codeintel::chat::ChatModel::load(&path)).await??;

@@ -22,7 +22,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use codeintel_core::embed::Embedder;
+use codeintel_models::embed::Embedder;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -119,7 +119,7 @@ async fn embeddings(State(m): State<Arc<Models>>, Json(req): Json<EmbeddingsRequ
 async fn score(State(m): State<Arc<Models>>, Json(req): Json<ScoreRequest>) -> Response {
     match m.scores(req.text_1, req.text_2.into_vec()).await {
         Ok(s) => Json(json!({
-            "id": format!("score-{}", codeintel_core::manifest::now_unix_ms()),
+            "id": format!("score-{}", codeintel_index::manifest::now_unix_ms()),
             "object": "list",
             "model": m.model_id,
             "data": s.iter().enumerate().map(|(i, s)| json!({"index": i, "object": "score", "score": s})).collect::<Vec<_>>(),
@@ -137,7 +137,7 @@ async fn rerank(State(m): State<Arc<Models>>, Json(req): Json<RerankRequest>) ->
             order.sort_by(|a, b| s[*b].total_cmp(&s[*a]).then(a.cmp(b)));
             order.truncate(req.top_n.unwrap_or(s.len()));
             Json(json!({
-                "id": format!("rerank-{}", codeintel_core::manifest::now_unix_ms()),
+                "id": format!("rerank-{}", codeintel_index::manifest::now_unix_ms()),
                 "model": m.model_id,
                 "results": order.iter().map(|&i| json!({"index": i, "document": {"text": docs[i]}, "relevance_score": s[i]})).collect::<Vec<_>>(),
             }))
@@ -200,8 +200,8 @@ async fn chat_completions(State(m): State<Arc<Models>>, Json(req): Json<ChatRequ
         seed: req.seed.unwrap_or(299_792_458),
     };
     let prompt = render_chatml(&req.messages);
-    let created = codeintel_core::manifest::now_unix_ms() / 1000;
-    let cid = format!("chatcmpl-{}", codeintel_core::manifest::now_unix_ms());
+    let created = codeintel_index::manifest::now_unix_ms() / 1000;
+    let cid = format!("chatcmpl-{}", codeintel_index::manifest::now_unix_ms());
     let chunk = {
         let (cid, id) = (cid.clone(), id.clone());
         move |delta: serde_json::Value, finish: Option<&str>| {

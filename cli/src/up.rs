@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use codeintel_core::config::Config;
+use codeintel_config::Config;
 use tokio::process::{Child, Command};
 
 pub struct Service {
@@ -91,7 +91,7 @@ pub async fn run(cfg: &Config, config_file: Option<&Path>, sets: &[String]) -> a
         }
         println!("mesh is up: answer-svc at {} (Ctrl-C stops all)", cfg.answer.addr);
         tokio::select! {
-            _ = codeintel_core::server::shutdown_signal() => {}
+            _ = codeintel_server::shutdown_signal() => {}
             r = async {
                 loop {
                     for (name, c) in children.iter_mut() {

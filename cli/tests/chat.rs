@@ -6,8 +6,8 @@ use std::sync::{Arc, OnceLock};
 use answer_svc::synth::{ChatClient, ChatEvent};
 use codeintel::chat::{render_chatml, ChatMessage, ChatModel, GenParams};
 use codeintel::models::{serve, Models};
-use codeintel_core::config::Config;
-use codeintel_core::embed::Embedder;
+use codeintel_config::Config;
+use codeintel_models::embed::Embedder;
 use futures::StreamExt;
 
 fn model() -> Arc<ChatModel> {
@@ -116,7 +116,7 @@ fn generation_is_greedy_deterministic_and_bounded() {
     assert_eq!(st.finish.reason(), "abort");
     assert!(st.completion_tokens <= 3, "{}", st.completion_tokens);
     // A long prompt is abandoned between its pieces once the client is gone.
-    let code = include_str!("../src/chat.rs");
+    let code = include_str!("../../shared/codeintel-models/src/chat.rs");
     let question = format!("Explain what this Rust code does:\n{}", &code[..2500]);
     let long = render_chatml(&[ChatMessage { role: "user".into(), content: question.clone() }]);
     assert!(m.encode(&long).unwrap().len() > 2 * 256, "the prompt spans several prefill pieces");

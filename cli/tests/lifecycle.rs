@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use codeintel::index::{self, IndexOptions, Mode};
-use codeintel_core::config::Config;
-use codeintel_core::manifest;
+use codeintel_config::Config;
 use codeintel_core::proto::v1::RetrieveRequest;
 use codeintel_core::ticket::HydrateTicket;
+use codeintel_index::manifest;
 
 const CART: &str = "class Cart:\n    def __init__(self):\n        self.items = []\n\n    def add_item(self, sku, qty):\n        self.items.append((sku, qty))\n\n\ndef compute_total(cart, tax_rate):\n    subtotal = sum(q * 2 for _, q in cart.items)\n    return subtotal * (1 + tax_rate)\n";
 const MAIL: &str = "def send_invoice_email(address, invoice):\n    body = render_invoice(invoice)\n    return smtp_deliver(address, body)\n\n\ndef render_invoice(invoice):\n    return f\"Invoice {invoice.number}\"\n";
@@ -182,7 +182,7 @@ async fn changed_chunking_rebuilds_instead_of_updating_and_reuses_unchanged_vect
     let (_tmp, src, mut cfg) = setup();
     let r1 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
     let m1 = manifest::load_current(&cfg.data.root, "shop").unwrap();
-    assert_eq!(m1.chunking, codeintel_core::chunk::ChunkOptions::default().key());
+    assert_eq!(m1.settings.chunking, codeintel_core::chunk::ChunkOptions::default().key());
     // The class `Cart` (7 lines) is one chunk under the default; with 3-line chunks it is cut
     // to its header, so the files did not change but the chunks did.
     cfg.index.max_chunk_lines = 3;
@@ -190,28 +190,29 @@ async fn changed_chunking_rebuilds_instead_of_updating_and_reuses_unchanged_vect
     assert_eq!((r2.mode, r2.version), (Mode::Full, 2), "{r2:?}");
     assert!(r2.embedded > 0 && r2.embedded < r2.chunks, "unchanged chunks keep their vectors: {r2:?} after {r1:?}");
     let m2 = manifest::load_current(&cfg.data.root, "shop").unwrap();
-    assert_eq!(m2.chunking, format!("{}/3/{}", codeintel_core::chunk::CHUNK_FORMAT, cfg.index.window_lines));
+    assert_eq!(m2.settings.chunking, format!("{}/3/{}", codeintel_core::chunk::CHUNK_FORMAT, cfg.index.window_lines));
     let again = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
     assert_eq!(again.mode, Mode::UpToDate);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_definitions_vector_is_the_mean_of_its_code_and_name_views_and_switching_views_reembeds() {
-    use codeintel_core::chunk::{chunk_file, ChunkOptions};
-    use codeintel_core::embed::{combine_views, Embedder};
+    use codeintel_chunk::chunk_file;
+    use codeintel_core::chunk::ChunkOptions;
+    use codeintel_models::embed::{combine_views, Embedder};
     let (_tmp, src, mut cfg) = setup();
     let r1 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
     let repo_dir = manifest::repo_dir(&cfg.data.root, "shop").unwrap();
     let m1 = manifest::load_current(&cfg.data.root, "shop").unwrap();
-    assert_eq!(m1.embed_views, 2);
+    assert_eq!(m1.settings.embed_views, 2);
     let embedder = Embedder::from_config(&cfg).await.unwrap();
     let chunk = chunk_file("shop", "net/retry.rs", "rust", RETRY, ChunkOptions::default()).remove(0);
     let texts = vec![chunk.embedding_text(), chunk.name_text().expect("a function has a name view")];
     let e = embedder.embed(texts.clone()).await.unwrap();
     let stored = |m: &manifest::Manifest| {
-        let (metas, vs) = vector_svc::store::live_vectors(&repo_dir, m).unwrap();
+        let (metas, vs) = codeintel_index::vector::live_vectors(&repo_dir, m).unwrap();
         let row = metas.iter().position(|x| x.id == chunk.chunk_id).expect("the chunk has a vector");
-        let dim = m.embedding.dim as usize;
+        let dim = m.settings.embedding.dim as usize;
         vs[row * dim..(row + 1) * dim].to_vec()
     };
     let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
@@ -224,7 +225,7 @@ async fn a_definitions_vector_is_the_mean_of_its_code_and_name_views_and_switchi
     let r2 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
     assert_eq!((r2.mode, r2.embedded), (Mode::Full, r1.chunks), "{r2:?}");
     let m2 = manifest::load_current(&cfg.data.root, "shop").unwrap();
-    assert_eq!(m2.embed_views, 1);
+    assert_eq!(m2.settings.embed_views, 1);
     assert!(close(&stored(&m2), &e[0]));
 }
 
@@ -344,48 +345,26 @@ async fn concurrent_searches_during_swaps_all_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_written_at_another_dimension_is_refused_with_the_difference() {
-    use vector_svc::store::{write_artifact, ChunkMeta, IndexKind};
+    use codeintel_index::vector::{write_artifact, ChunkMeta, IndexKind};
     let (tmp, _src, cfg) = setup();
     let dir = cfg.data.root.join("wide");
     let dim = 1024u32;
-    let vectors = vector_svc::synth::clustered(20, dim as usize, 2, 0.5, 1);
+    let vectors = vector_svc::synthetic::clustered(20, dim as usize, 2, 0.5, 1);
     let metas: Vec<ChunkMeta> =
         (0..20).map(|id| ChunkMeta { id, path: "a.py".into(), language: "python".into() }).collect();
     let f = write_artifact(&dir, "v000001", dim, &vectors, &metas, IndexKind::Flat).unwrap();
-    let seg = hydrate_svc::segment::write_segment(&dir, "v000001", &[]).unwrap();
-    let lex = lexical_svc::store::write_index(&dir, "v000001", &[]).unwrap();
-    let m = manifest::Manifest {
-        format: manifest::MANIFEST_FORMAT,
-        repo: "wide".into(),
-        version: 1,
-        created_unix_ms: manifest::now_unix_ms(),
-        source: tmp.path().display().to_string(),
-        embedding: manifest::EmbeddingContract {
-            model_id: cfg.embed.model_id.clone(),
-            dim,
-            metric: "inner_product".into(),
-            normalized: true,
-        },
-        embed_text_format: codeintel_core::chunk::EMBED_TEXT_FORMAT,
-        embed_max_tokens: 256,
-        segments: vec![seg],
-        faiss_index: f.faiss_index,
-        chunk_meta: f.chunk_meta,
-        primary_vectors: Some(f.vectors),
-        primary_kind: f.kind,
-        secondary: None,
-        tombstones: None,
-        tombstoned: 0,
-        tantivy_dir: lex,
-        lexical_format: lexical_svc::store::LEXICAL_FORMAT,
-        chunking: String::new(),
-        embed_views: 1,
-        sparse: Vec::new(),
-        sparse_model: String::new(),
-        chunks: 20,
-        files: 1,
-        file_hashes: Default::default(),
+    let seg = codeintel_index::segment::write_segment(&dir, "v000001", &[]).unwrap();
+    let lex = codeintel_index::lexical::write_index(&dir, "v000001", &[]).unwrap();
+    let contract = manifest::EmbeddingContract {
+        model_id: cfg.embed.model_id.clone(),
+        dim,
+        metric: "inner_product".into(),
+        normalized: true,
     };
+    let a = manifest::FirstArtifacts { segments: vec![seg], primary: f, tantivy_dir: lex, sparse: None };
+    let hashes = std::collections::BTreeMap::from([("a.py".to_string(), "h".to_string())]);
+    let settings = codeintel_index::build::settings(&cfg, contract);
+    let m = manifest::Manifest::new("wide", 1, tmp.path().display().to_string(), settings, a, hashes);
     manifest::publish(&cfg.data.root, &m).unwrap();
     let v = vector_svc::VectorSearcher::new(&cfg).await.unwrap();
     let info = v.info();

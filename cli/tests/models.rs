@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codeintel::models::{serve, Models};
-use codeintel_core::config::Config;
-use codeintel_core::embed::{Embedder, RemoteEmbedder};
+use codeintel_config::Config;
+use codeintel_models::embed::{Embedder, RemoteEmbedder};
 
 async fn start() -> (String, Embedder) {
     let mut cfg = Config::default();

@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
+use arrow::array::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -17,18 +16,7 @@ use codeintel_core::ticket::HydrateTicket;
 use futures::TryStreamExt;
 use tonic::transport::{Channel, Endpoint};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct HydratedChunk {
-    pub chunk_id: u64,
-    pub repo: String,
-    pub path: String,
-    pub language: String,
-    pub start_line: u32,
-    pub end_line: u32,
-    pub symbol: String,
-    pub kind: String,
-    pub text: String,
-}
+pub use codeintel_core::wire::{decode, HydratedChunk};
 
 /// How a downstream call failed.
 #[derive(Debug, Clone)]
@@ -117,7 +105,7 @@ impl Backends {
             exact_symbol: exact_symbol.into(),
         });
         r.set_timeout(d);
-        codeintel_core::telemetry::inject(r.metadata_mut());
+        codeintel_server::telemetry::inject(r.metadata_mut());
         r
     }
 
@@ -160,7 +148,7 @@ impl Backends {
         let work = async move {
             let mut req = tonic::Request::new(Ticket::new(ticket.encode()));
             req.set_timeout(d);
-            codeintel_core::telemetry::inject(req.metadata_mut());
+            codeintel_server::telemetry::inject(req.metadata_mut());
             let stream = c.do_get(req).await.map_err(CallError::Status)?.into_inner();
             let batches: Vec<RecordBatch> =
                 FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from))
@@ -180,42 +168,4 @@ impl Backends {
             Err(_) => Err(CallError::Timeout(d)),
         }
     }
-}
-
-/// Rows of a hydrate batch as chunks (string columns may arrive as Utf8, LargeUtf8 or Utf8View).
-pub fn decode(b: &RecordBatch) -> Result<Vec<HydratedChunk>, String> {
-    let col = |name: &str| b.column_by_name(name).ok_or_else(|| format!("hydrate batch has no column {name}"));
-    let strings = |name: &str| -> Result<Vec<String>, String> {
-        let a = arrow::compute::cast(col(name)?, &DataType::Utf8).map_err(|e| e.to_string())?;
-        let s = a.as_string::<i32>();
-        Ok((0..s.len()).map(|i| if s.is_null(i) { String::new() } else { s.value(i).to_string() }).collect())
-    };
-    let u32s = |name: &str| -> Result<Vec<u32>, String> {
-        let a = arrow::compute::cast(col(name)?, &DataType::UInt32).map_err(|e| e.to_string())?;
-        Ok(a.as_primitive::<UInt32Type>().values().to_vec())
-    };
-    let ids = arrow::compute::cast(col("chunk_id")?, &DataType::UInt64).map_err(|e| e.to_string())?;
-    let ids = ids.as_primitive::<UInt64Type>().values().to_vec();
-    let (repo, path, language, symbol, kind, text) = (
-        strings("repo")?,
-        strings("path")?,
-        strings("language")?,
-        strings("symbol")?,
-        strings("kind")?,
-        strings("text")?,
-    );
-    let (start, end) = (u32s("start_line")?, u32s("end_line")?);
-    Ok((0..ids.len())
-        .map(|i| HydratedChunk {
-            chunk_id: ids[i],
-            repo: repo[i].clone(),
-            path: path[i].clone(),
-            language: language[i].clone(),
-            start_line: start[i],
-            end_line: end[i],
-            symbol: symbol[i].clone(),
-            kind: kind[i].clone(),
-            text: text[i].clone(),
-        })
-        .collect())
 }

@@ -1,7 +1,6 @@
 //! Thin gRPC adapter over [`Engine`].
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use codeintel_core::proto::v1::answer_service_server::AnswerService;
 use codeintel_core::proto::v1::{
@@ -11,7 +10,6 @@ use codeintel_core::proto::v1::{
 use codeintel_core::scope::ScopeFilter;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
 use crate::error::AnswerError;
 use crate::pipeline::Engine;
@@ -64,8 +62,6 @@ impl AnswerService for AnswerGrpc {
     type AnswerStream = ReceiverStream<Result<AnswerEvent, Status>>;
 
     async fn answer(&self, request: Request<AnswerRequest>) -> Result<Response<Self::AnswerStream>, Status> {
-        let t = Instant::now();
-        let span = codeintel_core::telemetry::server_span("AnswerService/Answer", request.metadata());
         let session = session_id(&request)?;
         let client_deadline = grpc_timeout(&request);
         let mut req = request.into_inner();
@@ -76,25 +72,15 @@ impl AnswerService for AnswerGrpc {
             let asked = if req.time_budget_ms == 0 { self.0.default_budget_ms() } else { req.time_budget_ms };
             req.time_budget_ms = asked.min(cap);
         }
-        let res = self.0.answer(req, session.as_deref()).instrument(span).await.map_err(Status::from);
-        self.0.metrics.observe("Answer", t, &res);
+        let events = self.0.answer(req, session.as_deref()).await?;
         // Dropping the stream (client gone) closes the channel, which stops the pipeline.
-        Ok(Response::new(ReceiverStream::new(res?)))
+        Ok(Response::new(ReceiverStream::new(events)))
     }
 
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
-        let t = Instant::now();
-        let span = codeintel_core::telemetry::server_span("AnswerService/Search", request.metadata());
         let session = session_id(&request)?;
-        let res = self
-            .0
-            .search(request.into_inner(), session.as_deref())
-            .instrument(span)
-            .await
-            .map(|(hits, limits)| Response::new(SearchResponse { hits, limits }))
-            .map_err(Status::from);
-        self.0.metrics.observe("Search", t, &res);
-        res
+        let (hits, limits) = self.0.search(request.into_inner(), session.as_deref()).await?;
+        Ok(Response::new(SearchResponse { hits, limits }))
     }
 
     async fn set_scope(&self, request: Request<SetScopeRequest>) -> Result<Response<ScopeResponse>, Status> {

@@ -2,7 +2,7 @@ use answer_svc::grpc::AnswerGrpc;
 use answer_svc::Engine;
 use clap::Parser;
 use codeintel_core::proto::v1::answer_service_server::AnswerServiceServer;
-use codeintel_core::server::{self, CommonArgs};
+use codeintel_server::{self as server, CommonArgs};
 
 /// answer-svc: hybrid retrieval, fusion, hydration and streamed answers.
 #[derive(Parser)]
@@ -16,7 +16,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = args.common.load("answer")?;
-    let _telemetry = codeintel_core::telemetry::init("answer-svc", &cfg.telemetry)?;
+    let _telemetry = codeintel_server::telemetry::init("answer-svc", &cfg.telemetry)?;
     let engine = Engine::new(&cfg).await?;
     let e = engine.clone();
     tokio::spawn(async move {

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codeintel_core::config::Config;
+use codeintel_config::Config;
 use codeintel_core::proto::v1::answer_event::Event;
 use codeintel_core::proto::v1::{
     AnswerEvent, AnswerRequest, Citation, Citations, Done, Limit, Limits, RankMove, RetrieverContribution, Scope,
     SearchHit, SearchMode, SearchRequest, StageTiming, Token, Trace,
 };
 use codeintel_core::scope::ScopeFilter;
-use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
+use codeintel_server::{Metrics, Readiness, SharedReadiness};
 use futures::StreamExt;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
@@ -48,7 +48,7 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn natural_language(a: &codeintel_core::config::AnswerConfig) -> Self {
+    pub fn natural_language(a: &codeintel_config::AnswerConfig) -> Self {
         Self {
             name: "natural_language",
             dense: a.dense_weight,
@@ -58,7 +58,7 @@ impl Route {
         }
     }
 
-    pub fn identifier(a: &codeintel_core::config::AnswerConfig) -> Self {
+    pub fn identifier(a: &codeintel_config::AnswerConfig) -> Self {
         Self {
             name: "identifier",
             dense: a.identifier_dense_weight,
@@ -731,7 +731,7 @@ impl Engine {
         self.metrics.stage("answer_total", trace.total_ms / 1e3);
         if let Some(sink) = &self.traces {
             sink.record(crate::traces::TraceRow {
-                unix_ms: codeintel_core::manifest::now_unix_ms(),
+                unix_ms: codeintel_core::now_unix_ms(),
                 query: req.query.clone(),
                 top_k,
                 trace: trace.clone(),

@@ -197,7 +197,7 @@ impl RedisStore {
         let up = prometheus::IntGauge::new("scope_store_up", "1 while the session scope store (Redis) answers")?;
         registry.register(Box::new(up.clone()))?;
         up.set(1);
-        let node = format!("{:x}-{}", codeintel_core::manifest::now_unix_ms(), std::process::id());
+        let node = format!("{:x}-{}", codeintel_core::now_unix_ms(), std::process::id());
         let s = Arc::new(Self {
             l1: Mutex::new(L1 { map: HashMap::new(), capacity: opts.cache_entries, clock: 0 }),
             opts,

@@ -105,7 +105,7 @@ fn write_file(dir: &Path, rows: &[TraceRow]) -> anyhow::Result<PathBuf> {
     // Two files can be written within one millisecond: a sequence number keeps names unique.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("answers-{}-{}-{seq:06}.parquet", codeintel_core::manifest::now_unix_ms(), std::process::id());
+    let name = format!("answers-{}-{}-{seq:06}.parquet", codeintel_core::now_unix_ms(), std::process::id());
     let tmp = dir.join(format!(".{name}.tmp"));
     let file = std::fs::File::create(&tmp)?;
     let mut w = ArrowWriter::try_new(file, schema(), None)?;

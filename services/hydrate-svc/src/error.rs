@@ -11,6 +11,13 @@ pub enum HydrateError {
     Db(String),
     #[error("internal: {0}")]
     Internal(String),
+    /// A Flight method this read-only service does not offer.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("hydrate-svc is overloaded: {0}")]
+    Overloaded(String),
 }
 
 impl HydrateError {
@@ -18,6 +25,9 @@ impl HydrateError {
         match self {
             HydrateError::InvalidArgument(_) | HydrateError::Scope(_) => Code::InvalidArgument,
             HydrateError::Db(_) | HydrateError::Internal(_) => Code::Internal,
+            HydrateError::Unsupported(_) => Code::Unimplemented,
+            HydrateError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            HydrateError::Overloaded(_) => Code::ResourceExhausted,
         }
     }
 }
@@ -31,5 +41,17 @@ impl From<HydrateError> for Status {
 impl From<duckdb::Error> for HydrateError {
     fn from(e: duckdb::Error) -> Self {
         HydrateError::Db(e.to_string())
+    }
+}
+
+impl From<tokio::time::error::Elapsed> for HydrateError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        HydrateError::DeadlineExceeded("the lookup did not finish within the request's deadline".into())
+    }
+}
+
+impl From<arrow::error::ArrowError> for HydrateError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        HydrateError::Internal(format!("arrow: {e}"))
     }
 }

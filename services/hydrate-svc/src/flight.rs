@@ -16,24 +16,26 @@ use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::segment::schema;
+use crate::error::HydrateError;
 use crate::store::ChunkStore;
+use codeintel_core::wire::schema;
 
 pub struct HydrateFlight(pub Arc<ChunkStore>);
 
 fn read_only(what: &str) -> Status {
-    Status::unimplemented(format!("hydrate-svc is read-only and does not support {what}; use DoGet"))
+    HydrateError::Unsupported(format!("hydrate-svc is read-only and does not support {what}; use DoGet")).into()
 }
 
 impl HydrateFlight {
-    async fn fetch(&self, ticket: &[u8]) -> Result<Vec<arrow::record_batch::RecordBatch>, Status> {
-        let t = HydrateTicket::decode(ticket).map_err(Status::invalid_argument)?;
+    async fn fetch(&self, ticket: &[u8]) -> Result<Vec<arrow::record_batch::RecordBatch>, HydrateError> {
+        let t = HydrateTicket::decode(ticket).map_err(HydrateError::InvalidArgument)?;
         let store = self.0.clone();
         let started = Instant::now();
-        let res =
-            tokio::task::spawn_blocking(move || store.fetch(&t)).await.map_err(|e| Status::internal(e.to_string()))?;
+        let res = tokio::task::spawn_blocking(move || store.fetch(&t))
+            .await
+            .map_err(|e| HydrateError::Internal(format!("lookup task failed: {e}")))?;
         self.0.metrics.stage("duckdb_fetch", started.elapsed().as_secs_f64());
-        res.map_err(Status::from)
+        res
     }
 }
 
@@ -48,15 +50,11 @@ impl FlightService for HydrateFlight {
     type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let started = Instant::now();
-        let span = codeintel_core::telemetry::server_span("FlightService/DoGet", request.metadata());
-        let res = tracing::Instrument::instrument(self.fetch(&request.get_ref().ticket), span).await;
-        self.0.metrics.observe("DoGet", started, &res);
-        let batches = res?;
+        let batches = self.fetch(&request.get_ref().ticket).await?;
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema())
             .build(stream::iter(batches.into_iter().map(Ok)))
-            .map_err(|e| Status::internal(e.to_string()));
+            .map_err(|e| Status::from(HydrateError::Internal(format!("encoding batches: {e}"))));
         Ok(Response::new(stream.boxed()))
     }
 
@@ -66,7 +64,7 @@ impl FlightService for HydrateFlight {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let info = FlightInfo::new()
             .try_with_schema(&schema())
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(HydrateError::from)?
             .with_descriptor(FlightDescriptor::new_cmd(cmd.clone()))
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(cmd)))
             .with_total_records(rows as i64);
@@ -74,9 +72,8 @@ impl FlightService for HydrateFlight {
     }
 
     async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
-        let r: SchemaResult = SchemaAsIpc::new(&schema(), &IpcWriteOptions::default())
-            .try_into()
-            .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        let r: SchemaResult =
+            SchemaAsIpc::new(&schema(), &IpcWriteOptions::default()).try_into().map_err(HydrateError::from)?;
         Ok(Response::new(r))
     }
 
@@ -85,7 +82,7 @@ impl FlightService for HydrateFlight {
         for (repo, chunks) in self.0.repos() {
             let info = FlightInfo::new()
                 .try_with_schema(&schema())
-                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(HydrateError::from)?
                 .with_descriptor(FlightDescriptor::new_path(vec![repo]))
                 .with_total_records(chunks as i64);
             infos.push(Ok(info));

@@ -2,7 +2,6 @@
 
 pub mod error;
 pub mod flight;
-pub mod segment;
 pub mod store;
 
 pub use error::HydrateError;

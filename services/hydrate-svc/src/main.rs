@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use clap::Parser;
-use codeintel_core::server::{self, CommonArgs};
+use codeintel_server::{self as server, CommonArgs};
 use hydrate_svc::flight::HydrateFlight;
 use hydrate_svc::ChunkStore;
 
@@ -18,7 +18,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = args.common.load("hydrate")?;
-    let _telemetry = codeintel_core::telemetry::init("hydrate-svc", &cfg.telemetry)?;
+    let _telemetry = codeintel_server::telemetry::init("hydrate-svc", &cfg.telemetry)?;
     let store = ChunkStore::new(&cfg)?;
     let s = store.clone();
     server::spawn_reloader(Duration::from_millis(cfg.hydrate.reload_ms), move || s.refresh());

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use arrow::array::{BooleanArray, StringArray};
 use arrow::record_batch::RecordBatch;
-use codeintel_core::catalog::Catalog;
-use codeintel_core::config::Config;
+use codeintel_config::Config;
 use codeintel_core::scope::ScopeFilter;
-use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
 use codeintel_core::ticket::{HydrateTicket, MAX_TICKET_IDS};
+use codeintel_index::catalog::Catalog;
+use codeintel_server::{Metrics, Readiness, SharedReadiness};
 use duckdb::types::Value as DbValue;
 use parking_lot::{Mutex, RwLock};
 
@@ -31,8 +31,6 @@ pub struct ChunkStore {
     pub readiness: SharedReadiness,
     pub metrics: Metrics,
 }
-
-const COLUMNS: &str = "chunk_id, repo, path, language, start_line, end_line, symbol, kind, text";
 
 impl ChunkStore {
     pub fn new(cfg: &Config) -> Result<Arc<Self>, HydrateError> {
@@ -55,12 +53,11 @@ impl ChunkStore {
             if let Some(missing) = files.iter().find(|f| !f.is_file()) {
                 return Err(format!("segment {} is missing", missing.display()));
             }
-            let tombstones = codeintel_core::manifest::tombstones(dir, m).map_err(|e| e.to_string())?;
+            let tombstones = codeintel_index::manifest::tombstones(dir, m).map_err(|e| e.to_string())?;
             Ok(RepoSegments { files, chunks: m.chunks, tombstones })
         });
-        let errors = self.catalog.errors();
-        *self.readiness.write() =
-            if errors.is_empty() { Readiness::ready() } else { Readiness { status: "degraded", reasons: errors } };
+        let served = self.catalog.snapshot().len();
+        *self.readiness.write() = Readiness::of_repos(served, self.catalog.errors(), Vec::new());
     }
 
     pub fn validate(&self, t: &HydrateTicket) -> Result<ScopeFilter, HydrateError> {
@@ -94,8 +91,10 @@ impl ChunkStore {
             let id_params = vec!["?"; ids.len()].join(", ");
             // DISTINCT: a chunk that came back after being deleted has identical rows in an old
             // and a new segment (its id is a hash of its content and place).
-            let mut sql =
-                format!("SELECT DISTINCT {COLUMNS} FROM read_parquet([{file_params}]) WHERE chunk_id IN ({id_params})");
+            let mut sql = format!(
+                "SELECT DISTINCT {} FROM read_parquet([{file_params}]) WHERE chunk_id IN ({id_params})",
+                codeintel_core::wire::column_list()
+            );
             let mut params: Vec<DbValue> = files.iter().map(|f| DbValue::Text(f.display().to_string())).collect();
             params.extend(ids.iter().map(|&id| DbValue::UBigInt(id)));
             if !scope.languages.is_empty() {

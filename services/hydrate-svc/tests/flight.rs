@@ -12,10 +12,11 @@ use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::Ticket;
-use codeintel_core::chunk::{chunk_file, ChunkOptions};
-use codeintel_core::config::Config;
-use codeintel_core::manifest::{self, EmbeddingContract, Manifest, MANIFEST_FORMAT};
+use codeintel_chunk::chunk_file;
+use codeintel_config::Config;
+use codeintel_core::chunk::ChunkOptions;
 use codeintel_core::ticket::HydrateTicket;
+use codeintel_index::manifest::{self, BuildSettings, EmbeddingContract, FirstArtifacts, Manifest, VectorFiles};
 use futures::TryStreamExt;
 use hydrate_svc::flight::HydrateFlight;
 use hydrate_svc::ChunkStore;
@@ -28,38 +29,22 @@ fn publish_repo(root: &std::path::Path, repo: &str, files: &[(&str, &str, &str)]
         files.iter().flat_map(|(path, lang, src)| chunk_file(repo, path, lang, src, ChunkOptions::default())).collect();
     let dir = root.join(repo);
     let v = manifest::version_name(1);
-    let segment = hydrate_svc::segment::write_segment(&dir, &v, &chunks).unwrap();
+    let segment = codeintel_index::segment::write_segment(&dir, &v, &chunks).unwrap();
     std::fs::create_dir_all(dir.join("vector")).unwrap();
     std::fs::write(dir.join("vector/unused.faiss"), b"").unwrap();
     std::fs::write(dir.join("vector/unused.json"), b"[]").unwrap();
     std::fs::create_dir_all(dir.join("lexical/unused")).unwrap();
-    let m = Manifest {
-        format: MANIFEST_FORMAT,
-        repo: repo.into(),
-        version: 1,
-        created_unix_ms: 0,
-        source: "test".into(),
-        embedding: EmbeddingContract { model_id: "m".into(), dim: 4, metric: "inner_product".into(), normalized: true },
-        embed_text_format: 1,
-        embed_max_tokens: 256,
-        segments: vec![segment],
+    let contract = EmbeddingContract { model_id: "m".into(), dim: 4, metric: "inner_product".into(), normalized: true };
+    let primary = VectorFiles {
         faiss_index: "vector/unused.faiss".into(),
         chunk_meta: "vector/unused.json".into(),
-        primary_vectors: None,
-        primary_kind: "flat".into(),
-        secondary: None,
-        tombstones: None,
-        tombstoned: 0,
-        tantivy_dir: "lexical/unused".into(),
-        lexical_format: 0,
-        chunking: String::new(),
-        embed_views: 1,
-        sparse: Vec::new(),
-        sparse_model: String::new(),
-        chunks: chunks.len() as u64,
-        files: files.len() as u64,
-        file_hashes: BTreeMap::new(),
+        vectors: "vector/unused.faiss".into(),
+        kind: "flat".into(),
+        count: chunks.len() as u64,
     };
+    let a = FirstArtifacts { segments: vec![segment], primary, tantivy_dir: "lexical/unused".into(), sparse: None };
+    let hashes: BTreeMap<String, String> = files.iter().map(|(p, _, _)| (p.to_string(), "h".to_string())).collect();
+    let m = Manifest::new(repo, 1, "test".into(), BuildSettings::vectors_only(contract), a, hashes);
     manifest::publish(root, &m).unwrap();
     chunks
 }
@@ -182,13 +167,13 @@ fn tombstones_hide_rows_and_compaction_keeps_only_live_ones() {
     let mut m = manifest::load_current(root, "r").unwrap();
     let (alpha, beta) = (chunks[0].chunk_id, chunks[1].chunk_id);
     // v2: beta deleted, alpha written again into a second segment (as a revert would).
-    let seg2 = hydrate_svc::segment::write_segment(&dir, "v000002", &chunks[..1]).unwrap();
+    let seg2 = codeintel_index::segment::write_segment(&dir, "v000002", &chunks[..1]).unwrap();
     manifest::write_ids(&dir.join("tombstones/v000002.ids"), &[beta]).unwrap();
     m.version = 2;
     m.segments.push(seg2);
     m.tombstones = Some("tombstones/v000002.ids".into());
     manifest::publish(root, &m).unwrap();
-    let mut cfg = codeintel_core::config::Config::default();
+    let mut cfg = codeintel_config::Config::default();
     cfg.data.root = root.to_path_buf();
     let store = ChunkStore::new(&cfg).unwrap();
     let ids_of = |batches: Vec<arrow::record_batch::RecordBatch>| -> Vec<u64> {
@@ -200,7 +185,7 @@ fn tombstones_hide_rows_and_compaction_keeps_only_live_ones() {
     let got = ids_of(store.fetch(&HydrateTicket::new(vec![alpha, beta], None)).unwrap());
     assert_eq!(got, vec![alpha], "beta is tombstoned; alpha appears once");
     let dead = manifest::tombstones(&dir, &m).unwrap();
-    let (rel, rows) = hydrate_svc::segment::compact_segments(&dir, &m.segments, &dead, "v000003").unwrap();
+    let (rel, rows) = codeintel_index::segment::compact_segments(&dir, &m.segments, &dead, "v000003").unwrap();
     assert_eq!(rows, 1);
     m.version = 3;
     m.segments = vec![rel];

@@ -8,7 +8,7 @@ pub mod grpc;
 pub mod service;
 pub mod sparse;
 pub mod store;
-pub mod tokenizer;
+pub use codeintel_index::lexical::tokenizer;
 
 pub use error::LexicalError;
 pub use service::LexicalSearcher;

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use codeintel_core::proto::v1::lexical_service_server::LexicalServiceServer;
-use codeintel_core::server::{self, CommonArgs};
+use codeintel_server::{self as server, CommonArgs};
 use lexical_svc::grpc::LexicalGrpc;
 use lexical_svc::LexicalSearcher;
 
@@ -18,7 +18,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = args.common.load("lexical")?;
-    let _telemetry = codeintel_core::telemetry::init("lexical-svc", &cfg.telemetry)?;
+    let _telemetry = codeintel_server::telemetry::init("lexical-svc", &cfg.telemetry)?;
     let searcher = LexicalSearcher::new(&cfg);
     let s = searcher.clone();
     server::spawn_reloader(Duration::from_millis(cfg.lexical.reload_ms), move || s.refresh());

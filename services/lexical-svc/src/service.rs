@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use codeintel_core::catalog::Catalog;
-use codeintel_core::config::Config;
+use codeintel_config::Config;
 use codeintel_core::proto::v1::{InfoResponse, RepoInfo, RetrieveRequest, ScoredChunk};
 use codeintel_core::scope::validate_retrieve;
-use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
+use codeintel_index::catalog::Catalog;
+use codeintel_server::{Metrics, Readiness, SharedReadiness};
 use parking_lot::RwLock;
 
-use codeintel_core::sparse::SpladeEncoder;
+use codeintel_models::sparse::SpladeEncoder;
 
 use crate::error::LexicalError;
 use crate::sparse::SparseIndex;
@@ -69,14 +69,14 @@ impl LexicalSearcher {
             let sparse = SparseIndex::open(dir, m).map_err(|e| e.to_string())?;
             Ok(RepoIndexes { bm25, sparse })
         });
-        let mut errors = self.catalog.errors();
-        for l in self.catalog.snapshot().iter().filter(|l| l.value.sparse.is_some()) {
+        let loaded = self.catalog.snapshot();
+        let mut notes = Vec::new();
+        for l in loaded.iter().filter(|l| l.value.sparse.is_some()) {
             if let Some(why) = self.sparse_unusable(&l.manifest) {
-                errors.push(format!("repo {}: {why}", l.manifest.repo));
+                notes.push(format!("repo {}: {why}", l.manifest.repo));
             }
         }
-        *self.readiness.write() =
-            if errors.is_empty() { Readiness::ready() } else { Readiness { status: "degraded", reasons: errors } };
+        *self.readiness.write() = Readiness::of_repos(loaded.len(), self.catalog.errors(), notes);
     }
 
     pub fn search(&self, req: &RetrieveRequest) -> Result<Vec<ScoredChunk>, LexicalError> {
@@ -111,11 +111,11 @@ impl LexicalSearcher {
     }
 
     /// Why a version's sparse documents cannot be searched here, if they cannot.
-    fn sparse_unusable(&self, m: &codeintel_core::manifest::Manifest) -> Option<String> {
+    fn sparse_unusable(&self, m: &codeintel_index::manifest::Manifest) -> Option<String> {
         if let Err(e) = &self.encoder {
             return Some(e.clone());
         }
-        let model = m.sparse_model.split('/').next().unwrap_or("");
+        let model = m.settings.sparse_model.split('/').next().unwrap_or("");
         (model != self.sparse_model_id).then(|| {
             format!(
                 "sparse documents were encoded with {model:?} but this service encodes queries with {:?}; \

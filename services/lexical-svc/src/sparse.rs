@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use codeintel_core::manifest::{self, Manifest};
-use codeintel_core::sparse::{self, SparseDoc};
+use codeintel_index::manifest::{self, Manifest};
+use codeintel_index::sparse::{self, SparseDoc};
 
 use crate::error::LexicalError;
 

@@ -9,7 +9,7 @@
 //! Degraded is not down: searches are served (from FAISS on the CPU) and health stays SERVING;
 //! `Info` and `/ready` carry the reason.
 
-use codeintel_core::config::VectorConfig;
+use codeintel_config::VectorConfig;
 
 /// The chosen device and, when it is not the one asked for, why.
 pub struct Placement {

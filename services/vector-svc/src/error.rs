@@ -1,4 +1,4 @@
-use codeintel_core::scope::ScopeError;
+use codeintel_core::scope::{RetrieveError, ScopeError};
 use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -7,24 +7,32 @@ pub enum VectorError {
     InvalidArgument(String),
     #[error(transparent)]
     Scope(#[from] ScopeError),
+    #[error(transparent)]
+    Request(#[from] RetrieveError),
     #[error("vector index not serving: {0}")]
     NotServing(String),
     #[error("embedding failed: {0}")]
-    Embed(#[from] codeintel_core::embed::EmbedError),
+    Embed(#[from] codeintel_models::embed::EmbedError),
     #[error("faiss error: {0}")]
     Faiss(String),
     #[error("index io: {0}")]
     Io(String),
     #[error("GPU search failed: {0}")]
     Gpu(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("vector-svc is overloaded: {0}")]
+    Overloaded(String),
 }
 
 impl VectorError {
     pub fn code(&self) -> Code {
         match self {
-            VectorError::InvalidArgument(_) | VectorError::Scope(_) => Code::InvalidArgument,
+            VectorError::InvalidArgument(_) | VectorError::Scope(_) | VectorError::Request(_) => Code::InvalidArgument,
             VectorError::NotServing(_) | VectorError::Embed(_) => Code::Unavailable,
             VectorError::Faiss(_) | VectorError::Io(_) | VectorError::Gpu(_) => Code::Internal,
+            VectorError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            VectorError::Overloaded(_) => Code::ResourceExhausted,
         }
     }
 }
@@ -38,5 +46,21 @@ impl From<VectorError> for Status {
 impl From<faiss::error::Error> for VectorError {
     fn from(e: faiss::error::Error) -> Self {
         VectorError::Faiss(e.to_string())
+    }
+}
+
+impl From<codeintel_index::IndexError> for VectorError {
+    fn from(e: codeintel_index::IndexError) -> Self {
+        match e {
+            codeintel_index::IndexError::InvalidArgument(m) => VectorError::InvalidArgument(m),
+            codeintel_index::IndexError::Faiss(m) => VectorError::Faiss(m),
+            other => VectorError::Io(other.to_string()),
+        }
+    }
+}
+
+impl From<tokio::time::error::Elapsed> for VectorError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        VectorError::DeadlineExceeded("the search did not finish within the request's deadline".into())
     }
 }

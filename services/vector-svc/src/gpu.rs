@@ -423,7 +423,7 @@ mod tests {
     //! --features gpu -- --include-ignored`) runs them. Without one, `open_reports_why_there_is_no_gpu`
     //! runs instead.
     use super::*;
-    use crate::synth;
+    use crate::synthetic;
 
     fn exact(data: &[f32], queries: &[f32], dim: usize, k: usize) -> Vec<Vec<(u32, f32)>> {
         queries
@@ -464,7 +464,7 @@ mod tests {
         // Sizes around the segment length, and several passes (n / SEGMENT * k > SEGMENT).
         for (n, k, nq) in [(1, 10, 3), (100, 10, 5), (4096, 10, 4), (4097, 7, 4), (70_001, 100, 9), (200_000, 2048, 2)]
         {
-            let (data, queries) = synth::clustered_split(n, nq, dim, (n / 100).max(4), 1.0, n as u64);
+            let (data, queries) = synthetic::clustered_split(n, nq, dim, (n / 100).max(4), 1.0, n as u64);
             let resident = Resident::upload(&gpu, &data, dim).expect("upload");
             assert_eq!(resident.len(), n);
             let found = resident.search(&queries, k).expect("search");
@@ -492,7 +492,7 @@ mod tests {
     fn concurrent_single_queries_are_batched_and_each_gets_its_own_answer() {
         let gpu = Gpu::open(0).expect("a GPU");
         let dim = 32;
-        let (data, queries) = synth::clustered_split(50_000, 256, dim, 500, 1.0, 9);
+        let (data, queries) = synthetic::clustered_split(50_000, 256, dim, 500, 1.0, 9);
         let resident = Resident::upload(&gpu, &data, dim).expect("upload");
         let serial = resident.search(&queries, 20).expect("search");
         std::thread::scope(|s| {

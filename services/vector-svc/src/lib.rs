@@ -8,7 +8,7 @@ pub mod gpu;
 pub mod grpc;
 pub mod service;
 pub mod store;
-pub mod synth;
+pub mod synthetic;
 
 pub use error::VectorError;
 pub use service::VectorSearcher;

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use codeintel_core::proto::v1::vector_service_server::VectorServiceServer;
-use codeintel_core::server::{self, CommonArgs};
+use codeintel_server::{self as server, CommonArgs};
 use vector_svc::grpc::VectorGrpc;
 use vector_svc::VectorSearcher;
 
@@ -18,7 +18,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = args.common.load("vector")?;
-    let _telemetry = codeintel_core::telemetry::init("vector-svc", &cfg.telemetry)?;
+    let _telemetry = codeintel_server::telemetry::init("vector-svc", &cfg.telemetry)?;
     let searcher = VectorSearcher::new(&cfg).await?;
     let s = searcher.clone();
     server::spawn_reloader(Duration::from_millis(cfg.vector.reload_ms), move || s.refresh());

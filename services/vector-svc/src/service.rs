@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use codeintel_core::catalog::Catalog;
-use codeintel_core::config::Config;
-use codeintel_core::embed::Embedder;
-use codeintel_core::manifest::EmbeddingContract;
+use codeintel_config::Config;
 use codeintel_core::proto::v1::{InfoResponse, RepoInfo, RetrieveRequest, ScoredChunk};
 use codeintel_core::scope::validate_retrieve;
-use codeintel_core::server::{Metrics, Readiness, SharedReadiness};
+use codeintel_index::catalog::Catalog;
+use codeintel_index::manifest::EmbeddingContract;
+use codeintel_models::embed::Embedder;
+use codeintel_server::{Metrics, Readiness, SharedReadiness};
 use parking_lot::RwLock;
 
 use crate::device::Placement;
@@ -20,7 +20,7 @@ pub struct VectorSearcher {
     catalog: Catalog<RepoVectors>,
     embedder: Embedder,
     contract: EmbeddingContract,
-    params: codeintel_core::config::VectorConfig,
+    params: codeintel_config::VectorConfig,
     placement: Placement,
     pub readiness: SharedReadiness,
     pub metrics: Metrics,
@@ -73,13 +73,13 @@ impl VectorSearcher {
     pub fn refresh(&self) {
         let contract = self.contract.clone();
         self.catalog.refresh(|dir, m| {
-            if let Some(why) = contract_mismatch(&m.embedding, &contract) {
+            if let Some(why) = contract_mismatch(&m.settings.embedding, &contract) {
                 return Err(why);
             }
             #[allow(unused_mut)]
             let mut r = RepoVectors::open(dir, m, &self.params).map_err(|e| e.to_string())?;
-            if r.dim != m.embedding.dim {
-                return Err(format!("dimension mismatch: index={}, manifest={}", r.dim, m.embedding.dim));
+            if r.dim != m.settings.embedding.dim {
+                return Err(format!("dimension mismatch: index={}, manifest={}", r.dim, m.settings.embedding.dim));
             }
             #[cfg(feature = "gpu")]
             if let Some(gpu) = &self.placement.gpu {
@@ -90,19 +90,11 @@ impl VectorSearcher {
             }
             Ok(r)
         });
-        let errors = self.catalog.errors();
-        *self.readiness.write() = if errors.is_empty() {
-            // Served from the CPU where a GPU was wanted: degraded, still serving.
-            let mut notes: Vec<String> = self.placement.degraded.iter().cloned().collect();
-            notes.extend(self.catalog.snapshot().iter().filter_map(|l| l.value.placement_note.clone()));
-            if notes.is_empty() {
-                Readiness::ready()
-            } else {
-                Readiness { status: "degraded", reasons: notes }
-            }
-        } else {
-            Readiness { status: "down", reasons: errors }
-        };
+        // Served from the CPU where a GPU was wanted: degraded, still serving.
+        let loaded = self.catalog.snapshot();
+        let mut notes: Vec<String> = self.placement.degraded.iter().cloned().collect();
+        notes.extend(loaded.iter().filter_map(|l| l.value.placement_note.clone()));
+        *self.readiness.write() = Readiness::of_repos(loaded.len(), self.catalog.errors(), notes);
     }
 
     pub async fn search(&self, req: &RetrieveRequest) -> Result<Vec<ScoredChunk>, VectorError> {

@@ -14,19 +14,27 @@ pub enum ScopeError {
     TooManyGlobs(usize),
     #[error("unknown repo {repo:?}; indexed repos: {known}")]
     UnknownRepo { repo: String, known: String },
+}
+
+/// Why a retriever request (vector-svc, lexical-svc) is refused: its query and limits, or its
+/// scope.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RetrieveError {
     #[error("{0}")]
-    BadRequest(String),
+    BadQuery(String),
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
 }
 
 /// Validates a retriever request (query, top_k, scope); the error says what to fix.
-pub fn validate_retrieve(req: &RetrieveRequest) -> Result<ScopeFilter, ScopeError> {
+pub fn validate_retrieve(req: &RetrieveRequest) -> Result<ScopeFilter, RetrieveError> {
     if req.query.trim().is_empty() {
-        return Err(ScopeError::BadRequest("query is empty: send the text to search for".into()));
+        return Err(RetrieveError::BadQuery("query is empty: send the text to search for".into()));
     }
     if req.top_k == 0 || req.top_k > 1000 {
-        return Err(ScopeError::BadRequest(format!("top_k must be between 1 and 1000, got {}", req.top_k)));
+        return Err(RetrieveError::BadQuery(format!("top_k must be between 1 and 1000, got {}", req.top_k)));
     }
-    ScopeFilter::new(req.scope.as_ref())
+    Ok(ScopeFilter::new(req.scope.as_ref())?)
 }
 
 /// A compiled scope. An empty list in any field means "no restriction" on it.

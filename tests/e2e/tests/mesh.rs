@@ -5,7 +5,9 @@ use codeintel_e2e::{fixture, index, Mesh};
 use codeintel_proto::v1::answer_event::Event;
 use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_proto::v1::vector_service_client::VectorServiceClient;
-use codeintel_proto::v1::{AnswerRequest, InfoRequest, Scope, SearchMode, SearchRequest, SetScopeRequest};
+use codeintel_proto::v1::{
+    AnswerRequest, ClearScopeRequest, GetScopeRequest, InfoRequest, Scope, SearchMode, SearchRequest, SetScopeRequest,
+};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -254,6 +256,41 @@ async fn mesh_indexes_answers_with_citations_and_rejects_bad_input() {
     };
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     assert!(e.message().contains("vector-svc") && e.message().contains("lexical-svc"), "{}", e.message());
+
+    // Every RPC is counted by its final status, session RPCs included, and an Answer that
+    // fails inside its stream counts as that failure.
+    for _ in 0..2 {
+        let mut r = tonic::Request::new(SetScopeRequest {
+            scope: Some(Scope { languages: vec!["rust".into()], ..Default::default() }),
+        });
+        r.metadata_mut().insert("x-session-id", "metrics".parse().unwrap());
+        c.set_scope(r).await.unwrap();
+    }
+    let mut r = tonic::Request::new(GetScopeRequest {});
+    r.metadata_mut().insert("x-session-id", "metrics".parse().unwrap());
+    c.get_scope(r).await.unwrap();
+    let e = c.clear_scope(ClearScopeRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "ClearScope without a session id");
+    let metrics = mesh.answer.metrics();
+    let count = |rpc: &str, code: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("codeintel_requests_total{")
+                    && l.contains(&format!("rpc=\"{rpc}\""))
+                    && l.contains(&format!("code=\"{code}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(count("Answer", "Unavailable"), 1.0, "{metrics}");
+    assert_eq!(count("SetScope", "OK"), 2.0, "{metrics}");
+    assert_eq!(count("GetScope", "OK"), 1.0, "{metrics}");
+    assert_eq!(count("ClearScope", "InvalidArgument"), 1.0, "{metrics}");
+    assert!(
+        metrics.contains("codeintel_request_duration_seconds_count{rpc=\"SetScope\",service=\"answer\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,7 @@
 use super::*;
-use crate::synth;
+use crate::synthetic;
+use codeintel_index::manifest::{BuildSettings, EmbeddingContract, FirstArtifacts, VectorFiles};
+use codeintel_index::vector::{build_index, live_vectors, write_artifact};
 
 fn metas(ids: &[u64]) -> Vec<ChunkMeta> {
     ids.iter()
@@ -16,38 +18,10 @@ fn cfg(flat_threshold: usize) -> VectorConfig {
 }
 
 fn manifest(dim: u32, primary: VectorFiles, secondary: Option<VectorFiles>, tombstones: Option<String>) -> Manifest {
-    Manifest {
-        format: codeintel_core::manifest::MANIFEST_FORMAT,
-        repo: "r".into(),
-        version: 1,
-        created_unix_ms: 0,
-        source: ".".into(),
-        embedding: codeintel_core::manifest::EmbeddingContract {
-            model_id: "m".into(),
-            dim,
-            metric: "inner_product".into(),
-            normalized: true,
-        },
-        embed_text_format: 1,
-        embed_max_tokens: 256,
-        segments: vec![],
-        faiss_index: primary.faiss_index.clone(),
-        chunk_meta: primary.chunk_meta.clone(),
-        primary_vectors: Some(primary.vectors.clone()),
-        primary_kind: primary.kind.clone(),
-        secondary,
-        tombstones,
-        tombstoned: 0,
-        tantivy_dir: String::new(),
-        lexical_format: 0,
-        chunking: String::new(),
-        embed_views: 1,
-        sparse: Vec::new(),
-        sparse_model: String::new(),
-        chunks: 0,
-        files: 0,
-        file_hashes: Default::default(),
-    }
+    let contract = EmbeddingContract { model_id: "m".into(), dim, metric: "inner_product".into(), normalized: true };
+    let a = FirstArtifacts { segments: vec![], primary, tantivy_dir: String::new(), sparse: None };
+    let m = Manifest::new("r", 1, ".".into(), BuildSettings::vectors_only(contract), a, Default::default());
+    Manifest { secondary, tombstones, ..m }
 }
 
 #[test]
@@ -89,14 +63,14 @@ fn index_kind_follows_the_vector_count() {
 #[test]
 fn trained_primary_recalls_what_exact_search_finds() {
     let (n, dim) = (6_000usize, 32usize);
-    let data = synth::clustered(n, dim, 40, 0.8, 7);
+    let data = synthetic::clustered(n, dim, 40, 0.8, 7);
     let ids: Vec<u64> = (0..n as u64).map(|i| i * 3 + 1).collect();
     let kind = IndexKind::choose(n, dim as u32, &cfg(1_000));
     assert!(matches!(kind, IndexKind::IvfSq8 { .. }), "{kind:?}");
     let exact =
         Part::new(build_index(dim as u32, &data, &ids, IndexKind::Flat).unwrap(), IndexKind::Flat, 1, metas(&ids));
     let trained = build_index(dim as u32, &data, &ids, kind).unwrap();
-    let queries = synth::clustered(50, dim, 40, 0.8, 8);
+    let queries = synthetic::clustered(50, dim, 40, 0.8, 8);
     let truth: Vec<HashSet<u64>> =
         queries.chunks(dim).map(|q| exact.search(q, 10, None).unwrap().into_iter().map(|h| h.0).collect()).collect();
     let recall = |nprobe: usize| {
@@ -120,14 +94,14 @@ fn trained_primary_recalls_what_exact_search_finds() {
 fn secondary_adds_tombstones_remove_and_each_chunk_appears_once() {
     let d = tempfile::tempdir().unwrap();
     let dim = 16;
-    let data = synth::clustered(300, dim, 5, 0.8, 1);
+    let data = synthetic::clustered(300, dim, 5, 0.8, 1);
     let ids: Vec<u64> = (1..=300).collect();
     let p = write_artifact(d.path(), "v1", dim as u32, &data, &metas(&ids), IndexKind::Flat).unwrap();
     // The secondary holds a new chunk 1000 and a second copy of chunk 5 (resurrected).
-    let mut sdata = synth::clustered(1, dim, 1, 0.1, 99);
+    let mut sdata = synthetic::clustered(1, dim, 1, 0.1, 99);
     sdata.extend_from_slice(&data[4 * dim..5 * dim]);
     let s = write_artifact(d.path(), "v2.secondary", dim as u32, &sdata, &metas(&[1000, 5]), IndexKind::Flat).unwrap();
-    codeintel_core::manifest::write_ids(&d.path().join("t.ids"), &[7]).unwrap();
+    codeintel_index::manifest::write_ids(&d.path().join("t.ids"), &[7]).unwrap();
     let m = manifest(dim as u32, p, Some(s), Some("t.ids".into()));
     let r = RepoVectors::open(d.path(), &m, &cfg(10_000)).unwrap();
     assert_eq!(r.len(), 301);
@@ -147,12 +121,12 @@ fn secondary_adds_tombstones_remove_and_each_chunk_appears_once() {
 #[test]
 fn concurrent_searches_on_one_index_agree_with_serial_ones() {
     let dim = 24;
-    let data = synth::clustered(4_000, dim, 30, 0.8, 3);
+    let data = synthetic::clustered(4_000, dim, 30, 0.8, 3);
     let ids: Vec<u64> = (0..4_000).collect();
     let kind = IndexKind::IvfSq8 { nlist: 32 };
     let part = Part::new(build_index(dim as u32, &data, &ids, kind).unwrap(), kind, 8, metas(&ids));
     let r = RepoVectors::from_parts("r", 1, part, None, [3u64, 4].into_iter().collect()).unwrap();
-    let queries = synth::clustered(64, dim, 30, 0.8, 4);
+    let queries = synthetic::clustered(64, dim, 30, 0.8, 4);
     let serial: Vec<Vec<(u64, f32)>> =
         queries.chunks(dim).map(|q| r.search(q, 10, |_, _| true, false).unwrap()).collect();
     std::thread::scope(|s| {
@@ -171,7 +145,7 @@ fn concurrent_searches_on_one_index_agree_with_serial_ones() {
 fn exact_refinement_from_raw_vectors_lifts_quantized_recall() {
     let d = tempfile::tempdir().unwrap();
     let (n, dim) = (8_000usize, 32usize);
-    let (data, queries) = synth::clustered_split(n, 100, dim, 80, 1.0, 11);
+    let (data, queries) = synthetic::clustered_split(n, 100, dim, 80, 1.0, 11);
     let ids: Vec<u64> = (0..n as u64).map(|i| i + 100).collect();
     let raw = d.path().join("raw.f32");
     std::fs::write(&raw, data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
@@ -209,7 +183,7 @@ fn gpu_copy_answers_what_the_cpu_indexes_answer() {
     let gpu = crate::gpu::Gpu::open(0).expect("a GPU");
     let d = tempfile::tempdir().unwrap();
     let dim = 48;
-    let (data, queries) = synth::clustered_split(30_000, 40, dim, 300, 1.0, 5);
+    let (data, queries) = synthetic::clustered_split(30_000, 40, dim, 300, 1.0, 5);
     let ids: Vec<u64> = (0..30_000).map(|i| i * 3 + 1).collect();
     let split = 27_000;
     let p = write_artifact(d.path(), "v1", dim as u32, &data[..split * dim], &metas(&ids[..split]), IndexKind::Flat)
@@ -217,7 +191,7 @@ fn gpu_copy_answers_what_the_cpu_indexes_answer() {
     let s = write_artifact(d.path(), "v2.s", dim as u32, &data[split * dim..], &metas(&ids[split..]), IndexKind::Flat)
         .unwrap();
     let dead: Vec<u64> = ids.iter().copied().step_by(11).collect();
-    codeintel_core::manifest::write_ids(&d.path().join("tombstones/v2.ids"), &dead).unwrap();
+    codeintel_index::manifest::write_ids(&d.path().join("tombstones/v2.ids"), &dead).unwrap();
     let m = manifest(dim as u32, p, Some(s), Some("tombstones/v2.ids".into()));
     let cpu = RepoVectors::open(d.path(), &m, &cfg(1_000_000)).unwrap();
     let mut gpu_r = RepoVectors::open(d.path(), &m, &cfg(1_000_000)).unwrap();

@@ -1,66 +1,35 @@
-//! Parquet chunk segments: one row per chunk, text and metadata.
+//! Chunk segments: Parquet files of [`codeintel_core::wire::schema`], one row per chunk. A
+//! version lists its segments oldest first; hydrate-svc reads them through DuckDB.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
+use arrow::array::UInt64Array;
 use codeintel_core::chunk::Chunk;
+use codeintel_core::wire::{schema, to_batch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::error::HydrateError;
-
-/// Columns of a segment, in order; also the schema of every Flight batch.
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("chunk_id", DataType::UInt64, false),
-        Field::new("repo", DataType::Utf8, false),
-        Field::new("path", DataType::Utf8, false),
-        Field::new("language", DataType::Utf8, false),
-        Field::new("start_line", DataType::UInt32, false),
-        Field::new("end_line", DataType::UInt32, false),
-        Field::new("symbol", DataType::Utf8, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("text", DataType::Utf8, false),
-    ]))
-}
-
-pub fn to_batch(chunks: &[Chunk]) -> Result<RecordBatch, HydrateError> {
-    let s = |f: fn(&Chunk) -> &str| Arc::new(StringArray::from_iter_values(chunks.iter().map(f))) as ArrayRef;
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.chunk_id))),
-        s(|c| &c.repo),
-        s(|c| &c.path),
-        s(|c| &c.language),
-        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.start_line))),
-        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.end_line))),
-        s(|c| &c.symbol),
-        s(|c| &c.kind),
-        s(|c| &c.text),
-    ];
-    RecordBatch::try_new(schema(), cols).map_err(|e| HydrateError::Internal(e.to_string()))
-}
+use crate::error::IndexError;
 
 /// Writes `<repo_dir>/segments/<version>.parquet` (fsynced); returns its repo-relative path.
-pub fn write_segment(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result<String, HydrateError> {
+pub fn write_segment(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result<String, IndexError> {
     let rel = format!("segments/{version}.parquet");
     let path = repo_dir.join(&rel);
-    let io = |e: std::io::Error| HydrateError::Internal(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| IndexError::Segment(format!("{}: {e}", path.display()));
     std::fs::create_dir_all(path.parent().expect("has parent")).map_err(io)?;
     let file = std::fs::File::create(&path).map_err(io)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(8192))
         .build();
-    let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| HydrateError::Internal(e.to_string()))?;
+    let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| IndexError::Segment(e.to_string()))?;
     for part in chunks.chunks(8192) {
-        w.write(&to_batch(part)?).map_err(|e| HydrateError::Internal(e.to_string()))?;
+        w.write(&to_batch(part).map_err(|e| IndexError::Segment(e.to_string()))?)
+            .map_err(|e| IndexError::Segment(e.to_string()))?;
     }
-    let file = w.into_inner().map_err(|e| HydrateError::Internal(e.to_string()))?;
+    let file = w.into_inner().map_err(|e| IndexError::Segment(e.to_string()))?;
     file.sync_all().map_err(io)?;
     Ok(rel)
 }
@@ -72,10 +41,10 @@ pub fn compact_segments(
     segments: &[String],
     dead: &std::collections::HashSet<u64>,
     version: &str,
-) -> Result<(String, u64), HydrateError> {
+) -> Result<(String, u64), IndexError> {
     let rel = format!("segments/{version}.parquet");
     let path = repo_dir.join(&rel);
-    let internal = |e: &dyn std::fmt::Display| HydrateError::Internal(format!("{}: {e}", path.display()));
+    let internal = |e: &dyn std::fmt::Display| IndexError::Segment(format!("{}: {e}", path.display()));
     let file = std::fs::File::create(&path).map_err(|e| internal(&e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -94,7 +63,7 @@ pub fn compact_segments(
                 .column(0)
                 .as_any()
                 .downcast_ref::<UInt64Array>()
-                .ok_or_else(|| HydrateError::Internal(format!("{seg}: chunk_id is not UInt64")))?;
+                .ok_or_else(|| IndexError::Segment(format!("{seg}: chunk_id is not UInt64")))?;
             let mask: arrow::array::BooleanArray =
                 ids.iter().map(|id| id.map(|id| !dead.contains(&id) && seen.insert(id))).collect();
             let kept = arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| internal(&e))?;

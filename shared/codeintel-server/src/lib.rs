@@ -10,6 +10,13 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Regi
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+pub mod rpc;
+pub mod telemetry;
+
+/// The router every service adds its gRPC services to: under the shared middleware stack.
+pub type GrpcRouter =
+    tonic::transport::server::Router<tower::layer::util::Stack<rpc::RpcLayer, tower::layer::util::Identity>>;
+
 /// Service readiness: `ready`, `degraded` (serving with reduced function) or `down`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Readiness {
@@ -18,6 +25,36 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// The one readiness rule of the mesh, the same for every service: `down` when it cannot
+    /// answer any request (`unusable` names why: no backend has answered yet, every repo it
+    /// holds failed to load, a dependency every request needs is unreachable); else `degraded`
+    /// when it answers with less than it should (`impaired` names what: a repo that failed to
+    /// load, one retriever down, a GPU fallback, the session store down); else `ready`.
+    /// Health reports NOT_SERVING only when `down`.
+    pub fn judge(unusable: Vec<String>, impaired: Vec<String>) -> Self {
+        if !unusable.is_empty() {
+            let mut reasons = unusable;
+            reasons.extend(impaired);
+            Self { status: "down", reasons }
+        } else if !impaired.is_empty() {
+            Self { status: "degraded", reasons: impaired }
+        } else {
+            Self::ready()
+        }
+    }
+
+    /// [`Readiness::judge`] for a service that serves indexed repos: repos that failed to load
+    /// make it `down` only when it serves none at all, else `degraded`, as do `notes`.
+    pub fn of_repos(served: usize, failed: Vec<String>, notes: Vec<String>) -> Self {
+        if served == 0 && !failed.is_empty() {
+            Self::judge(failed, notes)
+        } else {
+            let mut impaired = failed;
+            impaired.extend(notes);
+            Self::judge(Vec::new(), impaired)
+        }
+    }
+
     pub fn ready() -> Self {
         Self { status: "ready", reasons: Vec::new() }
     }
@@ -30,6 +67,23 @@ impl Readiness {
 }
 
 pub type SharedReadiness = Arc<RwLock<Readiness>>;
+
+#[cfg(test)]
+mod readiness_tests {
+    use super::Readiness;
+
+    #[test]
+    fn one_rule_down_only_when_nothing_can_be_answered() {
+        assert_eq!(Readiness::judge(vec![], vec![]).status, "ready");
+        assert_eq!(Readiness::judge(vec![], vec!["gpu".into()]).status, "degraded");
+        let down = Readiness::judge(vec!["no backend answered".into()], vec!["x".into()]);
+        assert_eq!((down.status, down.reasons.len()), ("down", 2));
+        // A repo that fails to load among served ones degrades; alone, it is down.
+        assert_eq!(Readiness::of_repos(2, vec!["repo a: bad".into()], vec![]).status, "degraded");
+        assert_eq!(Readiness::of_repos(0, vec!["repo a: bad".into()], vec![]).status, "down");
+        assert_eq!(Readiness::of_repos(0, vec![], vec![]).status, "ready");
+    }
+}
 
 /// Per-service Prometheus metrics (`codeintel_` prefix).
 #[derive(Clone)]
@@ -64,16 +118,6 @@ impl Metrics {
         registry.register(Box::new(latency.clone())).expect("register");
         registry.register(Box::new(stages.clone())).expect("register");
         Self { registry, requests, latency, stages }
-    }
-
-    /// Records one finished RPC.
-    pub fn observe<T>(&self, rpc: &str, started: std::time::Instant, result: &Result<T, tonic::Status>) {
-        let code = match result {
-            Ok(_) => "OK".to_string(),
-            Err(s) => format!("{:?}", s.code()),
-        };
-        self.requests.with_label_values(&[rpc, &code]).inc();
-        self.latency.with_label_values(&[rpc]).observe(started.elapsed().as_secs_f64());
     }
 
     pub fn stage(&self, stage: &str, seconds: f64) {
@@ -206,7 +250,7 @@ pub fn announce(service: &str, grpc: SocketAddr, http: Option<SocketAddr>) {
 #[derive(Debug, clap::Args)]
 pub struct CommonArgs {
     /// TOML configuration file.
-    #[arg(long, env = crate::config::CONFIG_FILE_ENV)]
+    #[arg(long, env = codeintel_config::CONFIG_FILE_ENV)]
     pub config: Option<std::path::PathBuf>,
     /// gRPC listen address (overrides `<section>.addr`).
     #[arg(long)]
@@ -225,8 +269,8 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// Loads the layered configuration and applies these flags; `section` names the service's
     /// own section (`vector`, `lexical`, `hydrate`, `answer`).
-    pub fn load(&self, section: &str) -> anyhow::Result<crate::config::Config> {
-        let mut cfg = crate::config::Config::load(self.config.as_deref())?;
+    pub fn load(&self, section: &str) -> anyhow::Result<codeintel_config::Config> {
+        let mut cfg = codeintel_config::Config::load(self.config.as_deref())?;
         for kv in &self.set {
             let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--set expects KEY=VALUE, got {kv:?}"))?;
             cfg.set(k.trim(), v.trim())?;
@@ -270,10 +314,7 @@ pub struct ServeSpec<'a> {
 }
 
 /// Serves a service with health, reflection (v1 + v1alpha), metrics and graceful shutdown.
-pub async fn serve(
-    spec: ServeSpec<'_>,
-    add: impl FnOnce(tonic::transport::server::Router) -> tonic::transport::server::Router,
-) -> anyhow::Result<()> {
+pub async fn serve(spec: ServeSpec<'_>, add: impl FnOnce(GrpcRouter) -> GrpcRouter) -> anyhow::Result<()> {
     let ServeSpec { service, health_name, addr, metrics_addr, metrics, readiness, extra_descriptors } = spec;
     let listener = bind(addr, "grpc").await?;
     let grpc_addr = listener.local_addr()?;
@@ -302,7 +343,12 @@ pub async fn serve(
         }
     });
     let (v1, v1a) = reflection(&[health_name], extra_descriptors)?;
-    let router = tonic::transport::Server::builder().add_service(health).add_service(v1).add_service(v1a);
+    // One middleware stack for every RPC of every service, health and reflection included.
+    let router = tonic::transport::Server::builder()
+        .layer(rpc::RpcLayer::new(metrics.clone()))
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1a);
     let router = add(router);
     announce(service, grpc_addr, http_addr);
     router.serve_with_incoming_shutdown(incoming(listener), shutdown_signal()).await?;

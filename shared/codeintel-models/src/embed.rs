@@ -11,8 +11,8 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use crate::config::Config;
-use crate::manifest::EmbeddingContract;
+use codeintel_config::Config;
+use codeintel_core::EmbeddingContract;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -135,28 +135,7 @@ pub fn in_batches<T: Clone + Default + Send>(
     Ok(out)
 }
 
-/// One vector for several views of the same chunk: the normalised mean of their (normalised)
-/// vectors. Its cosine with a query is the views' mean cosine scaled by one per chunk factor,
-/// so a query close to either view finds the chunk.
-pub fn combine_views(views: &[&[f32]]) -> Vec<f32> {
-    let dim = views.first().map_or(0, |v| v.len());
-    let mut sum = vec![0f32; dim];
-    for v in views {
-        debug_assert_eq!(v.len(), dim, "views of one chunk share the dimension");
-        for (s, x) in sum.iter_mut().zip(v.iter()) {
-            *s += x;
-        }
-    }
-    normalize(sum)
-}
-
-pub fn normalize(mut v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-    v
-}
+pub use codeintel_core::{combine_views, normalize};
 
 /// An OpenAI-compatible embeddings server (vLLM, TEI, ...).
 pub struct RemoteEmbedder {

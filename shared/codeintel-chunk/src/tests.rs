@@ -1,4 +1,5 @@
 use super::*;
+use codeintel_core::chunk::words_of;
 
 fn spans(lang: &str, src: &str) -> Vec<(u32, u32, String, String)> {
     let opts = ChunkOptions { max_chunk_lines: 30, window_lines: 40 };

@@ -1,7 +1,8 @@
 //! SPLADE with the real model files that `make deps` fetches (`sparse.model_dir`).
 
-use codeintel_core::config::Config;
-use codeintel_core::sparse::{dot, read_docs, write_docs, SparseDoc, SpladeEncoder};
+use codeintel_config::Config;
+use codeintel_index::sparse::{read_docs, write_docs, SparseDoc};
+use codeintel_models::sparse::{dot, SpladeEncoder};
 
 fn encoder() -> SpladeEncoder {
     let cfg = Config::default();

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::chunk::language_for_path;
+use codeintel_core::chunk::language_for_path;
 
 /// Directory names never indexed: dependencies, build output, caches.
 const SKIP_DIRS: &[&str] = &[

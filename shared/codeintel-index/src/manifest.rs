@@ -8,20 +8,11 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub use codeintel_core::EmbeddingContract;
 use serde::{Deserialize, Serialize};
 
 pub const CURRENT: &str = "CURRENT";
 pub const MANIFEST_FORMAT: u32 = 1;
-
-/// What every vector in an index means; services refuse to serve when theirs differs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EmbeddingContract {
-    pub model_id: String,
-    pub dim: u32,
-    /// `inner_product` over L2-normalised vectors (cosine).
-    pub metric: String,
-    pub normalized: bool,
-}
 
 /// One FAISS index with its sidecars, all repo-relative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,14 +31,13 @@ fn one() -> u32 {
     1
 }
 
+/// How a version's artifacts were made: what its vectors mean, how its chunks were cut and
+/// its lexical and sparse documents built. A later run updates a version in place of a rebuild
+/// only when these match its own ([`BuildSettings::updatable`]); vectors are reused when the
+/// embedding part matches ([`BuildSettings::vectors_compatible`]). Stored flattened in the
+/// manifest, so a new setting is one field here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: u32,
-    pub repo: String,
-    pub version: u64,
-    pub created_unix_ms: u64,
-    /// Where the repository was indexed from (informational).
-    pub source: String,
+pub struct BuildSettings {
     pub embedding: EmbeddingContract,
     /// Version of the text each chunk was embedded as (see `chunk::EMBED_TEXT_FORMAT`);
     /// vectors are reused across versions only when it matches.
@@ -60,6 +50,62 @@ pub struct Manifest {
     /// the name view, `embed.name_view`).
     #[serde(default = "one")]
     pub embed_views: u32,
+    /// Schema version of the tantivy index (`lexical::LEXICAL_FORMAT`); incremental updates
+    /// need the previous version's to match.
+    #[serde(default)]
+    pub lexical_format: u32,
+    /// How files were cut into chunks (`ChunkOptions::key`); incremental updates need the
+    /// previous version's to match, or old and new chunks would not line up.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub chunking: String,
+    /// `<model id>/<max tokens>/<max terms>/t<embedding text format>` the sparse documents were
+    /// encoded with; empty when sparse indexing is off.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sparse_model: String,
+}
+
+impl BuildSettings {
+    /// Whether vectors made under `self` mean what vectors made under `other` do (same model,
+    /// texts, views and truncation).
+    pub fn vectors_compatible(&self, other: &BuildSettings) -> bool {
+        self.embedding == other.embedding
+            && self.embed_text_format == other.embed_text_format
+            && self.embed_max_tokens == other.embed_max_tokens
+            && self.embed_views == other.embed_views
+    }
+
+    /// Settings that record only what the vectors mean, for versions whose other artifacts
+    /// were made outside the drivers (tests, benchmarks): a later run never updates such a
+    /// version in place, it rebuilds it (reusing the vectors when they are compatible).
+    pub fn vectors_only(embedding: EmbeddingContract) -> Self {
+        BuildSettings {
+            embedding,
+            embed_text_format: codeintel_core::chunk::EMBED_TEXT_FORMAT,
+            embed_max_tokens: 256,
+            embed_views: 1,
+            lexical_format: 0,
+            chunking: String::new(),
+            sparse_model: String::new(),
+        }
+    }
+
+    /// Whether a version built under `self` can be updated by a run under `other` in place of
+    /// a rebuild: every setting equal.
+    pub fn updatable(&self, other: &BuildSettings) -> bool {
+        self == other
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub repo: String,
+    pub version: u64,
+    pub created_unix_ms: u64,
+    /// Where the repository was indexed from (informational).
+    pub source: String,
+    #[serde(flatten)]
+    pub settings: BuildSettings,
     /// Paths relative to the repo folder.
     pub segments: Vec<String>,
     /// The primary vector index (`chunk_meta` is its sidecar).
@@ -80,27 +126,66 @@ pub struct Manifest {
     #[serde(default)]
     pub tombstoned: u64,
     pub tantivy_dir: String,
-    /// Schema version of the tantivy index (`lexical_svc::store::LEXICAL_FORMAT`); incremental
-    /// updates need the previous version's to match.
-    #[serde(default)]
-    pub lexical_format: u32,
-    /// How files were cut into chunks (`ChunkOptions::key`); incremental updates need the
-    /// previous version's to match, or old and new chunks would not line up.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub chunking: String,
     /// SPLADE documents (`sparse::write_docs` files), oldest first: a later file's copy of a
     /// chunk wins and tombstoned chunk ids are dropped. Empty when sparse indexing is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sparse: Vec<String>,
-    /// `<model id>/<max tokens>/<max terms>/t<embedding text format>` the sparse documents were
-    /// encoded with.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub sparse_model: String,
     /// Live chunks.
     pub chunks: u64,
     pub files: u64,
     /// repo-relative path -> sha256 of its content, for incremental indexing.
     pub file_hashes: BTreeMap<String, String>,
+}
+
+/// The first version of a repo's artifacts (or a full rebuild's): one segment, one primary,
+/// one lexical index, at most one sparse file.
+#[derive(Debug, Clone)]
+pub struct FirstArtifacts {
+    /// Oldest first (a full build writes one).
+    pub segments: Vec<String>,
+    pub primary: VectorFiles,
+    pub tantivy_dir: String,
+    pub sparse: Option<String>,
+}
+
+impl Manifest {
+    /// The manifest of a full build: the one place a manifest is made from nothing. Later
+    /// versions start from their predecessor (`Manifest { .., ..prev }`).
+    pub fn new(
+        repo: &str,
+        version: u64,
+        source: String,
+        settings: BuildSettings,
+        a: FirstArtifacts,
+        file_hashes: BTreeMap<String, String>,
+    ) -> Self {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            repo: repo.to_string(),
+            version,
+            created_unix_ms: now_unix_ms(),
+            source,
+            settings,
+            segments: a.segments,
+            chunks: a.primary.count,
+            faiss_index: a.primary.faiss_index,
+            chunk_meta: a.primary.chunk_meta,
+            primary_vectors: Some(a.primary.vectors),
+            primary_kind: a.primary.kind,
+            secondary: None,
+            tombstones: None,
+            tombstoned: 0,
+            tantivy_dir: a.tantivy_dir,
+            sparse: a.sparse.into_iter().collect(),
+            files: file_hashes.len() as u64,
+            file_hashes,
+        }
+    }
+
+    /// The embedding contract of this version's vectors.
+    pub fn embedding(&self) -> &EmbeddingContract {
+        &self.settings.embedding
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -374,9 +459,7 @@ pub fn collect_garbage(root: &Path, repo: &str, keep: usize, grace_ms: u64) -> R
     Ok(removed)
 }
 
-pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use codeintel_core::now_unix_ms;
 
 #[cfg(test)]
 mod tests {
@@ -384,38 +467,24 @@ mod tests {
 
     fn manifest(repo: &str, version: u64) -> Manifest {
         let v = version_name(version);
-        Manifest {
-            format: MANIFEST_FORMAT,
-            repo: repo.into(),
-            version,
-            created_unix_ms: 0,
-            source: ".".into(),
-            embedding: EmbeddingContract {
-                model_id: "m".into(),
-                dim: 4,
-                metric: "inner_product".into(),
-                normalized: true,
-            },
-            embed_text_format: 1,
-            embed_max_tokens: 256,
-            segments: vec![format!("segments/{v}.parquet")],
+        let contract =
+            EmbeddingContract { model_id: "m".into(), dim: 4, metric: "inner_product".into(), normalized: true };
+        let primary = VectorFiles {
             faiss_index: format!("vector/{v}.faiss"),
             chunk_meta: format!("vector/{v}.meta.json"),
-            primary_vectors: None,
-            primary_kind: "flat".into(),
-            secondary: None,
-            tombstones: None,
-            tombstoned: 0,
+            vectors: format!("vector/{v}.f32"),
+            kind: "flat".into(),
+            count: version,
+        };
+        let a = FirstArtifacts {
+            segments: vec![format!("segments/{v}.parquet")],
+            primary,
             tantivy_dir: format!("lexical/{v}"),
-            lexical_format: 0,
-            chunking: String::new(),
-            embed_views: 1,
-            sparse: Vec::new(),
-            sparse_model: String::new(),
-            chunks: version,
-            files: 1,
-            file_hashes: BTreeMap::new(),
-        }
+            sparse: None,
+        };
+        let files = BTreeMap::from([("a.py".to_string(), "h".to_string())]);
+        let m = Manifest::new(repo, version, ".".into(), BuildSettings::vectors_only(contract), a, files);
+        Manifest { created_unix_ms: 0, primary_vectors: None, ..m }
     }
 
     fn write_artifacts(root: &Path, m: &Manifest) {

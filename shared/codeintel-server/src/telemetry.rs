@@ -15,7 +15,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-use crate::config::TelemetryConfig;
+use codeintel_config::TelemetryConfig;
 
 /// Flushes and stops the span exporter when dropped (at the end of `main`).
 pub struct TelemetryGuard(Option<SdkTracerProvider>);
@@ -100,21 +100,15 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
-struct MetadataExtractor<'a>(&'a tonic::metadata::MetadataMap);
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
-impl Extractor for MetadataExtractor<'_> {
+impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|v| v.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0
-            .keys()
-            .filter_map(|k| match k {
-                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
-                tonic::metadata::KeyRef::Binary(_) => None,
-            })
-            .collect()
+        self.0.keys().map(|k| k.as_str()).collect()
     }
 }
 
@@ -124,11 +118,11 @@ pub fn inject(md: &mut tonic::metadata::MetadataMap) {
     TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(md));
 }
 
-/// The span a gRPC handler runs in: named after the method, child of the caller's span when
-/// the request carries a `traceparent`.
-pub fn server_span(method: &'static str, md: &tonic::metadata::MetadataMap) -> tracing::Span {
-    let span = tracing::info_span!("rpc", otel.name = method, otel.kind = "server", rpc.method = method);
-    let parent = TraceContextPropagator::new().extract(&MetadataExtractor(md));
+/// The span a gRPC request runs in (`Service/Method`), child of the caller's span when the
+/// request carries a `traceparent`. Made by the shared middleware ([`crate::rpc`]).
+pub fn server_span(method: &str, headers: &http::HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!("rpc", otel.name = %method, otel.kind = "server", rpc.method = %method);
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     let _ = span.set_parent(parent);
     span
 }

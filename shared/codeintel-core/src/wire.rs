@@ -1,0 +1,146 @@
+//! A chunk as Arrow columns: the schema of every Parquet segment and of every Flight batch that
+//! hydrate-svc serves, and the decoding that answer-svc applies to those batches. Both sides
+//! use this module, so the column set is defined once.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type, UInt64Type};
+
+use crate::chunk::Chunk;
+
+/// The columns of a chunk row, in order, with their Arrow types.
+pub const COLUMNS: [(&str, DataType); 9] = [
+    ("chunk_id", DataType::UInt64),
+    ("repo", DataType::Utf8),
+    ("path", DataType::Utf8),
+    ("language", DataType::Utf8),
+    ("start_line", DataType::UInt32),
+    ("end_line", DataType::UInt32),
+    ("symbol", DataType::Utf8),
+    ("kind", DataType::Utf8),
+    ("text", DataType::Utf8),
+];
+
+/// The column names, comma-separated, for SQL projections over segments.
+pub fn column_list() -> String {
+    COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// What a segment stores of a chunk, and what a hydration returns: where it is, what it
+/// defines, and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HydratedChunk {
+    pub chunk_id: u64,
+    pub repo: String,
+    pub path: String,
+    pub language: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    pub symbol: String,
+    pub kind: String,
+    pub text: String,
+}
+
+/// Columns of a segment, in order; also the schema of every Flight batch.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(COLUMNS.iter().map(|(n, t)| Field::new(*n, t.clone(), false)).collect::<Vec<_>>()))
+}
+
+/// `chunks` as one batch of [`schema`].
+pub fn to_batch(chunks: &[Chunk]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let s = |f: fn(&Chunk) -> &str| Arc::new(StringArray::from_iter_values(chunks.iter().map(f))) as ArrayRef;
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(chunks.iter().map(|c| c.chunk_id))),
+        s(|c| &c.repo),
+        s(|c| &c.path),
+        s(|c| &c.language),
+        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.start_line))),
+        Arc::new(UInt32Array::from_iter_values(chunks.iter().map(|c| c.end_line))),
+        s(|c| &c.symbol),
+        s(|c| &c.kind),
+        s(|c| &c.text),
+    ];
+    RecordBatch::try_new(schema(), cols)
+}
+
+/// Rows of a batch of [`schema`]'s columns as chunks, by column name (string columns may arrive
+/// as Utf8, LargeUtf8 or Utf8View, integers widened or narrowed as DuckDB returns them).
+pub fn decode(b: &RecordBatch) -> Result<Vec<HydratedChunk>, String> {
+    let col = |name: &str| b.column_by_name(name).ok_or_else(|| format!("chunk batch has no column {name}"));
+    let strings = |name: &str| -> Result<Vec<String>, String> {
+        let a = arrow::compute::cast(col(name)?, &DataType::Utf8).map_err(|e| e.to_string())?;
+        let s = a.as_string::<i32>();
+        Ok((0..s.len()).map(|i| if s.is_null(i) { String::new() } else { s.value(i).to_string() }).collect())
+    };
+    let u32s = |name: &str| -> Result<Vec<u32>, String> {
+        let a = arrow::compute::cast(col(name)?, &DataType::UInt32).map_err(|e| e.to_string())?;
+        Ok(a.as_primitive::<UInt32Type>().values().to_vec())
+    };
+    let ids = arrow::compute::cast(col("chunk_id")?, &DataType::UInt64).map_err(|e| e.to_string())?;
+    let ids = ids.as_primitive::<UInt64Type>().values().to_vec();
+    let (repo, path, language, symbol, kind, text) = (
+        strings("repo")?,
+        strings("path")?,
+        strings("language")?,
+        strings("symbol")?,
+        strings("kind")?,
+        strings("text")?,
+    );
+    let (start, end) = (u32s("start_line")?, u32s("end_line")?);
+    Ok((0..ids.len())
+        .map(|i| HydratedChunk {
+            chunk_id: ids[i],
+            repo: repo[i].clone(),
+            path: path[i].clone(),
+            language: language[i].clone(),
+            start_line: start[i],
+            end_line: end[i],
+            symbol: symbol[i].clone(),
+            kind: kind[i].clone(),
+            text: text[i].clone(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(id: u64) -> Chunk {
+        Chunk {
+            chunk_id: id,
+            repo: "r".into(),
+            path: format!("src/f{id}.rs"),
+            language: "rust".into(),
+            start_line: 3,
+            end_line: 9,
+            symbol: "S::f".into(),
+            kind: "method".into(),
+            parent: "S".into(),
+            signature: "fn f()".into(),
+            members: String::new(),
+            content_hash: "h".into(),
+            text: "fn f() {}".into(),
+        }
+    }
+
+    #[test]
+    fn a_batch_decodes_to_the_chunks_it_was_built_from() {
+        let chunks = [chunk(1), chunk(2)];
+        let got = decode(&to_batch(&chunks).unwrap()).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].chunk_id, 2);
+        assert_eq!(got[1].path, "src/f2.rs");
+        assert_eq!((got[0].start_line, got[0].end_line), (3, 9));
+        assert_eq!(got[0].kind, "method");
+        assert_eq!(column_list(), "chunk_id, repo, path, language, start_line, end_line, symbol, kind, text");
+    }
+
+    #[test]
+    fn a_batch_without_a_column_is_refused_by_name() {
+        let b = to_batch(&[chunk(1)]).unwrap();
+        let b = b.project(&[0, 1, 2, 3, 4, 5, 6, 8]).unwrap();
+        assert!(decode(&b).unwrap_err().contains("no column kind"));
+    }
+}
