@@ -17,34 +17,8 @@ use codeintel_core::ticket::HydrateTicket;
 use futures::TryStreamExt;
 use tonic::transport::{Channel, Endpoint};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct HydratedChunk {
-    pub chunk_id: u64,
-    pub repo: String,
-    pub path: String,
-    pub language: String,
-    pub start_line: u32,
-    pub end_line: u32,
-    pub symbol: String,
-    pub kind: String,
-    pub text: String,
-}
-
-/// How a downstream call failed.
-#[derive(Debug, Clone)]
-pub enum CallError {
-    Timeout(Duration),
-    Status(tonic::Status),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
-            CallError::Status(s) => write!(f, "{:?}: {}", s.code(), s.message()),
-        }
-    }
-}
+/// The vocabulary of the engine's seams; defined with the traits these clients implement.
+pub use crate::retrievers::{CallError, HydratedChunk};
 
 #[derive(Clone)]
 pub struct Backends {

@@ -7,6 +7,7 @@ pub mod fusion;
 pub mod grpc;
 pub mod pipeline;
 pub mod rerank;
+pub mod retrievers;
 pub mod session;
 pub mod synth;
 pub mod traces;
