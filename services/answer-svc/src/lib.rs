@@ -12,5 +12,8 @@ pub mod session;
 pub mod synth;
 pub mod traces;
 
+#[cfg(test)]
+mod orchestrator_tests;
+
 pub use error::AnswerError;
 pub use pipeline::Engine;
