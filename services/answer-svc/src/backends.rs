@@ -16,23 +16,9 @@ use codeintel_core::ticket::HydrateTicket;
 use futures::TryStreamExt;
 use tonic::transport::{Channel, Endpoint};
 
-pub use codeintel_core::wire::{decode, HydratedChunk};
-
-/// How a downstream call failed.
-#[derive(Debug, Clone)]
-pub enum CallError {
-    Timeout(Duration),
-    Status(tonic::Status),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
-            CallError::Status(s) => write!(f, "{:?}: {}", s.code(), s.message()),
-        }
-    }
-}
+/// The vocabulary of the engine's seams; defined with the traits these clients implement.
+pub use crate::retrievers::{CallError, HydratedChunk};
+use codeintel_core::wire::decode;
 
 #[derive(Clone)]
 pub struct Backends {

@@ -17,19 +17,21 @@ use crate::session::SESSION_HEADER;
 
 pub struct AnswerGrpc(pub Arc<Engine>);
 
-fn session_id<T>(r: &Request<T>) -> Result<Option<String>, Status> {
+/// The session the request names in its metadata, if any. Errors convert to a `Status` through
+/// the one `From<AnswerError>`.
+fn session_id<T>(r: &Request<T>) -> Result<Option<String>, AnswerError> {
     match r.metadata().get(SESSION_HEADER) {
         None => Ok(None),
         Some(v) => v
             .to_str()
             .map(|s| Some(s.to_string()))
-            .map_err(|_| Status::invalid_argument(format!("{SESSION_HEADER} must be printable ASCII"))),
+            .map_err(|_| AnswerError::InvalidArgument(format!("{SESSION_HEADER} must be printable ASCII"))),
     }
 }
 
-fn required_session<T>(r: &Request<T>) -> Result<String, Status> {
+fn required_session<T>(r: &Request<T>) -> Result<String, AnswerError> {
     session_id(r)?.ok_or_else(|| {
-        Status::invalid_argument(format!("set the {SESSION_HEADER} request metadata to name the session"))
+        AnswerError::InvalidArgument(format!("set the {SESSION_HEADER} request metadata to name the session"))
     })
 }
 
@@ -106,8 +108,25 @@ impl AnswerService for AnswerGrpc {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_grpc_timeout;
+    use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn session_metadata_errors_are_invalid_argument_with_the_same_words() {
+        let none = Request::new(());
+        assert_eq!(session_id(&none).unwrap(), None);
+        let s = Status::from(required_session(&none).unwrap_err());
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert_eq!(s.message(), "set the x-session-id request metadata to name the session");
+        let mut bad = Request::new(());
+        bad.metadata_mut()
+            .insert(SESSION_HEADER, tonic::metadata::AsciiMetadataValue::try_from(&b"caf\xc3\xa9"[..]).unwrap());
+        let s = Status::from(session_id(&bad).unwrap_err());
+        assert_eq!((s.code(), s.message()), (tonic::Code::InvalidArgument, "x-session-id must be printable ASCII"));
+        let mut ok = Request::new(());
+        ok.metadata_mut().insert(SESSION_HEADER, "s1".parse().unwrap());
+        assert_eq!(required_session(&ok).unwrap(), "s1");
+    }
 
     #[test]
     fn grpc_timeouts_parse() {

@@ -7,9 +7,13 @@ pub mod fusion;
 pub mod grpc;
 pub mod pipeline;
 pub mod rerank;
+pub mod retrievers;
 pub mod session;
 pub mod synth;
 pub mod traces;
+
+#[cfg(test)]
+mod orchestrator_tests;
 
 pub use error::AnswerError;
 pub use pipeline::Engine;

@@ -1,14 +1,20 @@
 //! The answer pipeline, free of gRPC: validate, resolve scope, retrieve in parallel under
 //! deadlines, fuse, hydrate, then stream citations, tokens, limits, trace and done.
+//!
+//! Retrieval runs in stages, each a function of its own: [`route`] (route, retrievers,
+//! candidate depth, deadline), [`Engine::fan_out`] (the retrievers in parallel), [`classify`]
+//! (outcomes into ranked lists, limits, or the request's error), [`fuse_lists`],
+//! [`Engine::hydrate_stage`] and [`rerank_stage`]. The network sits behind the traits of
+//! [`crate::retrievers`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codeintel_config::Config;
+use codeintel_config::{AnswerConfig, Config};
 use codeintel_core::proto::v1::answer_event::Event;
 use codeintel_core::proto::v1::{
     AnswerEvent, AnswerRequest, Citation, Citations, Done, Limit, Limits, RankMove, RetrieverContribution, Scope,
-    SearchHit, SearchMode, SearchRequest, StageTiming, Token, Trace,
+    ScoredChunk, SearchHit, SearchMode, SearchRequest, StageTiming, Token, Trace,
 };
 use codeintel_core::scope::ScopeFilter;
 use codeintel_server::{Metrics, Readiness, SharedReadiness};
@@ -17,10 +23,10 @@ use parking_lot::RwLock;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::backends::{Backends, CallError, HydratedChunk};
 use crate::error::AnswerError;
 use crate::fusion::{fuse, Method, RankedList};
-use crate::rerank::{RerankClient, RerankError};
+use crate::rerank::RerankError;
+use crate::retrievers::{CallError, HydratedChunk, Parts, Reranker, RetrieverKind};
 use crate::session::SessionStore;
 use crate::synth::{build_prompt, extractive_answer, ChatClient, ChatEvent};
 use codeintel_core::query::{self, QueryKind};
@@ -48,7 +54,7 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn natural_language(a: &codeintel_config::AnswerConfig) -> Self {
+    pub fn natural_language(a: &AnswerConfig) -> Self {
         Self {
             name: "natural_language",
             dense: a.dense_weight,
@@ -58,13 +64,22 @@ impl Route {
         }
     }
 
-    pub fn identifier(a: &codeintel_config::AnswerConfig) -> Self {
+    pub fn identifier(a: &AnswerConfig) -> Self {
         Self {
             name: "identifier",
             dense: a.identifier_dense_weight,
             lexical: a.identifier_lexical_weight,
             sparse: a.identifier_sparse_weight,
             candidates: a.identifier_candidates,
+        }
+    }
+
+    /// The fusion weight of `kind` on this route.
+    pub fn weight(&self, kind: RetrieverKind) -> f32 {
+        match kind {
+            RetrieverKind::Dense => self.dense,
+            RetrieverKind::Lexical => self.lexical,
+            RetrieverKind::Sparse => self.sparse,
         }
     }
 }
@@ -92,9 +107,8 @@ pub struct Retrieval {
 
 pub struct Engine {
     cfg: Config,
-    backends: Backends,
+    parts: Parts,
     chat: Option<ChatClient>,
-    rerank: Option<RerankClient>,
     traces: Option<crate::traces::TraceSink>,
     pub sessions: SessionStore,
     pub metrics: Metrics,
@@ -102,13 +116,27 @@ pub struct Engine {
 }
 
 /// One retriever's answer: ranked (chunk id, repo) with its own scores.
-struct RetrieverList {
-    name: &'static str,
-    weight: f32,
-    hits: Vec<(u64, String)>,
-    scores: Vec<f32>,
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrieverList {
+    pub kind: RetrieverKind,
+    pub weight: f32,
+    pub hits: Vec<(u64, String)>,
+    pub scores: Vec<f32>,
     /// Hits that define the exact symbol the query names (lexical only).
-    exact: Vec<u64>,
+    pub exact: Vec<u64>,
+}
+
+impl RetrieverList {
+    pub fn new(kind: RetrieverKind, weight: f32, hits: Vec<ScoredChunk>) -> Self {
+        // An exact name match carries a constant far above any BM25 score; it is pinned first
+        // anyway, so for fusion it counts as the list's best score rather than skewing the
+        // list's score distribution.
+        let best = hits.iter().filter(|h| !h.exact).map(|h| h.score).fold(f32::NAN, f32::max);
+        let best = if best.is_nan() { 1.0 } else { best };
+        let scores = hits.iter().map(|h| if h.exact { best } else { h.score }).collect();
+        let exact = hits.iter().filter(|h| h.exact).map(|h| h.chunk_id).collect();
+        Self { kind, weight, hits: hits.into_iter().map(|h| (h.chunk_id, h.repo)).collect(), scores, exact }
+    }
 }
 
 /// Puts the exact-symbol hits first (in their retriever's order), then the rest as fused.
@@ -150,6 +178,242 @@ pub fn validate_query(query: &str, top_k: u32, scope: Option<&Scope>) -> Result<
     Ok(ScopeFilter::new(scope)?)
 }
 
+/// What the first stage decides for one retrieval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The symbol the query names (identifier route), else empty.
+    pub exact_symbol: String,
+    pub route: Route,
+    /// Whether each retriever of [`RetrieverKind::ALL`] runs.
+    pub run: [bool; 3],
+    /// How many candidates each retriever returns.
+    pub candidates: u32,
+    /// Each retriever's deadline.
+    pub deadline: Duration,
+}
+
+/// Routes the query: name lookups get an exact symbol match first and their own fusion weights
+/// and candidate depth. Which retrievers run: one in a single-retriever mode; in hybrid, those
+/// with a fusion weight on the route. Candidates: the route's depth, at least `top_k` and
+/// `rerank_depth` (the reranker's `rerank_n` when one runs, else 0). Retrievers get at most
+/// half of `budget`, and at most `answer.retriever_timeout_ms`.
+pub fn route(a: &AnswerConfig, query: &str, mode: SearchMode, top_k: u32, budget: Duration, rerank_depth: u32) -> Plan {
+    let exact_symbol = match a.identifier_routing.then(|| query::classify(query)) {
+        Some(QueryKind::Identifier { name }) => name,
+        _ => String::new(),
+    };
+    let route = if exact_symbol.is_empty() { Route::natural_language(a) } else { Route::identifier(a) };
+    let candidates = route.candidates.max(top_k).max(rerank_depth);
+    let deadline = budget.mul_f32(0.5).min(Duration::from_millis(a.retriever_timeout_ms));
+    let hybrid = mode == SearchMode::Hybrid;
+    let run = [
+        mode == SearchMode::Dense || (hybrid && route.dense > 0.0),
+        mode == SearchMode::Lexical || (hybrid && route.lexical > 0.0),
+        mode == SearchMode::Sparse || (hybrid && route.sparse > 0.0),
+    ];
+    Plan { exact_symbol, route, run, candidates, deadline }
+}
+
+/// One retriever's outcome and how long it took; `None` when it did not run.
+pub type Answered = Option<(Result<Vec<ScoredChunk>, CallError>, Duration)>;
+
+/// What the retrievers gave, ready for fusion.
+#[derive(Debug, Default)]
+pub struct Classified {
+    /// The lists of the retrievers that answered, in [`RetrieverKind::ALL`] order.
+    pub lists: Vec<RetrieverList>,
+    /// A trace entry per retriever that ran.
+    pub retrievers: Vec<RetrieverContribution>,
+    /// `{name}_timeout` / `{name}_unavailable` for each retriever that failed.
+    pub limits: Vec<Limit>,
+}
+
+fn contribution(kind: RetrieverKind, hits: usize, ms: f64, timed_out: bool) -> RetrieverContribution {
+    RetrieverContribution { retriever: kind.name().into(), hits: hits as u32, in_top_k: 0, ms, timed_out }
+}
+
+/// Turns the retrievers' outcomes (in [`RetrieverKind::ALL`] order) into ranked lists, trace
+/// entries and limits. A retriever that fails leaves a limit and the others answer; the request
+/// fails when a retriever calls it invalid (INVALID_ARGUMENT), when SPARSE mode finds no
+/// sparse documents (FAILED_PRECONDITION; in hybrid that is zero hits, silently), and when no
+/// retriever answered (see [`all_failed`]). Records `{name}_timeout` stage metrics.
+pub fn classify(
+    answered: [Answered; 3],
+    route: &Route,
+    mode: SearchMode,
+    metrics: &Metrics,
+) -> Result<Classified, AnswerError> {
+    let mut out = Classified::default();
+    let mut failures: Vec<(RetrieverKind, CallError)> = Vec::new();
+    for (kind, answered) in RetrieverKind::ALL.into_iter().zip(answered) {
+        let Some((res, took)) = answered else { continue };
+        let (name, svc) = (kind.name(), kind.service());
+        let ms = took.as_secs_f64() * 1e3;
+        match res {
+            Ok(hits) => {
+                out.retrievers.push(contribution(kind, hits.len(), ms, false));
+                out.lists.push(RetrieverList::new(kind, route.weight(kind), hits));
+            }
+            Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
+                return Err(AnswerError::InvalidArgument(s.message().to_string()));
+            }
+            Err(CallError::Status(s))
+                if s.code() == tonic::Code::FailedPrecondition && kind == RetrieverKind::Sparse =>
+            {
+                // The repos in scope carry no sparse documents (indexed with sparse off): an
+                // error when sparse was asked for, nothing lost in hybrid.
+                if mode == SearchMode::Sparse {
+                    return Err(AnswerError::FailedPrecondition(s.message().to_string()));
+                }
+                out.retrievers.push(contribution(kind, 0, ms, false));
+            }
+            Err(e) => {
+                let timed_out = matches!(e, CallError::Timeout(_));
+                if timed_out {
+                    metrics.stage(&format!("{name}_timeout"), took.as_secs_f64());
+                }
+                out.retrievers.push(contribution(kind, 0, ms, timed_out));
+                let code = if timed_out { format!("{name}_timeout") } else { format!("{name}_unavailable") };
+                out.limits
+                    .push(limit(&code, format!("{svc} failed ({e}); results come from the other retrievers only")));
+                failures.push((kind, e));
+            }
+        }
+    }
+    if out.lists.is_empty() {
+        return Err(all_failed(&failures));
+    }
+    Ok(out)
+}
+
+/// The request's error when no retriever answered: DEADLINE_EXCEEDED when every failure was a
+/// timeout, else UNAVAILABLE; the message names each service and how it failed.
+pub fn all_failed(failures: &[(RetrieverKind, CallError)]) -> AnswerError {
+    let all = failures.iter().map(|(k, e)| format!("{}: {e}", k.service())).collect::<Vec<_>>().join("; ");
+    if failures.iter().all(|(_, e)| matches!(e, CallError::Timeout(_))) {
+        AnswerError::DeadlineExceeded(format!("retrieval did not finish within its budget: {all}"))
+    } else {
+        AnswerError::Unavailable(all)
+    }
+}
+
+/// Fuses the lists with `answer.fusion` (a single list keeps its order and scores), then pins
+/// the exact-symbol hits first. Returns the fused candidates and the exact-symbol ids.
+pub fn fuse_lists(a: &AnswerConfig, lists: &[RetrieverList]) -> (Vec<Fused>, Vec<u64>) {
+    let fused: Vec<Fused> = if lists.len() == 1 {
+        let RetrieverList { kind, hits, scores, .. } = &lists[0];
+        hits.iter()
+            .zip(scores)
+            .enumerate()
+            .map(|(i, ((id, _), s))| {
+                let mut ranks = [0u32; 3];
+                ranks[kind.slot()] = i as u32 + 1;
+                (*id, *s, ranks)
+            })
+            .collect()
+    } else {
+        let ranked: Vec<RankedList> =
+            lists.iter().map(|l| RankedList { weight: l.weight, hits: &l.hits, scores: &l.scores }).collect();
+        let method = Method::from_config(&a.fusion, a.rrf_k).expect("answer.fusion is validated");
+        fuse(&ranked, method)
+            .into_iter()
+            .map(|f| {
+                let mut ranks = [0u32; 3];
+                for (l, r) in lists.iter().zip(&f.ranks) {
+                    ranks[l.kind.slot()] = *r;
+                }
+                (f.chunk_id, f.score, ranks)
+            })
+            .collect()
+    };
+    let exact: Vec<u64> = lists.iter().flat_map(|l| l.exact.iter().copied()).collect();
+    (exact_first(fused, &exact), exact)
+}
+
+/// A hydration failure as the request's error.
+fn hydrate_error(e: CallError) -> AnswerError {
+    match e {
+        CallError::Timeout(_) => AnswerError::DeadlineExceeded(format!("hydrate-svc: {e}")),
+        CallError::Status(s) if s.code() == tonic::Code::InvalidArgument => {
+            AnswerError::InvalidArgument(s.message().into())
+        }
+        CallError::Status(_) => AnswerError::Unavailable(format!("hydrate-svc: {e}")),
+    }
+}
+
+/// What the rerank stage did.
+#[derive(Debug)]
+pub struct RerankOutcome {
+    /// The pinned hits, then the reranked ones (or the rest in fusion order when reranking
+    /// failed); at most `rerank_n` in all.
+    pub hits: Vec<Hit>,
+    /// The reranker's label when it ordered the hits.
+    pub reranker: Option<String>,
+    /// How the reranked hits that land within `top_k` moved.
+    pub ranks: Vec<RankMove>,
+    /// `rerank_timeout` or `rerank_unavailable` when the reranker failed.
+    pub limit: Option<Limit>,
+}
+
+/// Reranks the first `rerank_n` hits after the `pinned` ones within `deadline`; the pinned hits
+/// stay first. A reranker that fails leaves the fusion order and a limit.
+pub async fn rerank_stage(
+    rr: &dyn Reranker,
+    query: &str,
+    mut hits: Vec<Hit>,
+    pinned: usize,
+    rerank_n: u32,
+    top_k: u32,
+    deadline: Duration,
+) -> RerankOutcome {
+    let mut out = RerankOutcome { hits: Vec::new(), reranker: None, ranks: Vec::new(), limit: None };
+    hits.truncate(rerank_n as usize);
+    let rest = hits.split_off(pinned.min(hits.len()));
+    let docs: Vec<String> = rest.iter().map(|h| rerank_document(&h.chunk)).collect();
+    match rr.rerank(query, &docs, deadline).instrument(tracing::info_span!("rerank")).await {
+        Ok(r) => {
+            out.reranker = Some(r.label);
+            let mut slots: Vec<Option<Hit>> = rest.into_iter().map(Some).collect();
+            for (i, score) in r.order {
+                if let Some(mut h) = slots[i].take() {
+                    let after = hits.len();
+                    if after < top_k as usize {
+                        out.ranks.push(RankMove {
+                            chunk_id: h.chunk.chunk_id,
+                            before: (pinned + i) as u32 + 1,
+                            after: after as u32 + 1,
+                            rerank_score: score,
+                        });
+                    }
+                    h.score = score;
+                    hits.push(h);
+                }
+            }
+        }
+        Err(e) => {
+            hits.extend(rest);
+            let code = if matches!(e, RerankError::Timeout(_)) { "rerank_timeout" } else { "rerank_unavailable" };
+            out.limit = Some(limit(code, format!("the reranker failed ({e}); hits are in fusion order")));
+        }
+    }
+    out.hits = hits;
+    out
+}
+
+/// How many of `hits` each retriever contributed.
+fn count_in_top_k(retrievers: &mut [RetrieverContribution], hits: &[Hit]) {
+    for r in retrievers {
+        r.in_top_k = hits
+            .iter()
+            .filter(|h| match r.retriever.as_str() {
+                "dense" => h.dense_rank > 0,
+                "sparse" => h.sparse_rank > 0,
+                _ => h.lexical_rank > 0,
+            })
+            .count() as u32;
+    }
+}
+
 impl Engine {
     /// Connects the clients; with `answer.redis_url` set, session scopes live in Redis (the
     /// first connection must succeed).
@@ -168,13 +432,23 @@ impl Engine {
             };
             SessionStore::Redis(crate::session::RedisStore::connect(opts, &metrics.registry).await?)
         };
+        Self::build(cfg, Parts::connect(a)?, sessions, metrics)
+    }
+
+    /// The engine over the given retrievers, hydrator, reranker and health check (test doubles,
+    /// say), with session scopes in this process; the language model and trace sink follow
+    /// `cfg` as in [`Engine::new`].
+    pub fn with_parts(cfg: &Config, parts: Parts) -> anyhow::Result<Arc<Self>> {
+        Self::build(cfg, parts, SessionStore::default(), Metrics::new("answer"))
+    }
+
+    fn build(cfg: &Config, parts: Parts, sessions: SessionStore, metrics: Metrics) -> anyhow::Result<Arc<Self>> {
+        let a = &cfg.answer;
         let chat = if a.llm_url.is_empty() {
             None
         } else {
             Some(ChatClient::new(&a.llm_url, &a.llm_model, a.llm_max_tokens)?)
         };
-        let rerank =
-            if a.rerank_url.is_empty() { None } else { Some(RerankClient::new(&a.rerank_url, &a.rerank_model)?) };
         let traces = a.traces.then(|| {
             let dir =
                 if a.trace_dir.as_os_str().is_empty() { cfg.data.root.join("traces") } else { a.trace_dir.clone() };
@@ -183,12 +457,12 @@ impl Engine {
         Ok(Arc::new(Self {
             traces,
             cfg: cfg.clone(),
-            backends: Backends::connect(&a.vector_url, &a.lexical_url, &a.hydrate_url)?,
+            parts,
             chat,
-            rerank,
             sessions,
             metrics,
-            readiness: Arc::new(RwLock::new(Readiness::ready())),
+            // Nothing is known of the backends until the first check answers.
+            readiness: Arc::new(RwLock::new(Readiness::down("no backend has answered a health check yet"))),
         }))
     }
 
@@ -206,19 +480,14 @@ impl Engine {
     /// Re-derives readiness from the backends' health: `degraded` when a retriever is down
     /// (answers come from the other), `down` when hydration or both retrievers are.
     pub async fn check_backends(&self) {
-        let bad = self.backends.unhealthy(Duration::from_millis(1000)).await;
-        let names: Vec<&str> = bad.iter().map(|b| b.0).collect();
-        let mut reasons: Vec<String> = bad.into_iter().map(|b| b.1).collect();
-        reasons.extend(self.sessions.degraded());
-        let status =
-            if names.contains(&"hydrate-svc") || (names.contains(&"vector-svc") && names.contains(&"lexical-svc")) {
-                "down"
-            } else if reasons.is_empty() {
-                "ready"
-            } else {
-                "degraded"
-            };
-        *self.readiness.write() = Readiness { status, reasons };
+        let bad = self.parts.health.unhealthy(Duration::from_millis(1000)).await;
+        let is_down = |name: &str| bad.iter().any(|b| b.0 == name);
+        // Nothing can be answered without hydration, or without any retriever.
+        let fatal = is_down("hydrate-svc") || (is_down("vector-svc") && is_down("lexical-svc"));
+        let reasons: Vec<String> = bad.into_iter().map(|b| b.1).collect();
+        let (unusable, mut impaired) = if fatal { (reasons, Vec::new()) } else { (Vec::new(), reasons) };
+        impaired.extend(self.sessions.degraded());
+        *self.readiness.write() = Readiness::judge(unusable, impaired);
     }
 
     /// The request's scope, else the session's, else everything.
@@ -247,180 +516,97 @@ impl Engine {
     ) -> Result<Retrieval, AnswerError> {
         let started = Instant::now();
         let a = &self.cfg.answer;
-        let mut out = Retrieval { reranker: "fusion".into(), ..Default::default() };
-        let rerank = self.rerank.as_ref().filter(|_| rerank_n > 0);
-        // Name lookups get an exact symbol match first (query routing), and their own fusion
-        // weights and candidate depth.
-        let exact_symbol = match a.identifier_routing.then(|| query::classify(query)) {
-            Some(QueryKind::Identifier { name }) => name,
-            _ => String::new(),
-        };
-        let route = if exact_symbol.is_empty() { Route::natural_language(a) } else { Route::identifier(a) };
-        out.route = route.name.into();
-        let candidates = route.candidates.max(top_k).max(if rerank.is_some() { rerank_n } else { 0 });
-        let retr_budget = budget.mul_f32(0.5).min(Duration::from_millis(a.retriever_timeout_ms));
-        // Which retrievers run: one in a single-retriever mode; in hybrid, those with a fusion
-        // weight on this route.
-        let hybrid = mode == SearchMode::Hybrid;
-        let want_dense = mode == SearchMode::Dense || (hybrid && route.dense > 0.0);
-        let want_lex = mode == SearchMode::Lexical || (hybrid && route.lexical > 0.0);
-        let want_sparse = mode == SearchMode::Sparse || (hybrid && route.sparse > 0.0);
-        let dense = async {
-            if want_dense {
-                let f = self.backends.dense(query, scope, candidates, retr_budget);
-                Some(timed(f).instrument(tracing::info_span!("retrieve.dense")).await)
-            } else {
-                None
-            }
-        };
-        let lexical = async {
-            if want_lex {
-                let f = self.backends.lexical(query, &exact_symbol, scope, candidates, retr_budget);
-                Some(timed(f).instrument(tracing::info_span!("retrieve.lexical")).await)
-            } else {
-                None
-            }
-        };
-        let sparse = async {
-            if want_sparse {
-                let f = self.backends.sparse(query, scope, candidates, retr_budget);
-                Some(timed(f).instrument(tracing::info_span!("retrieve.sparse")).await)
-            } else {
-                None
-            }
-        };
-        let (dense, lexical, sparse) = tokio::join!(dense, lexical, sparse);
-        out.stages.push(stage("retrieve", started));
+        let rerank = self.parts.reranker.as_deref().filter(|_| rerank_n > 0);
+        let plan = route(a, query, mode, top_k, budget, if rerank.is_some() { rerank_n } else { 0 });
+        let mut out = Retrieval { reranker: "fusion".into(), route: plan.route.name.into(), ..Default::default() };
 
-        let mut lists: Vec<RetrieverList> = Vec::new();
-        let mut failures = Vec::new();
-        for (name, svc, weight, res) in [
-            ("dense", "vector-svc", route.dense, dense),
-            ("lexical", "lexical-svc", route.lexical, lexical),
-            ("sparse", "lexical-svc (sparse)", route.sparse, sparse),
-        ] {
-            let Some((res, took)) = res else { continue };
-            let ms = took.as_secs_f64() * 1e3;
-            match res {
-                Ok(hits) => {
-                    out.retrievers.push(RetrieverContribution {
-                        retriever: name.into(),
-                        hits: hits.len() as u32,
-                        in_top_k: 0,
-                        ms,
-                        timed_out: false,
-                    });
-                    // An exact name match carries a constant far above any BM25 score; it is
-                    // pinned first anyway, so for fusion it counts as the list's best score
-                    // rather than skewing the list's score distribution.
-                    let best = hits.iter().filter(|h| !h.exact).map(|h| h.score).fold(f32::NAN, f32::max);
-                    let best = if best.is_nan() { 1.0 } else { best };
-                    let scores = hits.iter().map(|h| if h.exact { best } else { h.score }).collect();
-                    let exact = hits.iter().filter(|h| h.exact).map(|h| h.chunk_id).collect();
-                    lists.push(RetrieverList {
-                        name,
-                        weight,
-                        hits: hits.into_iter().map(|h| (h.chunk_id, h.repo)).collect(),
-                        scores,
-                        exact,
-                    });
-                }
-                Err(CallError::Status(s)) if s.code() == tonic::Code::InvalidArgument => {
-                    return Err(AnswerError::InvalidArgument(s.message().to_string()));
-                }
-                Err(CallError::Status(s)) if s.code() == tonic::Code::FailedPrecondition && name == "sparse" => {
-                    // The repos in scope carry no sparse documents (indexed with sparse off):
-                    // an error when sparse was asked for, nothing lost in hybrid.
-                    if mode == SearchMode::Sparse {
-                        return Err(AnswerError::FailedPrecondition(s.message().to_string()));
-                    }
-                    out.retrievers.push(RetrieverContribution {
-                        retriever: name.into(),
-                        hits: 0,
-                        in_top_k: 0,
-                        ms,
-                        timed_out: false,
-                    });
-                }
-                Err(e) => {
-                    let timed_out = matches!(e, CallError::Timeout(_));
-                    if timed_out {
-                        self.metrics.stage(&format!("{name}_timeout"), took.as_secs_f64());
-                    }
-                    out.retrievers.push(RetrieverContribution {
-                        retriever: name.into(),
-                        hits: 0,
-                        in_top_k: 0,
-                        ms,
-                        timed_out,
-                    });
-                    let code = if timed_out { format!("{name}_timeout") } else { format!("{name}_unavailable") };
-                    out.limits
-                        .push(limit(&code, format!("{svc} failed ({e}); results come from the other retrievers only")));
-                    failures.push(format!("{svc}: {e}"));
-                }
-            }
-        }
-        if lists.is_empty() {
-            let all = failures.join("; ");
-            return Err(if failures.iter().all(|f| f.contains("no answer within")) {
-                AnswerError::DeadlineExceeded(format!("retrieval did not finish within its budget: {all}"))
-            } else {
-                AnswerError::Unavailable(all)
-            });
-        }
+        let answered = self.fan_out(query, scope, &plan).await;
+        out.stages.push(stage("retrieve", started));
+        let Classified { lists, retrievers, limits } = classify(answered, &plan.route, mode, &self.metrics)?;
+        out.retrievers = retrievers;
+        out.limits = limits;
 
         let t = Instant::now();
-        let slot = |name: &str| RETRIEVERS.iter().position(|r| *r == name).expect("known retriever");
-        let fused: Vec<Fused> = if lists.len() == 1 {
-            let RetrieverList { name, hits, scores, .. } = &lists[0];
-            hits.iter()
-                .zip(scores)
-                .enumerate()
-                .map(|(i, ((id, _), s))| {
-                    let mut ranks = [0u32; 3];
-                    ranks[slot(name)] = i as u32 + 1;
-                    (*id, *s, ranks)
-                })
-                .collect()
-        } else {
-            let ranked: Vec<RankedList> =
-                lists.iter().map(|l| RankedList { weight: l.weight, hits: &l.hits, scores: &l.scores }).collect();
-            let method = Method::from_config(&a.fusion, a.rrf_k).expect("answer.fusion is validated");
-            fuse(&ranked, method)
-                .into_iter()
-                .map(|f| {
-                    let mut ranks = [0u32; 3];
-                    for (l, r) in lists.iter().zip(&f.ranks) {
-                        ranks[slot(l.name)] = *r;
-                    }
-                    (f.chunk_id, f.score, ranks)
-                })
-                .collect()
-        };
-        let exact: Vec<u64> = lists.iter().flat_map(|l| l.exact.iter().copied()).collect();
-        let fused = exact_first(fused, &exact);
+        let (fused, exact) = fuse_lists(a, &lists);
         out.stages.push(stage("fuse", t));
 
         // Hydrate a few more than asked, in case the scope filter at hydration drops some (all
         // the reranker's candidates when one runs).
         let t = Instant::now();
         let want = if rerank.is_some() { rerank_n.max(top_k) as usize } else { top_k as usize + 8 };
+        let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
+        let mut hits = self.hydrate_stage(&fused, want, scope, left).await?;
+        out.stages.push(stage("hydrate", t));
+
+        // Definitions of the symbol the query names stay first: the user asked for them.
+        let pinned = hits.iter().take_while(|h| exact.contains(&h.chunk.chunk_id)).count();
+        if let Some(rr) = rerank.filter(|_| hits.len() > pinned + 1 && pinned < top_k as usize) {
+            let t = Instant::now();
+            let left = budget.saturating_sub(started.elapsed()) / 2;
+            let deadline = left.min(Duration::from_millis(a.rerank_timeout_ms));
+            let r = rerank_stage(rr, query, hits, pinned, rerank_n, top_k, deadline).await;
+            hits = r.hits;
+            if let Some(label) = r.reranker {
+                out.reranker = label;
+            }
+            out.ranks = r.ranks;
+            out.limits.extend(r.limit);
+            out.stages.push(stage("rerank", t));
+        }
+        hits.truncate(top_k as usize);
+        count_in_top_k(&mut out.retrievers, &hits);
+        out.hits = hits;
+        for s in &out.stages {
+            self.metrics.stage(&s.stage, s.ms / 1e3);
+        }
+        Ok(out)
+    }
+
+    /// Runs the retrievers the plan names, in parallel, each under the plan's deadline; the
+    /// outcomes come in [`RetrieverKind::ALL`] order.
+    pub async fn fan_out(&self, query: &str, scope: &Scope, plan: &Plan) -> [Answered; 3] {
+        let (dense, lexical, sparse) = tokio::join!(
+            self.retrieve_one(RetrieverKind::Dense, query, scope, plan),
+            self.retrieve_one(RetrieverKind::Lexical, query, scope, plan),
+            self.retrieve_one(RetrieverKind::Sparse, query, scope, plan),
+        );
+        [dense, lexical, sparse]
+    }
+
+    async fn retrieve_one(&self, kind: RetrieverKind, query: &str, scope: &Scope, plan: &Plan) -> Answered {
+        if !plan.run[kind.slot()] {
+            return None;
+        }
+        // Only lexical search knows exact symbols.
+        let exact_symbol = if kind == RetrieverKind::Lexical { plan.exact_symbol.as_str() } else { "" };
+        let f = self.parts.retriever(kind).search(query, exact_symbol, scope, plan.candidates, plan.deadline);
+        let span = match kind {
+            RetrieverKind::Dense => tracing::info_span!("retrieve.dense"),
+            RetrieverKind::Lexical => tracing::info_span!("retrieve.lexical"),
+            RetrieverKind::Sparse => tracing::info_span!("retrieve.sparse"),
+        };
+        Some(timed(f).instrument(span).await)
+    }
+
+    /// Hydrates the first `want` fused candidates (at most a ticket's worth) within `deadline`;
+    /// the ones hydration returns (in scope) become hits, in fused order, with their ranks.
+    pub async fn hydrate_stage(
+        &self,
+        fused: &[Fused],
+        want: usize,
+        scope: &Scope,
+        deadline: Duration,
+    ) -> Result<Vec<Hit>, AnswerError> {
         let take: Vec<&Fused> = fused.iter().take(want.min(codeintel_core::ticket::MAX_TICKET_IDS)).collect();
         let ids: Vec<u64> = take.iter().map(|f| f.0).collect();
-        let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
-        let chunks =
-            self.backends.hydrate(&ids, scope, left).instrument(tracing::info_span!("hydrate")).await.map_err(|e| {
-                match e {
-                    CallError::Timeout(_) => AnswerError::DeadlineExceeded(format!("hydrate-svc: {e}")),
-                    CallError::Status(s) if s.code() == tonic::Code::InvalidArgument => {
-                        AnswerError::InvalidArgument(s.message().into())
-                    }
-                    CallError::Status(_) => AnswerError::Unavailable(format!("hydrate-svc: {e}")),
-                }
-            })?;
-        out.stages.push(stage("hydrate", t));
-        let mut hits: Vec<Hit> = take
+        let chunks = self
+            .parts
+            .hydrator
+            .hydrate(&ids, scope, deadline)
+            .instrument(tracing::info_span!("hydrate"))
+            .await
+            .map_err(hydrate_error)?;
+        Ok(take
             .into_iter()
             .filter_map(|(id, score, ranks)| {
                 chunks.get(id).map(|c| Hit {
@@ -431,62 +617,7 @@ impl Engine {
                     sparse_rank: ranks[2],
                 })
             })
-            .collect();
-        // Definitions of the symbol the query names stay first: the user asked for them.
-        let pinned = hits.iter().take_while(|h| exact.contains(&h.chunk.chunk_id)).count();
-        if let Some(rr) = rerank.filter(|_| hits.len() > pinned + 1 && pinned < top_k as usize) {
-            let t = Instant::now();
-            hits.truncate(rerank_n as usize);
-            let rest = hits.split_off(pinned.min(hits.len()));
-            let left = budget.saturating_sub(started.elapsed()) / 2;
-            let deadline = left.min(Duration::from_millis(a.rerank_timeout_ms));
-            let docs: Vec<String> = rest.iter().map(|h| rerank_document(&h.chunk)).collect();
-            match rr.rerank(query, &docs, deadline).instrument(tracing::info_span!("rerank")).await {
-                Ok(r) => {
-                    out.reranker = format!("{} {}", r.endpoint, rr.model);
-                    let mut slots: Vec<Option<Hit>> = rest.into_iter().map(Some).collect();
-                    for (i, score) in r.order {
-                        if let Some(mut h) = slots[i].take() {
-                            let after = hits.len();
-                            if after < top_k as usize {
-                                out.ranks.push(RankMove {
-                                    chunk_id: h.chunk.chunk_id,
-                                    before: (pinned + i) as u32 + 1,
-                                    after: after as u32 + 1,
-                                    rerank_score: score,
-                                });
-                            }
-                            h.score = score;
-                            hits.push(h);
-                        }
-                    }
-                }
-                Err(e) => {
-                    hits.extend(rest);
-                    let code =
-                        if matches!(e, RerankError::Timeout(_)) { "rerank_timeout" } else { "rerank_unavailable" };
-                    out.limits.push(limit(code, format!("the reranker failed ({e}); hits are in fusion order")));
-                }
-            }
-            out.stages.push(stage("rerank", t));
-        }
-        hits.truncate(top_k as usize);
-        out.hits = hits;
-        for r in &mut out.retrievers {
-            r.in_top_k = out
-                .hits
-                .iter()
-                .filter(|h| match r.retriever.as_str() {
-                    "dense" => h.dense_rank > 0,
-                    "sparse" => h.sparse_rank > 0,
-                    _ => h.lexical_rank > 0,
-                })
-                .count() as u32;
-        }
-        for s in &out.stages {
-            self.metrics.stage(&s.stage, s.ms / 1e3);
-        }
-        Ok(out)
+            .collect())
     }
 
     pub async fn search(
@@ -502,7 +633,7 @@ impl Engine {
         })?;
         let budget = Duration::from_millis(self.cfg.answer.time_budget_ms);
         let rerank_n = if req.rerank {
-            if self.rerank.is_none() {
+            if self.parts.reranker.is_none() {
                 return Err(AnswerError::InvalidArgument(
                     "rerank was requested but no rerank server is configured (set answer.rerank_url)".into(),
                 ));

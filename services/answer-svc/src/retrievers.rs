@@ -1,0 +1,214 @@
+//! The seams between the orchestrator ([`crate::pipeline::Engine`]) and the network: what the
+//! engine asks of a retriever, of hydration, of a reranker and of the backends' health. The
+//! tonic and Flight clients of [`crate::backends`] and the HTTP [`RerankClient`] are the
+//! production implementations ([`Parts::connect`]); tests substitute in-process doubles.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use codeintel_config::AnswerConfig;
+use codeintel_core::proto::v1::{Scope, ScoredChunk};
+
+use crate::backends::Backends;
+use crate::rerank::{RerankClient, RerankError};
+
+/// A chunk as hydration returns it (its columns are `codeintel_core::wire`'s).
+pub use codeintel_core::wire::HydratedChunk;
+
+/// How a downstream call failed.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    /// No answer within the deadline (or the server said DEADLINE_EXCEEDED / CANCELLED).
+    Timeout(Duration),
+    /// Any other gRPC status.
+    Status(tonic::Status),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
+            CallError::Status(s) => write!(f, "{:?}: {}", s.code(), s.message()),
+        }
+    }
+}
+
+/// The retrievers, in the order of the rank slots of a fused hit
+/// ([`crate::pipeline::RETRIEVERS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetrieverKind {
+    Dense,
+    Lexical,
+    Sparse,
+}
+
+impl RetrieverKind {
+    pub const ALL: [RetrieverKind; 3] = [RetrieverKind::Dense, RetrieverKind::Lexical, RetrieverKind::Sparse];
+
+    /// The name in traces, limit codes and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            RetrieverKind::Dense => "dense",
+            RetrieverKind::Lexical => "lexical",
+            RetrieverKind::Sparse => "sparse",
+        }
+    }
+
+    /// The service that answers it, as limits and errors name it.
+    pub fn service(self) -> &'static str {
+        match self {
+            RetrieverKind::Dense => "vector-svc",
+            RetrieverKind::Lexical => "lexical-svc",
+            RetrieverKind::Sparse => "lexical-svc (sparse)",
+        }
+    }
+
+    /// Its rank slot in a fused hit.
+    pub fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// One ranked retrieval (dense, lexical BM25 or learned sparse).
+#[tonic::async_trait]
+pub trait Retriever: Send + Sync {
+    /// The best `k` chunks for `query` within `scope`, best first, answered within `deadline`.
+    /// With a non-empty `exact_symbol` (lexical), definitions of that name come first, flagged
+    /// `exact`; the other retrievers ignore it.
+    async fn search(
+        &self,
+        query: &str,
+        exact_symbol: &str,
+        scope: &Scope,
+        k: u32,
+        deadline: Duration,
+    ) -> Result<Vec<ScoredChunk>, CallError>;
+}
+
+/// Fetching chunks' text and metadata by id.
+#[tonic::async_trait]
+pub trait Hydrator: Send + Sync {
+    /// The chunks of `ids` that lie in `scope`, keyed by chunk id, within `deadline`.
+    async fn hydrate(
+        &self,
+        ids: &[u64],
+        scope: &Scope,
+        deadline: Duration,
+    ) -> Result<HashMap<u64, HydratedChunk>, CallError>;
+}
+
+/// A reranker's answer: document indexes with their scores, best first (every index once), and
+/// what produced it for the trace (endpoint and model).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    pub order: Vec<(usize, f32)>,
+    pub label: String,
+}
+
+/// Second-stage reranking. Errors: [`RerankError::Timeout`] when the deadline passed,
+/// [`RerankError::Failed`] when the reranker is unavailable or answered badly.
+#[tonic::async_trait]
+pub trait Reranker: Send + Sync {
+    async fn rerank(&self, query: &str, documents: &[String], deadline: Duration) -> Result<Ranking, RerankError>;
+}
+
+/// The backends' health, for readiness.
+#[tonic::async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// The backends not serving (service name, why), each asked within `deadline`.
+    async fn unhealthy(&self, deadline: Duration) -> Vec<(&'static str, String)>;
+}
+
+/// Everything the engine calls over the network.
+#[derive(Clone)]
+pub struct Parts {
+    pub dense: Arc<dyn Retriever>,
+    pub lexical: Arc<dyn Retriever>,
+    pub sparse: Arc<dyn Retriever>,
+    pub hydrator: Arc<dyn Hydrator>,
+    /// `None` when no rerank server is configured.
+    pub reranker: Option<Arc<dyn Reranker>>,
+    pub health: Arc<dyn HealthCheck>,
+}
+
+impl Parts {
+    /// The production clients: vector-svc and lexical-svc over gRPC, hydrate-svc over Flight,
+    /// the rerank server (with `answer.rerank_url`) over HTTP.
+    pub fn connect(a: &AnswerConfig) -> anyhow::Result<Self> {
+        let reranker: Option<Arc<dyn Reranker>> = if a.rerank_url.is_empty() {
+            None
+        } else {
+            Some(Arc::new(RerankClient::new(&a.rerank_url, &a.rerank_model)?))
+        };
+        let b = Backends::connect(&a.vector_url, &a.lexical_url, &a.hydrate_url)?;
+        let kind = |kind| Arc::new(BackendRetriever { backends: b.clone(), kind });
+        Ok(Self {
+            dense: kind(RetrieverKind::Dense),
+            lexical: kind(RetrieverKind::Lexical),
+            sparse: kind(RetrieverKind::Sparse),
+            hydrator: Arc::new(b.clone()),
+            reranker,
+            health: Arc::new(b),
+        })
+    }
+
+    pub fn retriever(&self, kind: RetrieverKind) -> &dyn Retriever {
+        match kind {
+            RetrieverKind::Dense => self.dense.as_ref(),
+            RetrieverKind::Lexical => self.lexical.as_ref(),
+            RetrieverKind::Sparse => self.sparse.as_ref(),
+        }
+    }
+}
+
+/// One retriever of the backends' gRPC clients.
+struct BackendRetriever {
+    backends: Backends,
+    kind: RetrieverKind,
+}
+
+#[tonic::async_trait]
+impl Retriever for BackendRetriever {
+    async fn search(
+        &self,
+        query: &str,
+        exact_symbol: &str,
+        scope: &Scope,
+        k: u32,
+        deadline: Duration,
+    ) -> Result<Vec<ScoredChunk>, CallError> {
+        match self.kind {
+            RetrieverKind::Dense => self.backends.dense(query, scope, k, deadline).await,
+            RetrieverKind::Lexical => self.backends.lexical(query, exact_symbol, scope, k, deadline).await,
+            RetrieverKind::Sparse => self.backends.sparse(query, scope, k, deadline).await,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Hydrator for Backends {
+    async fn hydrate(
+        &self,
+        ids: &[u64],
+        scope: &Scope,
+        deadline: Duration,
+    ) -> Result<HashMap<u64, HydratedChunk>, CallError> {
+        Backends::hydrate(self, ids, scope, deadline).await
+    }
+}
+
+#[tonic::async_trait]
+impl HealthCheck for Backends {
+    async fn unhealthy(&self, deadline: Duration) -> Vec<(&'static str, String)> {
+        Backends::unhealthy(self, deadline).await
+    }
+}
+
+#[tonic::async_trait]
+impl Reranker for RerankClient {
+    async fn rerank(&self, query: &str, documents: &[String], deadline: Duration) -> Result<Ranking, RerankError> {
+        let r = RerankClient::rerank(self, query, documents, deadline).await?;
+        Ok(Ranking { order: r.order, label: format!("{} {}", r.endpoint, self.model) })
+    }
+}
