@@ -41,8 +41,12 @@ run: build ## index $(REPO) as $(NAME), start the mesh, ask $(QUESTION), stop
 test: deps ## all tests (unit, integration, end-to-end), release profile
 	cargo build --release --workspace --bins
 	cargo test --release --workspace --all-targets
-	# vector-svc's GPU code compiled, and its CPU fallback tested (GPU-only tests are ignored here).
-	cargo test --release -p vector-svc --features gpu --lib
+	@# vector-svc's GPU code compiled and its CPU fallback tested (GPU-only tests are ignored here).
+	@# Built with the whole workspace's features, so no dependency is rebuilt (a `-p vector-svc`
+	@# build resolves features for vector-svc alone and recompiles FAISS, arrow and parquet).
+	@t=$$(cargo test --release --workspace --features vector-svc/gpu --lib --no-run 2>&1 | tee /dev/stderr \
+	  | sed -n 's/.*Executable unittests src\/lib.rs (\(.*vector_svc-[0-9a-f]*\)).*/\1/p'); \
+	  test -x "$$t" || { echo "vector-svc's GPU test binary was not built"; exit 1; }; "$$t"
 
 fmt: ## format
 	cargo fmt --all
@@ -50,7 +54,7 @@ fmt: ## format
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
-	cargo clippy --release -p vector-svc -p codeintel --features vector-svc/gpu,codeintel/gpu --all-targets -- -D warnings
+	cargo clippy --release --workspace --features vector-svc/gpu,codeintel/gpu --all-targets -- -D warnings
 
 check: lint test ## what CI runs, and the lint
 

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use answer_svc::synth::{ChatClient, ChatEvent};
+use answer_svc::synthesis::{ChatClient, ChatEvent};
 use codeintel::chat::{render_chatml, ChatMessage, ChatModel, GenParams};
 use codeintel::models::{serve, Models};
 use codeintel_config::Config;

@@ -9,7 +9,7 @@ pub mod pipeline;
 pub mod rerank;
 pub mod retrievers;
 pub mod session;
-pub mod synth;
+pub mod synthesis;
 pub mod traces;
 
 #[cfg(test)]

@@ -1,5 +1,4 @@
-//! Session scope keyed by the `x-session-id` request metadata. This in-process store is the
-//! embedded default; it serves one answer-svc process.
+//! Session scopes in Redis (L2) behind the in-process [`L1`], with invalidation across processes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,92 +10,8 @@ use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use tokio::sync::mpsc;
 
+use super::l1::L1;
 use crate::error::AnswerError;
-
-pub const SESSION_HEADER: &str = "x-session-id";
-pub const MAX_SESSION_ID: usize = 256;
-
-pub fn validate_session_id(id: &str) -> Result<(), AnswerError> {
-    if id.is_empty() {
-        return Err(AnswerError::InvalidArgument(format!(
-            "set the {SESSION_HEADER} request metadata to name the session"
-        )));
-    }
-    if id.len() > MAX_SESSION_ID {
-        return Err(AnswerError::InvalidArgument(format!(
-            "{SESSION_HEADER} is {} bytes; at most {MAX_SESSION_ID} are allowed",
-            id.len()
-        )));
-    }
-    if id.chars().any(|c| c.is_control()) {
-        return Err(AnswerError::InvalidArgument(format!("{SESSION_HEADER} must not contain control characters")));
-    }
-    Ok(())
-}
-
-/// The embedded default: scopes in this process only.
-#[derive(Default)]
-pub struct LocalStore {
-    scopes: RwLock<HashMap<String, Scope>>,
-}
-
-/// Where session scopes live: this process, or Redis shared by every answer-svc process.
-pub enum SessionStore {
-    Local(LocalStore),
-    Redis(Arc<RedisStore>),
-}
-
-impl Default for SessionStore {
-    fn default() -> Self {
-        SessionStore::Local(LocalStore::default())
-    }
-}
-
-fn check_scope(scope: &Scope) -> Result<(), AnswerError> {
-    codeintel_core::scope::ScopeFilter::new(Some(scope))?;
-    Ok(())
-}
-
-impl SessionStore {
-    pub async fn set(&self, session: &str, scope: Scope) -> Result<(), AnswerError> {
-        validate_session_id(session)?;
-        check_scope(&scope)?;
-        match self {
-            SessionStore::Local(l) => {
-                l.scopes.write().insert(session.to_string(), scope);
-                Ok(())
-            }
-            SessionStore::Redis(r) => r.write(session, Some(scope)).await,
-        }
-    }
-
-    pub async fn get(&self, session: &str) -> Result<Option<Scope>, AnswerError> {
-        validate_session_id(session)?;
-        match self {
-            SessionStore::Local(l) => Ok(l.scopes.read().get(session).cloned()),
-            SessionStore::Redis(r) => r.get(session).await,
-        }
-    }
-
-    pub async fn clear(&self, session: &str) -> Result<(), AnswerError> {
-        validate_session_id(session)?;
-        match self {
-            SessionStore::Local(l) => {
-                l.scopes.write().remove(session);
-                Ok(())
-            }
-            SessionStore::Redis(r) => r.write(session, None).await,
-        }
-    }
-
-    /// `None` when healthy; otherwise why session scopes are degraded.
-    pub fn degraded(&self) -> Option<String> {
-        match self {
-            SessionStore::Local(_) => None,
-            SessionStore::Redis(r) => r.degraded(),
-        }
-    }
-}
 
 const KEY_PREFIX: &str = "codeintel:scope:";
 const INVALIDATE: &str = "codeintel:scope-invalidate";
@@ -109,41 +24,6 @@ pub struct RedisOptions {
     pub cache_entries: usize,
     pub cache_ttl: Duration,
     pub invalidation_timeout: Duration,
-}
-
-struct Cached {
-    scope: Option<Scope>,
-    at: Instant,
-    used: u64,
-}
-
-/// A small LRU of session scopes with their fetch time.
-struct L1 {
-    map: HashMap<String, Cached>,
-    capacity: usize,
-    clock: u64,
-}
-
-impl L1 {
-    fn get(&mut self, k: &str) -> Option<(Option<Scope>, Instant)> {
-        self.clock += 1;
-        let c = self.map.get_mut(k)?;
-        c.used = self.clock;
-        Some((c.scope.clone(), c.at))
-    }
-
-    fn put(&mut self, k: &str, scope: Option<Scope>) {
-        if self.capacity == 0 {
-            return;
-        }
-        self.clock += 1;
-        if self.map.len() >= self.capacity && !self.map.contains_key(k) {
-            if let Some(old) = self.map.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone()) {
-                self.map.remove(&old);
-            }
-        }
-        self.map.insert(k.to_string(), Cached { scope, at: Instant::now(), used: self.clock });
-    }
 }
 
 type Flight = Arc<tokio::sync::OnceCell<Result<Option<Scope>, String>>>;
@@ -199,7 +79,7 @@ impl RedisStore {
         up.set(1);
         let node = format!("{:x}-{}", codeintel_core::now_unix_ms(), std::process::id());
         let s = Arc::new(Self {
-            l1: Mutex::new(L1 { map: HashMap::new(), capacity: opts.cache_entries, clock: 0 }),
+            l1: Mutex::new(L1::new(opts.cache_entries)),
             opts,
             conn,
             node,
@@ -290,7 +170,7 @@ impl RedisStore {
                 {
                     let Some(s) = me.upgrade() else { return };
                     // Anything cached before may have missed invalidations.
-                    s.l1.lock().map.clear();
+                    s.l1.lock().forget_all();
                     s.invalidations.fetch_add(1, Ordering::SeqCst);
                     s.subscribed.store(true, Ordering::SeqCst);
                     drop(s);
@@ -323,7 +203,7 @@ impl RedisStore {
         if origin == self.node {
             return;
         }
-        self.l1.lock().map.remove(session);
+        self.l1.lock().forget(session);
         {
             let mut c = self.conn.clone();
             let _: redis::RedisResult<i64> =
@@ -333,7 +213,7 @@ impl RedisStore {
 
     /// Sets (`Some`) or clears (`None`) a session's scope in Redis, then invalidates every
     /// process's cached copy and waits for their acknowledgements.
-    async fn write(&self, session: &str, scope: Option<Scope>) -> Result<(), AnswerError> {
+    pub(super) async fn write(&self, session: &str, scope: Option<Scope>) -> Result<(), AnswerError> {
         let mut c = self.conn.clone();
         let key = Self::key(session);
         let r: redis::RedisResult<()> = match &scope {
@@ -392,7 +272,7 @@ impl RedisStore {
         }
     }
 
-    async fn get(&self, session: &str) -> Result<Option<Scope>, AnswerError> {
+    pub(super) async fn get(&self, session: &str) -> Result<Option<Scope>, AnswerError> {
         let cached = self.l1.lock().get(session);
         if let Some(scope) = self.cached_fresh(&cached) {
             self.lookups.with_label_values(&["l1"]).inc();
@@ -451,38 +331,5 @@ impl RedisStore {
             self.l1.lock().put(session, scope.clone());
         }
         Ok(scope)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn set_get_clear_and_bad_ids() {
-        let s = SessionStore::default();
-        let scope = Scope { repos: vec!["a".into()], ..Default::default() };
-        s.set("u1", scope.clone()).await.unwrap();
-        assert_eq!(s.get("u1").await.unwrap(), Some(scope));
-        assert_eq!(s.get("u2").await.unwrap(), None);
-        s.clear("u1").await.unwrap();
-        assert_eq!(s.get("u1").await.unwrap(), None);
-        assert!(s.get(&"x".repeat(257)).await.is_err());
-        assert!(s.get("a\nb").await.is_err());
-        assert!(s.get("").await.is_err());
-        let many = Scope { include_globs: vec!["*.rs".into(); 1001], ..Default::default() };
-        let e = s.set("u1", many).await.unwrap_err();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
-    }
-
-    #[test]
-    fn l1_evicts_the_least_recently_used() {
-        let mut l1 = L1 { map: HashMap::new(), capacity: 2, clock: 0 };
-        l1.put("a", None);
-        l1.put("b", None);
-        assert!(l1.get("a").is_some());
-        l1.put("c", None);
-        assert!(l1.get("b").is_none(), "b was least recently used");
-        assert!(l1.get("a").is_some() && l1.get("c").is_some());
     }
 }

@@ -1,0 +1,331 @@
+//! The answer pipeline, free of gRPC: validate, resolve scope, retrieve in parallel under
+//! deadlines, fuse, hydrate, then stream citations, tokens, limits, trace and done.
+//!
+//! Retrieval runs in stages, each a function of its own ([`stages`]): [`route`] (route,
+//! retrievers, candidate depth, deadline), [`Engine::fan_out`] (the retrievers in parallel),
+//! [`classify`] (outcomes into ranked lists, limits, or the request's error), [`fuse_lists`],
+//! [`Engine::hydrate_stage`] and [`rerank_stage`]; the answer stream is [`stream`]'s. The
+//! network sits behind the traits of [`crate::retrievers`].
+
+mod stages;
+mod stream;
+
+pub use stages::*;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use codeintel_config::{AnswerConfig, Config};
+use codeintel_core::proto::v1::{
+    AnswerEvent, AnswerRequest, Limit, RankMove, RetrieverContribution, Scope, ScoredChunk, SearchHit, SearchMode,
+    SearchRequest, StageTiming,
+};
+use codeintel_server::{Metrics, Readiness, SharedReadiness};
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::error::AnswerError;
+use crate::retrievers::{HydratedChunk, Parts, RetrieverKind};
+use crate::session::SessionStore;
+use crate::synthesis::ChatClient;
+
+pub const MAX_TOP_K: u32 = 1000;
+
+/// A fused, hydrated hit.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub chunk: HydratedChunk,
+    pub score: f32,
+    pub dense_rank: u32,
+    pub lexical_rank: u32,
+    pub sparse_rank: u32,
+}
+
+/// Fusion weights and candidate depth of a query route (`answer.*` and `answer.identifier_*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Route {
+    pub name: &'static str,
+    pub dense: f32,
+    pub lexical: f32,
+    pub sparse: f32,
+    pub candidates: u32,
+}
+
+impl Route {
+    pub fn natural_language(a: &AnswerConfig) -> Self {
+        Self {
+            name: "natural_language",
+            dense: a.dense_weight,
+            lexical: a.lexical_weight,
+            sparse: a.sparse_weight,
+            candidates: a.candidates,
+        }
+    }
+
+    pub fn identifier(a: &AnswerConfig) -> Self {
+        Self {
+            name: "identifier",
+            dense: a.identifier_dense_weight,
+            lexical: a.identifier_lexical_weight,
+            sparse: a.identifier_sparse_weight,
+            candidates: a.identifier_candidates,
+        }
+    }
+
+    /// The fusion weight of `kind` on this route.
+    pub fn weight(&self, kind: RetrieverKind) -> f32 {
+        match kind {
+            RetrieverKind::Dense => self.dense,
+            RetrieverKind::Lexical => self.lexical,
+            RetrieverKind::Sparse => self.sparse,
+        }
+    }
+}
+
+/// Retriever names, in the order of the rank slots of a fused hit.
+pub const RETRIEVERS: [&str; 3] = ["dense", "lexical", "sparse"];
+
+/// A fused candidate: chunk id, score, 1-based rank in each retriever of [`RETRIEVERS`] (0 =
+/// absent).
+pub type Fused = (u64, f32, [u32; 3]);
+
+/// What retrieval produced, with everything the trace reports.
+#[derive(Debug, Default)]
+pub struct Retrieval {
+    pub hits: Vec<Hit>,
+    pub limits: Vec<Limit>,
+    pub stages: Vec<StageTiming>,
+    pub retrievers: Vec<RetrieverContribution>,
+    /// `identifier` or `natural_language`.
+    pub route: String,
+    /// `fusion`, or the rerank endpoint and model that ordered the hits.
+    pub reranker: String,
+    pub ranks: Vec<RankMove>,
+}
+
+pub struct Engine {
+    cfg: Config,
+    parts: Parts,
+    chat: Option<ChatClient>,
+    traces: Option<crate::traces::TraceSink>,
+    pub sessions: SessionStore,
+    pub metrics: Metrics,
+    pub readiness: SharedReadiness,
+}
+
+/// One retriever's answer: ranked (chunk id, repo) with its own scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrieverList {
+    pub kind: RetrieverKind,
+    pub weight: f32,
+    pub hits: Vec<(u64, String)>,
+    pub scores: Vec<f32>,
+    /// Hits that define the exact symbol the query names (lexical only).
+    pub exact: Vec<u64>,
+}
+
+impl RetrieverList {
+    pub fn new(kind: RetrieverKind, weight: f32, hits: Vec<ScoredChunk>) -> Self {
+        // An exact name match carries a constant far above any BM25 score; it is pinned first
+        // anyway, so for fusion it counts as the list's best score rather than skewing the
+        // list's score distribution.
+        let best = hits.iter().filter(|h| !h.exact).map(|h| h.score).fold(f32::NAN, f32::max);
+        let best = if best.is_nan() { 1.0 } else { best };
+        let scores = hits.iter().map(|h| if h.exact { best } else { h.score }).collect();
+        let exact = hits.iter().filter(|h| h.exact).map(|h| h.chunk_id).collect();
+        Self { kind, weight, hits: hits.into_iter().map(|h| (h.chunk_id, h.repo)).collect(), scores, exact }
+    }
+}
+
+impl Engine {
+    /// Connects the clients; with `answer.redis_url` set, session scopes live in Redis (the
+    /// first connection must succeed).
+    pub async fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
+        let a = &cfg.answer;
+        let metrics = Metrics::new("answer");
+        let sessions = if a.redis_url.is_empty() {
+            SessionStore::default()
+        } else {
+            let opts = crate::session::RedisOptions {
+                url: a.redis_url.clone(),
+                ttl_s: a.session_ttl_s,
+                cache_entries: a.scope_cache_entries,
+                cache_ttl: Duration::from_millis(a.scope_cache_ttl_ms),
+                invalidation_timeout: Duration::from_millis(a.scope_invalidation_timeout_ms),
+            };
+            SessionStore::Redis(crate::session::RedisStore::connect(opts, &metrics.registry).await?)
+        };
+        Self::build(cfg, Parts::connect(a)?, sessions, metrics)
+    }
+
+    /// The engine over the given retrievers, hydrator, reranker and health check (test doubles,
+    /// say), with session scopes in this process; the language model and trace sink follow
+    /// `cfg` as in [`Engine::new`].
+    pub fn with_parts(cfg: &Config, parts: Parts) -> anyhow::Result<Arc<Self>> {
+        Self::build(cfg, parts, SessionStore::default(), Metrics::new("answer"))
+    }
+
+    fn build(cfg: &Config, parts: Parts, sessions: SessionStore, metrics: Metrics) -> anyhow::Result<Arc<Self>> {
+        let a = &cfg.answer;
+        let chat = if a.llm_url.is_empty() {
+            None
+        } else {
+            Some(ChatClient::new(&a.llm_url, &a.llm_model, a.llm_max_tokens)?)
+        };
+        let traces = a.traces.then(|| {
+            let dir =
+                if a.trace_dir.as_os_str().is_empty() { cfg.data.root.join("traces") } else { a.trace_dir.clone() };
+            crate::traces::TraceSink::start(dir, a.trace_batch_rows, Duration::from_millis(a.trace_flush_ms.max(100))).0
+        });
+        Ok(Arc::new(Self {
+            traces,
+            cfg: cfg.clone(),
+            parts,
+            chat,
+            sessions,
+            metrics,
+            // Nothing is known of the backends until the first check answers.
+            readiness: Arc::new(RwLock::new(Readiness::down("no backend has answered a health check yet"))),
+        }))
+    }
+
+    /// Writes pending AnswerTrace rows (call at shutdown).
+    pub async fn flush_traces(&self) {
+        if let Some(t) = &self.traces {
+            t.flush().await;
+        }
+    }
+
+    pub fn default_budget_ms(&self) -> u32 {
+        self.cfg.answer.time_budget_ms.min(u32::MAX as u64) as u32
+    }
+
+    /// Re-derives readiness from the backends' health: `degraded` when a retriever is down
+    /// (answers come from the other), `down` when hydration or both retrievers are.
+    pub async fn check_backends(&self) {
+        let bad = self.parts.health.unhealthy(Duration::from_millis(1000)).await;
+        let is_down = |name: &str| bad.iter().any(|b| b.0 == name);
+        // Nothing can be answered without hydration, or without any retriever.
+        let fatal = is_down("hydrate-svc") || (is_down("vector-svc") && is_down("lexical-svc"));
+        let reasons: Vec<String> = bad.into_iter().map(|b| b.1).collect();
+        let (unusable, mut impaired) = if fatal { (reasons, Vec::new()) } else { (Vec::new(), reasons) };
+        impaired.extend(self.sessions.degraded());
+        *self.readiness.write() = Readiness::judge(unusable, impaired);
+    }
+
+    /// The request's scope, else the session's, else everything.
+    pub async fn resolve_scope(&self, scope: Option<Scope>, session: Option<&str>) -> Result<Scope, AnswerError> {
+        if let Some(s) = scope.filter(|s| *s != Scope::default()) {
+            return Ok(s);
+        }
+        match session {
+            Some(id) => Ok(self.sessions.get(id).await?.unwrap_or_default()),
+            None => Ok(Scope::default()),
+        }
+    }
+
+    pub async fn search(
+        &self,
+        req: SearchRequest,
+        session: Option<&str>,
+    ) -> Result<(Vec<SearchHit>, Vec<Limit>), AnswerError> {
+        let top_k = req.top_k;
+        validate_query(&req.query, top_k, req.scope.as_ref())?;
+        let scope = self.resolve_scope(req.scope, session).await?;
+        let mode = SearchMode::try_from(req.mode).map_err(|_| {
+            AnswerError::InvalidArgument(format!("unknown mode {}; use HYBRID, DENSE, LEXICAL or SPARSE", req.mode))
+        })?;
+        let budget = Duration::from_millis(self.cfg.answer.time_budget_ms);
+        let rerank_n = if req.rerank {
+            if self.parts.reranker.is_none() {
+                return Err(AnswerError::InvalidArgument(
+                    "rerank was requested but no rerank server is configured (set answer.rerank_url)".into(),
+                ));
+            }
+            self.cfg.answer.rerank_top_n
+        } else {
+            0
+        };
+        let r = self.retrieve(&req.query, &scope, mode, top_k, budget, rerank_n).await?;
+        let hits = r
+            .hits
+            .into_iter()
+            .map(|h| SearchHit {
+                chunk_id: h.chunk.chunk_id,
+                repo: h.chunk.repo,
+                path: h.chunk.path,
+                start_line: h.chunk.start_line,
+                end_line: h.chunk.end_line,
+                language: h.chunk.language,
+                symbol: h.chunk.symbol,
+                score: h.score,
+                text: h.chunk.text,
+                dense_rank: h.dense_rank,
+                lexical_rank: h.lexical_rank,
+                sparse_rank: h.sparse_rank,
+            })
+            .collect();
+        Ok((hits, r.limits))
+    }
+
+    /// Validates `req` and starts the answer; events arrive on the returned receiver. The work
+    /// stops as soon as the receiver is dropped (client gone).
+    pub async fn answer(
+        self: &Arc<Self>,
+        req: AnswerRequest,
+        session: Option<&str>,
+    ) -> Result<mpsc::Receiver<Result<AnswerEvent, tonic::Status>>, AnswerError> {
+        let top_k = req.top_k;
+        validate_query(&req.query, top_k, req.scope.as_ref())?;
+        if req.rerank_top_n > MAX_TOP_K {
+            return Err(AnswerError::InvalidArgument(format!(
+                "rerank_top_n must be at most {MAX_TOP_K}, got {}",
+                req.rerank_top_n
+            )));
+        }
+        if req.time_budget_ms > 600_000 {
+            return Err(AnswerError::InvalidArgument("time_budget_ms must be at most 600000".into()));
+        }
+        let scope = self.resolve_scope(req.scope.clone(), session).await?;
+        let (tx, rx) = mpsc::channel(64);
+        let me = self.clone();
+        tokio::spawn(
+            async move {
+                let closed = tx.clone();
+                tokio::select! {
+                    _ = closed.closed() => {
+                        me.metrics.stage("answer_cancelled", 0.0);
+                        tracing::info!("client went away; answer cancelled");
+                    }
+                    _ = me.run_answer(req, scope, top_k, tx) => {}
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_explains_what_to_fix() {
+        assert!(validate_query("", 5, None).unwrap_err().to_string().contains("query is empty"));
+        assert!(validate_query("q", 0, None).unwrap_err().to_string().contains("top_k"));
+        assert!(validate_query("q", 1001, None).unwrap_err().to_string().contains("top_k"));
+        let bad = Scope { include_globs: vec!["a/[".into()], ..Default::default() };
+        assert_eq!(validate_query("q", 5, Some(&bad)).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert!(validate_query("q", 5, None).is_ok());
+    }
+
+    #[test]
+    fn exact_symbol_hits_lead_in_their_own_order() {
+        let fused = vec![(1, 0.5, [1, 0, 0]), (2, 0.4, [2, 3, 0]), (3, 0.3, [0, 1, 0]), (4, 0.2, [3, 2, 0])];
+        let out: Vec<u64> = exact_first(fused.clone(), &[3, 2]).into_iter().map(|f| f.0).collect();
+        assert_eq!(out, vec![3, 2, 1, 4]);
+        assert_eq!(exact_first(fused.clone(), &[]), fused);
+    }
+}
