@@ -44,8 +44,8 @@ test: deps ## all tests (unit, integration, end-to-end), release profile
 	@# vector-svc's GPU code compiled and its CPU fallback tested (GPU-only tests are ignored here).
 	@# Built with the whole workspace's features, so no dependency is rebuilt (a `-p vector-svc`
 	@# build resolves features for vector-svc alone and recompiles FAISS, arrow and parquet).
-	@t=$$(cargo test --release --workspace --features vector-svc/gpu --lib --no-run 2>&1 | tee /dev/stderr \
-	  | sed -n 's/.*Executable unittests src\/lib.rs (\(.*vector_svc-[0-9a-f]*\)).*/\1/p'); \
+	@out=$$(cargo test --release --workspace --features vector-svc/gpu --lib --no-run 2>&1); echo "$$out"; \
+	  t=$$(echo "$$out" | sed -n 's/.*Executable unittests src\/lib.rs (\(.*vector_svc-[0-9a-f]*\)).*/\1/p'); \
 	  test -x "$$t" || { echo "vector-svc's GPU test binary was not built"; exit 1; }; "$$t"
 
 fmt: ## format

@@ -1,5 +1,5 @@
 //! Clients for the other services, each call bounded by a deadline that travels as
-//! `grpc-timeout`, plus Flight hydration decoded into [`HydratedChunk`]s.
+//! `grpc-timeout`, plus Flight hydration decoded into [`Chunk`]s.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use tonic::transport::{Channel, Endpoint};
 
 /// The vocabulary of the engine's seams; defined with the traits these clients implement.
-pub use crate::retrievers::{CallError, HydratedChunk};
+pub use crate::retrievers::{CallError, Chunk};
 use codeintel_core::wire::decode;
 
 #[derive(Clone)]
@@ -120,12 +120,7 @@ impl Backends {
     }
 
     /// Fetches chunks by id through Flight `DoGet`; returns them keyed by chunk id.
-    pub async fn hydrate(
-        &self,
-        ids: &[u64],
-        scope: &Scope,
-        d: Duration,
-    ) -> Result<HashMap<u64, HydratedChunk>, CallError> {
+    pub async fn hydrate(&self, ids: &[u64], scope: &Scope, d: Duration) -> Result<HashMap<u64, Chunk>, CallError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }

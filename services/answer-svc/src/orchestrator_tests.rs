@@ -15,9 +15,7 @@ use crate::error::AnswerError;
 use crate::fusion::{fuse, Method, RankedList};
 use crate::pipeline::{Engine, Retrieval};
 use crate::rerank::RerankError;
-use crate::retrievers::{
-    CallError, HealthCheck, HydratedChunk, Hydrator, Parts, Ranking, Reranker, Retriever, RetrieverKind,
-};
+use crate::retrievers::{CallError, Chunk, HealthCheck, Hydrator, Parts, Ranking, Reranker, Retriever, RetrieverKind};
 
 const NL: &str = "how are sessions stored";
 const IDENT: &str = "struct SessionStore";
@@ -74,8 +72,8 @@ impl Retriever for FakeRetriever {
     }
 }
 
-fn chunk(id: u64) -> HydratedChunk {
-    HydratedChunk {
+fn chunk(id: u64) -> Chunk {
+    Chunk {
         chunk_id: id,
         repo: "r".into(),
         path: format!("src/f{id}.rs"),
@@ -85,6 +83,7 @@ fn chunk(id: u64) -> HydratedChunk {
         symbol: String::new(),
         kind: String::new(),
         text: format!("chunk {id}"),
+        ..Default::default()
     }
 }
 
@@ -96,12 +95,7 @@ struct FakeHydrator {
 
 #[tonic::async_trait]
 impl Hydrator for FakeHydrator {
-    async fn hydrate(
-        &self,
-        ids: &[u64],
-        _scope: &Scope,
-        deadline: Duration,
-    ) -> Result<HashMap<u64, HydratedChunk>, CallError> {
+    async fn hydrate(&self, ids: &[u64], _scope: &Scope, deadline: Duration) -> Result<HashMap<u64, Chunk>, CallError> {
         self.calls.lock().push((ids.to_vec(), deadline));
         match &self.fail {
             Some(e) => Err(e.clone()),

@@ -13,8 +13,8 @@ use codeintel_core::proto::v1::{Scope, ScoredChunk};
 use crate::backends::Backends;
 use crate::rerank::{RerankClient, RerankError};
 
-/// A chunk as hydration returns it (its columns are `codeintel_core::wire`'s).
-pub use codeintel_core::wire::HydratedChunk;
+/// A chunk as hydration returns it: the columns of `codeintel_core::wire`.
+pub use codeintel_core::chunk::Chunk;
 
 /// How a downstream call failed.
 #[derive(Debug, Clone)]
@@ -90,12 +90,7 @@ pub trait Retriever: Send + Sync {
 #[tonic::async_trait]
 pub trait Hydrator: Send + Sync {
     /// The chunks of `ids` that lie in `scope`, keyed by chunk id, within `deadline`.
-    async fn hydrate(
-        &self,
-        ids: &[u64],
-        scope: &Scope,
-        deadline: Duration,
-    ) -> Result<HashMap<u64, HydratedChunk>, CallError>;
+    async fn hydrate(&self, ids: &[u64], scope: &Scope, deadline: Duration) -> Result<HashMap<u64, Chunk>, CallError>;
 }
 
 /// A reranker's answer: document indexes with their scores, best first (every index once), and
@@ -188,12 +183,7 @@ impl Retriever for BackendRetriever {
 
 #[tonic::async_trait]
 impl Hydrator for Backends {
-    async fn hydrate(
-        &self,
-        ids: &[u64],
-        scope: &Scope,
-        deadline: Duration,
-    ) -> Result<HashMap<u64, HydratedChunk>, CallError> {
+    async fn hydrate(&self, ids: &[u64], scope: &Scope, deadline: Duration) -> Result<HashMap<u64, Chunk>, CallError> {
         Backends::hydrate(self, ids, scope, deadline).await
     }
 }

@@ -6,18 +6,18 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 
-use crate::backends::HydratedChunk;
+use crate::backends::Chunk;
 
 pub const SYSTEM_PROMPT: &str = "You answer questions about a code base using only the numbered sources given. \
 Cite every claim with its source number in brackets, like [1]. If the sources do not contain the answer, say so. Be concise.";
 
 /// `repo/path:start-end`, the citation form used everywhere.
-pub fn location(c: &HydratedChunk) -> String {
+pub fn location(c: &Chunk) -> String {
     format!("{}/{}:{}-{}", c.repo, c.path, c.start_line, c.end_line)
 }
 
 /// The user message: numbered sources (cut to fit `budget_chars` in total), then the question.
-pub fn build_prompt(query: &str, sources: &[HydratedChunk], budget_chars: usize) -> String {
+pub fn build_prompt(query: &str, sources: &[Chunk], budget_chars: usize) -> String {
     let mut out = String::from("Sources:\n\n");
     let mut left = budget_chars;
     for (i, c) in sources.iter().enumerate() {
@@ -44,7 +44,7 @@ pub fn build_prompt(query: &str, sources: &[HydratedChunk], budget_chars: usize)
 
 /// Pieces of an extractive answer, streamed as tokens: each source with its location and the
 /// first lines of its code.
-pub fn extractive_answer(query: &str, sources: &[HydratedChunk], lines_per_source: usize) -> Vec<String> {
+pub fn extractive_answer(query: &str, sources: &[Chunk], lines_per_source: usize) -> Vec<String> {
     let mut out =
         vec![format!("Most relevant code for \"{query}\" (extractive answer: no language model configured):\n")];
     for (i, c) in sources.iter().enumerate() {
@@ -246,8 +246,8 @@ impl SseDecoder {
 mod tests {
     use super::*;
 
-    fn chunk(i: u32) -> HydratedChunk {
-        HydratedChunk {
+    fn chunk(i: u32) -> Chunk {
+        Chunk {
             chunk_id: i as u64,
             repo: "r".into(),
             path: format!("src/f{i}.py"),
@@ -257,6 +257,7 @@ mod tests {
             symbol: format!("f{i}"),
             kind: "function".into(),
             text: "def f():\n    return 1\n".repeat(50),
+            ..Default::default()
         }
     }
 

@@ -264,7 +264,7 @@ impl RepoVectors {
                 free >> 20
             ));
         }
-        let (metas, vectors) = live_vectors(dir, m).map_err(|e| e.to_string())?;
+        let (metas, vectors) = codeintel_index::vector::live_vectors(dir, m).map_err(|e| e.to_string())?;
         self.put_on_gpu(gpu, metas.iter().map(|c| c.id).collect(), &vectors)
     }
 

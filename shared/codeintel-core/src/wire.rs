@@ -1,6 +1,6 @@
 //! A chunk as Arrow columns: the schema of every Parquet segment and of every Flight batch that
-//! hydrate-svc serves, and the decoding that answer-svc applies to those batches. Both sides
-//! use this module, so the column set is defined once.
+//! hydrate-svc serves, and the decoding of those batches back into [`Chunk`]s that answer-svc
+//! applies. Both sides use this module, so the column set is defined once.
 
 use std::sync::Arc;
 
@@ -27,21 +27,6 @@ pub fn column_list() -> String {
     COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
-/// What a segment stores of a chunk, and what a hydration returns: where it is, what it
-/// defines, and its text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HydratedChunk {
-    pub chunk_id: u64,
-    pub repo: String,
-    pub path: String,
-    pub language: String,
-    pub start_line: u32,
-    pub end_line: u32,
-    pub symbol: String,
-    pub kind: String,
-    pub text: String,
-}
-
 /// Columns of a segment, in order; also the schema of every Flight batch.
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(COLUMNS.iter().map(|(n, t)| Field::new(*n, t.clone(), false)).collect::<Vec<_>>()))
@@ -66,7 +51,10 @@ pub fn to_batch(chunks: &[Chunk]) -> Result<RecordBatch, arrow::error::ArrowErro
 
 /// Rows of a batch of [`schema`]'s columns as chunks, by column name (string columns may arrive
 /// as Utf8, LargeUtf8 or Utf8View, integers widened or narrowed as DuckDB returns them).
-pub fn decode(b: &RecordBatch) -> Result<Vec<HydratedChunk>, String> {
+/// Segments store the columns of [`COLUMNS`] only: a decoded chunk's `parent`, `signature`,
+/// `members` and `content_hash` are empty (indexing kept what it needed of them in the lexical
+/// and vector artifacts).
+pub fn decode(b: &RecordBatch) -> Result<Vec<Chunk>, String> {
     let col = |name: &str| b.column_by_name(name).ok_or_else(|| format!("chunk batch has no column {name}"));
     let strings = |name: &str| -> Result<Vec<String>, String> {
         let a = arrow::compute::cast(col(name)?, &DataType::Utf8).map_err(|e| e.to_string())?;
@@ -89,7 +77,7 @@ pub fn decode(b: &RecordBatch) -> Result<Vec<HydratedChunk>, String> {
     );
     let (start, end) = (u32s("start_line")?, u32s("end_line")?);
     Ok((0..ids.len())
-        .map(|i| HydratedChunk {
+        .map(|i| Chunk {
             chunk_id: ids[i],
             repo: repo[i].clone(),
             path: path[i].clone(),
@@ -99,6 +87,7 @@ pub fn decode(b: &RecordBatch) -> Result<Vec<HydratedChunk>, String> {
             symbol: symbol[i].clone(),
             kind: kind[i].clone(),
             text: text[i].clone(),
+            ..Chunk::default()
         })
         .collect())
 }

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::error::AnswerError;
-use crate::retrievers::{HydratedChunk, Parts, RetrieverKind};
+use crate::retrievers::{Chunk, Parts, RetrieverKind};
 use crate::session::SessionStore;
 use crate::synthesis::ChatClient;
 
@@ -35,7 +35,7 @@ pub const MAX_TOP_K: u32 = 1000;
 /// A fused, hydrated hit.
 #[derive(Debug, Clone)]
 pub struct Hit {
-    pub chunk: HydratedChunk,
+    pub chunk: Chunk,
     pub score: f32,
     pub dense_rank: u32,
     pub lexical_rank: u32,

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::error::AnswerError;
 use crate::fusion::{fuse, Method, RankedList};
 use crate::rerank::RerankError;
-use crate::retrievers::{CallError, HydratedChunk, Reranker, RetrieverKind};
+use crate::retrievers::{CallError, Chunk, Reranker, RetrieverKind};
 use codeintel_core::query::{self, QueryKind};
 
 use super::*;
@@ -414,7 +414,7 @@ impl Engine {
 }
 
 /// What the reranker reads of a chunk: where it is and what it defines, then the code.
-pub(super) fn rerank_document(c: &HydratedChunk) -> String {
+pub(super) fn rerank_document(c: &Chunk) -> String {
     let mut s = format!("{}:{}-{}", c.path, c.start_line, c.end_line);
     if !c.symbol.is_empty() {
         s.push_str(&format!(" {} {}", c.kind, c.symbol));

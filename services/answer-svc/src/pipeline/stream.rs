@@ -10,7 +10,7 @@ use codeintel_core::proto::v1::{
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::retrievers::HydratedChunk;
+use crate::retrievers::Chunk;
 use crate::synthesis::{build_prompt, extractive_answer, ChatEvent};
 
 use super::stages::{limit, stage};
@@ -63,7 +63,7 @@ impl Engine {
         }
         let mut limits = r.limits;
         let mut stages = r.stages;
-        let sources: Vec<HydratedChunk> = r.hits.iter().map(|h| h.chunk.clone()).collect();
+        let sources: Vec<Chunk> = r.hits.iter().map(|h| h.chunk.clone()).collect();
         let t = Instant::now();
         let mut ttft = 0.0;
         let mut tokens = 0u32;
