@@ -56,7 +56,7 @@ fn agreement(gpu: &[Vec<(u32, f32)>], cpu_scores: &[f32], cpu_ids: &[i64], k: us
     for (q, g) in gpu.iter().enumerate() {
         let ids = &cpu_ids[q * k..(q + 1) * k];
         let scores = &cpu_scores[q * k..(q + 1) * k];
-        let truth: HashSet<i64> = ids.iter().copied().filter(|&i| i >= 0).collect();
+        let truth: std::collections::HashSet<i64> = ids.iter().copied().filter(|&i| i >= 0).collect();
         total += truth.len();
         hit += g.iter().filter(|h| truth.contains(&(h.0 as i64))).count();
         identical += usize::from(g.iter().map(|h| h.0 as i64).eq(ids.iter().copied().filter(|&i| i >= 0)));
@@ -81,7 +81,11 @@ pub fn gpu(
     k: usize,
     ordinal: usize,
 ) -> anyhow::Result<Vec<GpuFigures>> {
+    use std::time::Instant;
+
+    use codeintel_index::vector::IndexKind;
     use vector_svc::gpu::{Gpu, Resident};
+    use vector_svc::{faiss_ext, synthetic};
     let device = Gpu::open(ordinal).map_err(|e| anyhow::anyhow!("no usable GPU: {e}"))?;
     let cpu_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = Vec::new();

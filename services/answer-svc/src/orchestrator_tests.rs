@@ -270,9 +270,12 @@ fn limit(code: &str, message: &str) -> Limit {
     Limit { code: code.into(), message: message.into() }
 }
 
+/// One retriever's list as `RankedList` borrows it: weight, (id, repo) hits, scores.
+type OwnedList = (f32, Vec<(u64, String)>, Vec<f32>);
+
 /// What `fusion::fuse` makes of the lists (weight, [(id, score)]) with `cfg`'s method.
 fn expected_fusion(c: &Config, lists: &[(f32, &[(u64, f32)])]) -> Vec<crate::fusion::Fused> {
-    let owned: Vec<(f32, Vec<(u64, String)>, Vec<f32>)> = lists
+    let owned: Vec<OwnedList> = lists
         .iter()
         .map(|(w, l)| (*w, l.iter().map(|(id, _)| (*id, "r".to_string())).collect(), l.iter().map(|p| p.1).collect()))
         .collect();
