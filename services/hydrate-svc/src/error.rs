@@ -23,6 +23,7 @@ pub enum HydrateError {
 impl HydrateError {
     pub fn code(&self) -> Code {
         match self {
+            HydrateError::Scope(e) if e.is_unavailable() => Code::Unavailable,
             HydrateError::InvalidArgument(_) | HydrateError::Scope(_) => Code::InvalidArgument,
             HydrateError::Db(_) | HydrateError::Internal(_) => Code::Internal,
             HydrateError::Unsupported(_) => Code::Unimplemented,

@@ -71,7 +71,7 @@ impl ChunkStore {
             )));
         }
         let scope = ScopeFilter::new(Some(&t.scope()))?;
-        scope.check_repos(&self.catalog.repo_names())?;
+        self.catalog.in_scope(&scope)?;
         Ok(scope)
     }
 

@@ -22,6 +22,8 @@ pub enum LexicalError {
 impl LexicalError {
     pub fn code(&self) -> Code {
         match self {
+            LexicalError::Scope(e) if e.is_unavailable() => Code::Unavailable,
+            LexicalError::Request(e) if e.is_unavailable() => Code::Unavailable,
             LexicalError::Scope(_) | LexicalError::Request(_) => Code::InvalidArgument,
             LexicalError::Index(_) | LexicalError::Internal(_) => Code::Internal,
             LexicalError::SparseUnavailable(_) => Code::FailedPrecondition,

@@ -81,8 +81,7 @@ impl LexicalSearcher {
 
     pub fn search(&self, req: &RetrieveRequest) -> Result<Vec<ScoredChunk>, LexicalError> {
         let scope = validate_retrieve(req)?;
-        let loaded = self.catalog.snapshot();
-        scope.check_repos(&loaded.iter().map(|l| l.manifest.repo.clone()).collect::<Vec<_>>())?;
+        let loaded = self.catalog.in_scope(&scope)?;
         let t = std::time::Instant::now();
         let k = req.top_k as usize;
         let mut hits = Vec::new();
@@ -129,8 +128,7 @@ impl LexicalSearcher {
     /// sparse documents. Repos without them are skipped; none at all is FAILED_PRECONDITION.
     pub fn sparse_search(&self, req: &RetrieveRequest) -> Result<Vec<ScoredChunk>, LexicalError> {
         let scope = validate_retrieve(req)?;
-        let loaded = self.catalog.snapshot();
-        scope.check_repos(&loaded.iter().map(|l| l.manifest.repo.clone()).collect::<Vec<_>>())?;
+        let loaded = self.catalog.in_scope(&scope)?;
         let in_scope: Vec<_> = loaded.iter().filter(|l| scope.allows_repo(&l.manifest.repo)).collect();
         let usable: Vec<_> = in_scope
             .iter()

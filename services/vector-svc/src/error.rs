@@ -28,6 +28,8 @@ pub enum VectorError {
 impl VectorError {
     pub fn code(&self) -> Code {
         match self {
+            VectorError::Scope(e) if e.is_unavailable() => Code::Unavailable,
+            VectorError::Request(e) if e.is_unavailable() => Code::Unavailable,
             VectorError::InvalidArgument(_) | VectorError::Scope(_) | VectorError::Request(_) => Code::InvalidArgument,
             VectorError::NotServing(_) | VectorError::Embed(_) => Code::Unavailable,
             VectorError::Faiss(_) | VectorError::Io(_) | VectorError::Gpu(_) => Code::Internal,
@@ -62,5 +64,19 @@ impl From<codeintel_index::IndexError> for VectorError {
 impl From<tokio::time::error::Elapsed> for VectorError {
     fn from(_: tokio::time::error::Elapsed) -> Self {
         VectorError::DeadlineExceeded("the search did not finish within the request's deadline".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repo_that_failed_to_load_is_unavailable_an_unknown_one_invalid() {
+        let not_loaded = ScopeError::RepoNotLoaded { repo: "r".into(), reason: "bad index".into() };
+        assert_eq!(VectorError::from(not_loaded.clone()).code(), Code::Unavailable);
+        assert_eq!(VectorError::from(RetrieveError::Scope(not_loaded)).code(), Code::Unavailable);
+        let unknown = ScopeError::UnknownRepo { repo: "r".into(), known: "a".into() };
+        assert_eq!(VectorError::from(RetrieveError::Scope(unknown)).code(), Code::InvalidArgument);
     }
 }

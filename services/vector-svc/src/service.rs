@@ -99,8 +99,7 @@ impl VectorSearcher {
 
     pub async fn search(&self, req: &RetrieveRequest) -> Result<Vec<ScoredChunk>, VectorError> {
         let scope = validate_retrieve(req)?;
-        let loaded = self.catalog.snapshot();
-        scope.check_repos(&loaded.iter().map(|l| l.manifest.repo.clone()).collect::<Vec<_>>())?;
+        let loaded = self.catalog.in_scope(&scope)?;
         {
             let r = self.readiness.read();
             if r.is_down() {

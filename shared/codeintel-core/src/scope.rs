@@ -6,7 +6,7 @@ use codeintel_proto::v1::{RetrieveRequest, Scope};
 
 pub const MAX_GLOBS: usize = 1000;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum ScopeError {
     #[error("bad glob {glob:?}: {message}; use patterns like `src/**/*.rs`")]
     BadGlob { glob: String, message: String },
@@ -14,6 +14,19 @@ pub enum ScopeError {
     TooManyGlobs(usize),
     #[error("unknown repo {repo:?}; indexed repos: {known}")]
     UnknownRepo { repo: String, known: String },
+    #[error(
+        "repo {repo:?} is indexed but this service could not load it ({reason}); \
+         re-index it with `codeintel index` or fix the files named, and it is loaded on the next refresh"
+    )]
+    RepoNotLoaded { repo: String, reason: String },
+}
+
+impl ScopeError {
+    /// Whether the fault is the server's (a repo it failed to load) rather than the request's:
+    /// such errors map to UNAVAILABLE, the others to INVALID_ARGUMENT.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ScopeError::RepoNotLoaded { .. })
+    }
 }
 
 /// Why a retriever request (vector-svc, lexical-svc) is refused: its query and limits, or its
@@ -24,6 +37,13 @@ pub enum RetrieveError {
     BadQuery(String),
     #[error(transparent)]
     Scope(#[from] ScopeError),
+}
+
+impl RetrieveError {
+    /// See [`ScopeError::is_unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, RetrieveError::Scope(e) if e.is_unavailable())
+    }
 }
 
 /// Validates a retriever request (query, top_k, scope); the error says what to fix.
@@ -75,10 +95,14 @@ impl ScopeFilter {
         })
     }
 
-    /// Checks that every repo named exists among `known`.
-    pub fn check_repos(&self, known: &[String]) -> Result<(), ScopeError> {
+    /// Checks that every repo named exists among `known`. A named repo that is not served but
+    /// appears in `failed` (repo, why it failed to load) is reported with its load error.
+    pub fn check_repos(&self, known: &[String], failed: &[(String, String)]) -> Result<(), ScopeError> {
         for r in &self.repos {
             if !known.contains(r) {
+                if let Some((_, reason)) = failed.iter().find(|(repo, _)| repo == r) {
+                    return Err(ScopeError::RepoNotLoaded { repo: r.clone(), reason: reason.clone() });
+                }
                 return Err(ScopeError::UnknownRepo {
                     repo: r.clone(),
                     known: if known.is_empty() { "none".into() } else { known.join(", ") },
@@ -139,6 +163,14 @@ mod tests {
         assert!(validate_retrieve(&req("x", 1001)).unwrap_err().to_string().contains("top_k"));
         assert!(validate_retrieve(&req("x", 1000)).is_ok());
         let f = ScopeFilter::new(Some(&Scope { repos: vec!["nope".into()], ..Default::default() })).unwrap();
-        assert!(f.check_repos(&["a".into()]).unwrap_err().to_string().contains("nope"));
+        let e = f.check_repos(&["a".into()], &[]).unwrap_err();
+        assert!(matches!(&e, ScopeError::UnknownRepo { repo, known } if repo == "nope" && known == "a"), "{e}");
+        assert!(!e.is_unavailable());
+        let failed = [("nope".to_string(), "manifest.json: expected value at line 1".to_string())];
+        let e = f.check_repos(&["a".into()], &failed).unwrap_err();
+        assert!(e.is_unavailable());
+        assert!(e.to_string().contains("\"nope\" is indexed but this service could not load it"), "{e}");
+        assert!(e.to_string().contains("manifest.json: expected value"), "{e}");
+        assert!(f.check_repos(&["a".into(), "nope".into()], &failed).is_ok());
     }
 }

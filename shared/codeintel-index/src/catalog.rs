@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use codeintel_core::scope::{ScopeError, ScopeFilter};
 use parking_lot::RwLock;
 
 use crate::manifest::{self, Manifest};
@@ -18,7 +19,8 @@ pub struct Loaded<T> {
 pub struct Catalog<T> {
     root: PathBuf,
     repos: RwLock<HashMap<String, Arc<Loaded<T>>>>,
-    errors: RwLock<Vec<String>>,
+    /// (repo, why its current version failed to load), from the last refresh.
+    errors: RwLock<Vec<(String, String)>>,
 }
 
 impl<T> Catalog<T> {
@@ -50,9 +52,9 @@ impl<T> Catalog<T> {
                         self.repos.write().insert(repo.clone(), Arc::new(Loaded { manifest: m, value }));
                         changed = true;
                     }
-                    Err(e) => errors.push(format!("repo {repo}: {e}")),
+                    Err(e) => errors.push((repo.clone(), e)),
                 },
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => errors.push((repo.clone(), e.to_string())),
             }
         }
         let mut repos = self.repos.write();
@@ -74,11 +76,61 @@ impl<T> Catalog<T> {
         v
     }
 
-    pub fn repo_names(&self) -> Vec<String> {
-        self.snapshot().iter().map(|l| l.manifest.repo.clone()).collect()
+    /// The load failures of the last refresh, one line per repo, for readiness.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.read().iter().map(|(repo, e)| format!("repo {repo}: {e}")).collect()
     }
 
-    pub fn errors(&self) -> Vec<String> {
-        self.errors.read().clone()
+    /// All loaded repos (as [`Catalog::snapshot`]), after checking that each repo `scope` names
+    /// is among them; a named repo whose version failed to load is reported with its error.
+    pub fn in_scope(&self, scope: &ScopeFilter) -> Result<Vec<Arc<Loaded<T>>>, ScopeError> {
+        let loaded = self.snapshot();
+        let names: Vec<String> = loaded.iter().map(|l| l.manifest.repo.clone()).collect();
+        scope.check_repos(&names, &self.errors.read())?;
+        Ok(loaded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use codeintel_core::proto::v1::Scope;
+
+    use super::*;
+    use crate::manifest::tests::{manifest, write_artifacts};
+
+    fn scoped(repo: &str) -> ScopeFilter {
+        ScopeFilter::new(Some(&Scope { repos: vec![repo.into()], ..Default::default() })).unwrap()
+    }
+
+    #[test]
+    fn a_repo_that_failed_to_load_is_named_with_its_error_not_as_unknown() {
+        let d = tempfile::tempdir().unwrap();
+        for repo in ["bad", "good"] {
+            let m = manifest(repo, 1);
+            write_artifacts(d.path(), &m);
+            manifest::publish(d.path(), &m).unwrap();
+        }
+        let catalog: Catalog<()> = Catalog::new(d.path());
+        catalog.refresh(|_, m| if m.repo == "bad" { Err("vector/v1.faiss: not a FAISS index".into()) } else { Ok(()) });
+
+        assert_eq!(catalog.errors(), vec!["repo bad: vector/v1.faiss: not a FAISS index".to_string()]);
+        let served = catalog.in_scope(&scoped("good")).unwrap();
+        assert_eq!(served.iter().map(|l| l.manifest.repo.as_str()).collect::<Vec<_>>(), ["good"]);
+        match catalog.in_scope(&scoped("bad")) {
+            Err(e @ ScopeError::RepoNotLoaded { .. }) => {
+                assert!(e.is_unavailable());
+                assert!(e.to_string().contains("not a FAISS index"), "{e}");
+            }
+            other => panic!("want RepoNotLoaded, got {:?}", other.map(|v| v.len())),
+        }
+        match catalog.in_scope(&scoped("nope")) {
+            Err(ScopeError::UnknownRepo { known, .. }) => assert_eq!(known, "good"),
+            other => panic!("want UnknownRepo, got {:?}", other.map(|v| v.len())),
+        }
+
+        // Once it loads, the failure is forgotten and the repo is served.
+        catalog.refresh(|_, _| Ok(()));
+        assert!(catalog.errors().is_empty());
+        assert_eq!(catalog.in_scope(&scoped("bad")).unwrap().len(), 2);
     }
 }

@@ -462,10 +462,10 @@ pub fn collect_garbage(root: &Path, repo: &str, keep: usize, grace_ms: u64) -> R
 pub use codeintel_core::now_unix_ms;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn manifest(repo: &str, version: u64) -> Manifest {
+    pub(crate) fn manifest(repo: &str, version: u64) -> Manifest {
         let v = version_name(version);
         let contract =
             EmbeddingContract { model_id: "m".into(), dim: 4, metric: "inner_product".into(), normalized: true };
@@ -487,7 +487,7 @@ mod tests {
         Manifest { created_unix_ms: 0, primary_vectors: None, ..m }
     }
 
-    fn write_artifacts(root: &Path, m: &Manifest) {
+    pub(crate) fn write_artifacts(root: &Path, m: &Manifest) {
         let dir = root.join(&m.repo);
         for rel in m.segments.iter().chain([&m.faiss_index, &m.chunk_meta]) {
             let p = dir.join(rel);
