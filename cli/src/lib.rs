@@ -2,6 +2,7 @@
 //! callable from tests without a process.
 
 pub mod bench;
+pub mod health;
 pub use codeintel_models::chat;
 pub mod index;
 pub mod models;

@@ -141,6 +141,17 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Check a service's gRPC health (`grpc.health.v1`); exit 0 when SERVING, 1 when not, 2
+    /// when nothing answers. The container healthcheck.
+    Health {
+        /// `host:port` of any CodeIntel service.
+        addr: String,
+        /// Ask about one gRPC service (`codeintel.v1.VectorService`, ...); empty = the server.
+        #[arg(long, default_value = "")]
+        service: String,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Run every query of a benchmark file and write the results file `score.py` reads.
     Eval {
         /// Queries in JSON lines (`id`, `query`).
@@ -313,6 +324,22 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             println!("compacted {repo}: version {} ({} chunks, primary {})", m.version, m.chunks, m.primary_kind);
         }
         Cmd::Up => up::run(&cfg, cli.config.as_deref(), &cli.set).await?,
+        Cmd::Health { addr, service, timeout_ms } => {
+            match codeintel::health::check(addr, service, Duration::from_millis(*timeout_ms)).await {
+                Ok(status) => {
+                    println!("{}", status.as_str_name());
+                    std::process::exit(if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
+                        0
+                    } else {
+                        1
+                    });
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    std::process::exit(2);
+                }
+            }
+        }
         Cmd::Ask { question, top_k, time_budget_ms, scope } => {
             let mut c = client(&cfg).await?;
             let req = AnswerRequest {

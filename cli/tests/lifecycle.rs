@@ -52,7 +52,7 @@ impl Searchers {
     async fn new(cfg: &Config) -> Self {
         Self {
             vector: vector_svc::VectorSearcher::new(cfg).await.unwrap(),
-            lexical: lexical_svc::service::LexicalSearcher::new(cfg),
+            lexical: lexical_svc::service::LexicalSearcher::new(cfg).unwrap(),
             hydrate: hydrate_svc::store::ChunkStore::new(cfg).unwrap(),
         }
     }

@@ -1,7 +1,9 @@
 //! Clients for the other services, each call bounded by a deadline that travels as
-//! `grpc-timeout`, plus Flight hydration decoded into [`Chunk`]s.
+//! `grpc-timeout`, plus Flight hydration decoded into [`Chunk`]s. Each backend is a [`Pool`]
+//! of endpoints (replicas, shards) with balancing, ejection and one retry.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -9,78 +11,52 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::Ticket;
+use codeintel_config::AnswerConfig;
 use codeintel_core::proto::v1::lexical_service_client::LexicalServiceClient;
 use codeintel_core::proto::v1::vector_service_client::VectorServiceClient;
 use codeintel_core::proto::v1::{RetrieveRequest, Scope, ScoredChunk};
 use codeintel_core::ticket::HydrateTicket;
 use futures::TryStreamExt;
-use tonic::transport::{Channel, Endpoint};
+
+use crate::pool::{Pool, PoolMetrics, PoolOptions, Probe};
 
 /// The vocabulary of the engine's seams; defined with the traits these clients implement.
 pub use crate::retrievers::{CallError, Chunk};
 use codeintel_core::wire::decode;
 
+/// The three backends, each a [`Pool`] of endpoints.
 #[derive(Clone)]
 pub struct Backends {
-    vector: VectorServiceClient<Channel>,
-    lexical: LexicalServiceClient<Channel>,
-    hydrate: FlightServiceClient<Channel>,
-    /// (service name, gRPC health service name, channel) of each backend.
-    health: Vec<(&'static str, &'static str, Channel)>,
-}
-
-fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_string())
-        .map_err(|e| anyhow::anyhow!("bad service url {url}: {e}"))?
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
-
-async fn bounded<T>(
-    d: Duration,
-    f: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, CallError> {
-    match tokio::time::timeout(d, f).await {
-        Ok(Ok(r)) => Ok(r.into_inner()),
-        Ok(Err(s)) if s.code() == tonic::Code::DeadlineExceeded || s.code() == tonic::Code::Cancelled => {
-            Err(CallError::Timeout(d))
-        }
-        Ok(Err(s)) => Err(CallError::Status(s)),
-        Err(_) => Err(CallError::Timeout(d)),
-    }
+    vector: Arc<Pool>,
+    lexical: Arc<Pool>,
+    hydrate: Arc<Pool>,
 }
 
 impl Backends {
-    pub fn connect(vector_url: &str, lexical_url: &str, hydrate_url: &str) -> anyhow::Result<Self> {
-        let (v, l, h) = (channel(vector_url)?, channel(lexical_url)?, channel(hydrate_url)?);
+    /// Resolves and probes every endpoint of the configured addresses (see [`crate::pool`]).
+    pub async fn connect(a: &AnswerConfig, registry: &prometheus::Registry) -> anyhow::Result<Self> {
+        let opts = PoolOptions {
+            discovery: Duration::from_millis(a.discovery_ms.max(50)),
+            eject: Duration::from_millis(a.eject_ms.max(1)),
+        };
+        let metrics = PoolMetrics::new(registry)?;
+        let hydrate_probe = Probe::Health("arrow.flight.protocol.FlightService");
         Ok(Self {
-            vector: VectorServiceClient::new(v.clone()),
-            lexical: LexicalServiceClient::new(l.clone()),
-            hydrate: FlightServiceClient::new(h.clone()).max_decoding_message_size(64 << 20),
-            health: vec![
-                ("vector-svc", "codeintel.v1.VectorService", v),
-                ("lexical-svc", "codeintel.v1.LexicalService", l),
-                ("hydrate-svc", "arrow.flight.protocol.FlightService", h),
-            ],
+            vector: Pool::connect("vector-svc", &a.vector_url, Probe::VectorInfo, opts.clone(), metrics.clone())
+                .await?,
+            lexical: Pool::connect("lexical-svc", &a.lexical_url, Probe::LexicalInfo, opts.clone(), metrics.clone())
+                .await?,
+            hydrate: Pool::connect("hydrate-svc", &a.hydrate_url, hydrate_probe, opts, metrics).await?,
         })
     }
 
-    /// Asks each backend's gRPC health service; returns the ones not serving, with why.
+    /// The backends none of whose endpoints serves, with why.
     pub async fn unhealthy(&self, d: Duration) -> Vec<(&'static str, String)> {
-        let checks = self.health.iter().map(|(name, svc, ch)| async move {
-            let mut c = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-            let req = tonic_health::pb::HealthCheckRequest { service: svc.to_string() };
-            let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-            match bounded(d, c.check(req)).await {
-                Ok(r) if r.status == serving => None,
-                Ok(_) => Some((*name, format!("{name} reports NOT_SERVING"))),
-                Err(e) => Some((*name, format!("{name} unreachable: {e}"))),
-            }
-        });
-        futures::future::join_all(checks).await.into_iter().flatten().collect()
+        let (v, l, h) = tokio::join!(self.vector.serving(d), self.lexical.serving(d), self.hydrate.serving(d));
+        [("vector-svc", v), ("lexical-svc", l), ("hydrate-svc", h)]
+            .into_iter()
+            .filter_map(|(name, r)| r.err().map(|why| (name, why)))
+            .collect()
     }
 
     fn request(query: &str, scope: &Scope, k: u32, d: Duration, exact_symbol: &str) -> tonic::Request<RetrieveRequest> {
@@ -96,8 +72,12 @@ impl Backends {
     }
 
     pub async fn dense(&self, query: &str, scope: &Scope, k: u32, d: Duration) -> Result<Vec<ScoredChunk>, CallError> {
-        let mut c = self.vector.clone();
-        bounded(d, c.search(Self::request(query, scope, k, d, ""))).await.map(|r| r.hits)
+        self.vector
+            .retrieve(scope, k, d, |ch, scope, d| async move {
+                let r = VectorServiceClient::new(ch).search(Self::request(query, &scope, k, d, "")).await?;
+                Ok(r.into_inner().hits)
+            })
+            .await
     }
 
     /// BM25; with `exact_symbol`, definitions of that name come first, flagged `exact`.
@@ -109,14 +89,22 @@ impl Backends {
         k: u32,
         d: Duration,
     ) -> Result<Vec<ScoredChunk>, CallError> {
-        let mut c = self.lexical.clone();
-        bounded(d, c.search(Self::request(query, scope, k, d, exact_symbol))).await.map(|r| r.hits)
+        self.lexical
+            .retrieve(scope, k, d, |ch, scope, d| async move {
+                let r = LexicalServiceClient::new(ch).search(Self::request(query, &scope, k, d, exact_symbol)).await?;
+                Ok(r.into_inner().hits)
+            })
+            .await
     }
 
     /// Learned sparse (SPLADE) retrieval in lexical-svc.
     pub async fn sparse(&self, query: &str, scope: &Scope, k: u32, d: Duration) -> Result<Vec<ScoredChunk>, CallError> {
-        let mut c = self.lexical.clone();
-        bounded(d, c.sparse_search(Self::request(query, scope, k, d, ""))).await.map(|r| r.hits)
+        self.lexical
+            .retrieve(scope, k, d, |ch, scope, d| async move {
+                let r = LexicalServiceClient::new(ch).sparse_search(Self::request(query, &scope, k, d, "")).await?;
+                Ok(r.into_inner().hits)
+            })
+            .await
     }
 
     /// Fetches chunks by id through Flight `DoGet`; returns them keyed by chunk id.
@@ -124,29 +112,30 @@ impl Backends {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let ticket = HydrateTicket::new(ids.to_vec(), Some(scope));
-        let mut c = self.hydrate.clone();
-        let work = async move {
-            let mut req = tonic::Request::new(Ticket::new(ticket.encode()));
-            req.set_timeout(d);
-            codeintel_server::telemetry::inject(req.metadata_mut());
-            let stream = c.do_get(req).await.map_err(CallError::Status)?.into_inner();
-            let batches: Vec<RecordBatch> =
-                FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from))
-                    .try_collect()
-                    .await
-                    .map_err(|e| CallError::Status(tonic::Status::internal(e.to_string())))?;
-            let mut out = HashMap::new();
-            for b in &batches {
-                for c in decode(b).map_err(|e| CallError::Status(tonic::Status::internal(e)))? {
-                    out.insert(c.chunk_id, c);
+        self.hydrate
+            .call(scope, d, |ch, scope, d| async move {
+                let ticket = HydrateTicket::new(ids.to_vec(), Some(&scope));
+                let mut c = FlightServiceClient::new(ch).max_decoding_message_size(64 << 20);
+                let mut req = tonic::Request::new(Ticket::new(ticket.encode()));
+                req.set_timeout(d);
+                codeintel_server::telemetry::inject(req.metadata_mut());
+                let stream = c.do_get(req).await?.into_inner();
+                let batches: Vec<RecordBatch> =
+                    FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from))
+                        .try_collect()
+                        .await
+                        .map_err(|e| match e {
+                            FlightError::Tonic(s) => *s,
+                            e => tonic::Status::internal(e.to_string()),
+                        })?;
+                let mut out = HashMap::new();
+                for b in &batches {
+                    for c in decode(b).map_err(tonic::Status::internal)? {
+                        out.insert(c.chunk_id, c);
+                    }
                 }
-            }
-            Ok(out)
-        };
-        match tokio::time::timeout(d, work).await {
-            Ok(r) => r,
-            Err(_) => Err(CallError::Timeout(d)),
-        }
+                Ok(out)
+            })
+            .await
     }
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod fusion;
 pub mod grpc;
 pub mod pipeline;
+pub mod pool;
 pub mod rerank;
 pub mod retrievers;
 pub mod session;

@@ -130,13 +130,13 @@ pub struct Parts {
 impl Parts {
     /// The production clients: vector-svc and lexical-svc over gRPC, hydrate-svc over Flight,
     /// the rerank server (with `answer.rerank_url`) over HTTP.
-    pub fn connect(a: &AnswerConfig) -> anyhow::Result<Self> {
+    pub async fn connect(a: &AnswerConfig, registry: &prometheus::Registry) -> anyhow::Result<Self> {
         let reranker: Option<Arc<dyn Reranker>> = if a.rerank_url.is_empty() {
             None
         } else {
             Some(Arc::new(RerankClient::new(&a.rerank_url, &a.rerank_model)?))
         };
-        let b = Backends::connect(&a.vector_url, &a.lexical_url, &a.hydrate_url)?;
+        let b = Backends::connect(a, registry).await?;
         let kind = |kind| Arc::new(BackendRetriever { backends: b.clone(), kind });
         Ok(Self {
             dense: kind(RetrieverKind::Dense),

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = args.common.load("lexical")?;
     let _telemetry = codeintel_server::telemetry::init("lexical-svc", &cfg.telemetry)?;
-    let searcher = LexicalSearcher::new(&cfg);
+    let searcher = LexicalSearcher::new(&cfg)?;
     let s = searcher.clone();
     server::spawn_reloader(Duration::from_millis(cfg.lexical.reload_ms), move || s.refresh());
     let grpc = LexicalServiceServer::new(LexicalGrpc(searcher.clone()));

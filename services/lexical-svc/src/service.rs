@@ -34,7 +34,7 @@ pub struct LexicalSearcher {
 }
 
 impl LexicalSearcher {
-    pub fn new(cfg: &Config) -> Arc<Self> {
+    pub fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
         let sp = &cfg.sparse;
         let encoder = if sp.enabled {
             SpladeEncoder::load(&cfg.sparse_model_dir(), sp.max_tokens, 1, 1)
@@ -47,7 +47,9 @@ impl LexicalSearcher {
             encoder,
             sparse_model_id: sp.model_id.clone(),
             query_max_terms: sp.query_max_terms,
-            catalog: Catalog::new(&cfg.data.root),
+            catalog: Catalog::new(&cfg.data.root)
+                .serving(&cfg.lexical.repos)
+                .map_err(|e| anyhow::anyhow!("lexical.repos: {e}"))?,
             boosts: Boosts {
                 symbol: cfg.lexical.symbol_boost,
                 path: cfg.lexical.path_boost,
@@ -60,7 +62,7 @@ impl LexicalSearcher {
             metrics: Metrics::new("lexical"),
         });
         s.refresh();
-        s
+        Ok(s)
     }
 
     pub fn refresh(&self) {

@@ -57,7 +57,9 @@ impl VectorSearcher {
             None => tracing::info!(device = %placement.device, "dense search device"),
         }
         let s = Arc::new(Self {
-            catalog: Catalog::new(&cfg.data.root),
+            catalog: Catalog::new(&cfg.data.root)
+                .serving(&cfg.vector.repos)
+                .map_err(|e| anyhow::anyhow!("vector.repos: {e}"))?,
             embedder,
             contract,
             params: cfg.vector.clone(),

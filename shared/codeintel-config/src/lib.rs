@@ -128,6 +128,9 @@ pub struct VectorConfig {
     pub addr: String,
     pub metrics_addr: String,
     pub reload_ms: u64,
+    /// Repo-name globs this instance serves (a shard); empty serves every repo in the data root.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub repos: Vec<String>,
     /// Below this many vectors the primary is exact (`Flat`); at or above it, a trained IVF index.
     pub flat_threshold: usize,
     /// Inverted lists of a trained primary; 0 picks about sqrt(vectors), a power of two.
@@ -156,6 +159,9 @@ pub struct LexicalConfig {
     pub addr: String,
     pub metrics_addr: String,
     pub reload_ms: u64,
+    /// Repo-name globs this instance serves (a shard); empty serves every repo in the data root.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub repos: Vec<String>,
     /// BM25 weight of a match in the definition's qualified name.
     pub symbol_boost: f32,
     /// BM25 weight of a match in the file path.
@@ -180,6 +186,7 @@ impl Default for LexicalConfig {
             addr: s.addr,
             metrics_addr: s.metrics_addr,
             reload_ms: s.reload_ms,
+            repos: Vec::new(),
             symbol_boost: 1.0,
             path_boost: 0.3,
             body_boost: 1.0,
@@ -196,10 +203,17 @@ impl Default for LexicalConfig {
 pub struct AnswerConfig {
     pub addr: String,
     pub metrics_addr: String,
-    /// Where answer-svc reaches the other services.
+    /// Where answer-svc reaches the other services: one or more `http://host:port` endpoints,
+    /// comma-separated; a host name is resolved to every address it has (a headless Service)
+    /// and re-resolved every `discovery_ms`.
     pub vector_url: String,
     pub lexical_url: String,
     pub hydrate_url: String,
+    /// How often endpoints are re-resolved and probed (`Info` / health), milliseconds.
+    pub discovery_ms: u64,
+    /// How long an endpoint whose call failed is left out before it is tried again (doubling
+    /// while it keeps failing, at most 30 s; a successful probe brings it back sooner), ms.
+    pub eject_ms: u64,
     /// How the retrievers' lists are fused: `dbsf` (distribution-based score fusion: each
     /// list's scores normalised by its mean and spread, then a weighted sum) or `rrf`
     /// (weighted reciprocal rank fusion with `rrf_k`).
@@ -357,6 +371,7 @@ impl Default for VectorConfig {
             addr: "127.0.0.1:50052".into(),
             metrics_addr: "127.0.0.1:9102".into(),
             reload_ms: 2_000,
+            repos: Vec::new(),
             flat_threshold: 50_000,
             nlist: 0,
             nprobe: 0,
@@ -367,6 +382,21 @@ impl Default for VectorConfig {
             gpu_memory_fraction: 0.5,
         }
     }
+}
+
+/// A list given as a TOML array or as one comma-separated string (what an environment variable
+/// or `--set` can carry): `["a*", "b"]` or `"a*,b"`.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::List(v) => v,
+        Form::Commas(s) => s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect(),
+    })
 }
 
 impl Default for ServiceConfig {
@@ -383,6 +413,8 @@ impl Default for AnswerConfig {
             vector_url: "http://127.0.0.1:50052".into(),
             lexical_url: "http://127.0.0.1:50053".into(),
             hydrate_url: "http://127.0.0.1:50054".into(),
+            discovery_ms: 2_000,
+            eject_ms: 2_000,
             fusion: "dbsf".into(),
             rrf_k: 60.0,
             dense_weight: 1.0,
@@ -627,5 +659,23 @@ mod tests {
         let mut cfg = Config::default();
         assert!(cfg.set("answer.rrf_k", "-1").is_err());
         assert!(cfg.set("answer.fusion", "linear").unwrap_err().to_string().contains("dbsf"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail signature
+    fn shard_globs_come_as_a_toml_list_or_a_comma_separated_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[vector]\nrepos = [\"team-*\", \"core\"]\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CODEINTEL__LEXICAL__REPOS", "team-*, core");
+            let mut cfg = Config::load(Some(&file)).unwrap();
+            assert_eq!(cfg.vector.repos, ["team-*", "core"]);
+            assert_eq!(cfg.lexical.repos, ["team-*", "core"]);
+            cfg.set("vector.repos", "a,b").unwrap();
+            assert_eq!(cfg.vector.repos, ["a", "b"]);
+            Ok(())
+        });
+        assert!(Config::default().vector.repos.is_empty(), "by default a service serves every repo");
     }
 }

@@ -18,6 +18,8 @@ pub struct Loaded<T> {
 
 pub struct Catalog<T> {
     root: PathBuf,
+    /// The repos this process serves (a shard); `None` = every repo in the root.
+    serves: Option<globset::GlobSet>,
     repos: RwLock<HashMap<String, Arc<Loaded<T>>>>,
     /// (repo, why its current version failed to load), from the last refresh.
     errors: RwLock<Vec<(String, String)>>,
@@ -25,7 +27,29 @@ pub struct Catalog<T> {
 
 impl<T> Catalog<T> {
     pub fn new(root: &Path) -> Self {
-        Self { root: root.to_path_buf(), repos: RwLock::new(HashMap::new()), errors: RwLock::new(Vec::new()) }
+        Self {
+            root: root.to_path_buf(),
+            serves: None,
+            repos: RwLock::new(HashMap::new()),
+            errors: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Serves only the repos whose names match one of `globs` (`team-*`); empty = every repo.
+    pub fn serving(mut self, globs: &[String]) -> Result<Self, ScopeError> {
+        if globs.is_empty() {
+            return Ok(self);
+        }
+        let mut b = globset::GlobSetBuilder::new();
+        for g in globs {
+            b.add(
+                globset::Glob::new(g)
+                    .map_err(|e| ScopeError::BadGlob { glob: g.clone(), message: e.kind().to_string() })?,
+            );
+        }
+        self.serves =
+            Some(b.build().map_err(|e| ScopeError::BadGlob { glob: globs.join(","), message: e.to_string() })?);
+        Ok(self)
     }
 
     pub fn root(&self) -> &Path {
@@ -38,7 +62,8 @@ impl<T> Catalog<T> {
     pub fn refresh(&self, load: impl Fn(&Path, &Manifest) -> Result<T, String>) -> bool {
         let mut changed = false;
         let mut errors = Vec::new();
-        let present = manifest::list_repos(&self.root);
+        let mut present = manifest::list_repos(&self.root);
+        present.retain(|r| self.serves.as_ref().is_none_or(|g| g.is_match(r)));
         for repo in &present {
             let want = manifest::current_version_name(&self.root, repo);
             let have = self.repos.read().get(repo).map(|l| manifest::version_name(l.manifest.version));
@@ -127,6 +152,13 @@ mod tests {
             Err(ScopeError::UnknownRepo { known, .. }) => assert_eq!(known, "good"),
             other => panic!("want UnknownRepo, got {:?}", other.map(|v| v.len())),
         }
+
+        // A shard serves only the repos its globs name; the others are unknown to it.
+        let shard: Catalog<()> = Catalog::new(d.path()).serving(&["g*".into()]).unwrap();
+        shard.refresh(|_, _| Ok(()));
+        assert_eq!(shard.in_scope(&ScopeFilter::default()).unwrap().len(), 1);
+        assert!(matches!(shard.in_scope(&scoped("bad")), Err(ScopeError::UnknownRepo { .. })));
+        assert!(Catalog::<()>::new(d.path()).serving(&["[".into()]).is_err());
 
         // Once it loads, the failure is forgotten and the repo is served.
         catalog.refresh(|_, _| Ok(()));

@@ -156,7 +156,8 @@ impl Engine {
             };
             SessionStore::Redis(crate::session::RedisStore::connect(opts, &metrics.registry).await?)
         };
-        Self::build(cfg, Parts::connect(a)?, sessions, metrics)
+        let parts = Parts::connect(a, &metrics.registry).await?;
+        Self::build(cfg, parts, sessions, metrics)
     }
 
     /// The engine over the given retrievers, hydrator, reranker and health check (test doubles,

@@ -1,7 +1,8 @@
 //! Session scope keyed by the `x-session-id` request metadata: in this process ([`local`], the
 //! embedded default) or in Redis shared by every answer-svc process ([`redis`], with the
-//! in-process LRU of [`l1`] in front).
+//! in-process LRU of [`l1`] in front, kept coherent across processes by [`invalidation`]).
 
+mod invalidation;
 mod l1;
 mod local;
 mod redis;

@@ -1,21 +1,19 @@
-//! Session scopes in Redis (L2) behind the in-process [`L1`], with invalidation across processes.
+//! Session scopes in Redis (L2) behind the in-process [`L1`]; [`Invalidations`] keeps the L1s
+//! of all processes coherent.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::invalidation::Invalidations;
+use super::l1::L1;
+use crate::error::AnswerError;
 use codeintel_core::proto::v1::Scope;
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
-use tokio::sync::mpsc;
-
-use super::l1::L1;
-use crate::error::AnswerError;
 
 const KEY_PREFIX: &str = "codeintel:scope:";
-const INVALIDATE: &str = "codeintel:scope-invalidate";
-const ACK_PREFIX: &str = "codeintel:scope-ack:";
 
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
@@ -29,24 +27,19 @@ pub struct RedisOptions {
 type Flight = Arc<tokio::sync::OnceCell<Result<Option<Scope>, String>>>;
 
 /// Session scopes in Redis (L2) behind an in-process LRU (L1). Concurrent L1 misses for one
-/// session share one Redis read. `SetScope`/`ClearScope` publish an invalidation that every
-/// process applies to its L1 and acknowledges; the writer waits for the acknowledgements, so a
-/// scope changed through one process is what the next request to any other process sees. While
+/// session share one Redis read. `SetScope`/`ClearScope` announce the change (see
+/// [`Invalidations`]) and wait for every other process to drop its copy, so a scope changed
+/// through one process is what the next request to any other process sees. While
 /// the invalidation channel is down the L1 is bypassed; while Redis is down, cached scopes keep
 /// being served and the store reports itself degraded.
 pub struct RedisStore {
     opts: RedisOptions,
     conn: redis::aio::ConnectionManager,
-    node: String,
-    l1: Mutex<L1>,
+    l1: Arc<Mutex<L1>>,
+    invalidations: Arc<Invalidations>,
     inflight: Mutex<HashMap<String, Flight>>,
-    /// Bumped by every invalidation; a read caches its result only if none arrived meanwhile.
-    invalidations: AtomicU64,
-    subscribed: AtomicBool,
     redis_ok: AtomicBool,
     reason: RwLock<String>,
-    acks: Mutex<HashMap<u64, mpsc::UnboundedSender<()>>>,
-    nonce: AtomicU64,
     lookups: prometheus::IntCounterVec,
     /// 1 while Redis answers, 0 while it does not.
     up: prometheus::IntGauge,
@@ -77,29 +70,20 @@ impl RedisStore {
         let up = prometheus::IntGauge::new("scope_store_up", "1 while the session scope store (Redis) answers")?;
         registry.register(Box::new(up.clone()))?;
         up.set(1);
-        let node = format!("{:x}-{}", codeintel_core::now_unix_ms(), std::process::id());
+        let l1 = Arc::new(Mutex::new(L1::new(opts.cache_entries)));
+        let invalidations = Invalidations::start(client, conn.clone(), l1.clone(), Duration::from_secs(3)).await;
         let s = Arc::new(Self {
-            l1: Mutex::new(L1::new(opts.cache_entries)),
             opts,
             conn,
-            node,
+            l1,
+            invalidations,
             inflight: Mutex::new(HashMap::new()),
-            invalidations: AtomicU64::new(0),
-            subscribed: AtomicBool::new(false),
             redis_ok: AtomicBool::new(true),
             reason: RwLock::new(String::new()),
-            acks: Mutex::new(HashMap::new()),
-            nonce: AtomicU64::new(1),
             lookups,
             up,
         });
-        tokio::spawn(Self::subscriber(Arc::downgrade(&s), client));
         tokio::spawn(Self::prober(Arc::downgrade(&s)));
-        // Serve from L1 only once invalidations can reach us.
-        let t = Instant::now();
-        while !s.subscribed.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(3) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         Ok(s)
     }
 
@@ -115,7 +99,7 @@ impl RedisStore {
                 self.reason.read()
             ));
         }
-        if !self.subscribed.load(Ordering::SeqCst) {
+        if !self.invalidations.subscribed() {
             return Some(format!(
                 "scope invalidations from redis at {} are not arriving; every scope lookup reads redis",
                 self.opts.url
@@ -152,65 +136,6 @@ impl RedisStore {
         }
     }
 
-    /// Applies invalidations from every process (and acknowledges them), and collects the
-    /// acknowledgements of this process's own writes. Reconnects until the store is dropped.
-    async fn subscriber(me: std::sync::Weak<Self>, client: redis::Client) {
-        use futures::StreamExt;
-        loop {
-            let Some(s) = me.upgrade() else { return };
-            let ack_channel = format!("{ACK_PREFIX}{}", s.node);
-            drop(s);
-            let sub = async {
-                let mut ps = client.get_async_pubsub().await?;
-                ps.subscribe(INVALIDATE).await?;
-                ps.subscribe(&ack_channel).await?;
-                Ok::<_, redis::RedisError>(ps)
-            };
-            if let Ok(Ok(ps)) = tokio::time::timeout(Duration::from_secs(2), sub).await {
-                {
-                    let Some(s) = me.upgrade() else { return };
-                    // Anything cached before may have missed invalidations.
-                    s.l1.lock().forget_all();
-                    s.invalidations.fetch_add(1, Ordering::SeqCst);
-                    s.subscribed.store(true, Ordering::SeqCst);
-                    drop(s);
-                    let mut stream = ps.into_on_message();
-                    while let Some(msg) = stream.next().await {
-                        let Some(s) = me.upgrade() else { return };
-                        let payload: String = msg.get_payload().unwrap_or_default();
-                        if msg.get_channel_name() == INVALIDATE {
-                            s.on_invalidate(&payload).await;
-                        } else if let Ok(nonce) = payload.parse::<u64>() {
-                            if let Some(tx) = s.acks.lock().get(&nonce) {
-                                let _ = tx.send(());
-                            }
-                        }
-                    }
-                    if let Some(s) = me.upgrade() {
-                        s.subscribed.store(false, Ordering::SeqCst);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn on_invalidate(&self, payload: &str) {
-        let mut parts = payload.splitn(3, ' ');
-        let (Some(origin), Some(nonce), Some(session)) = (parts.next(), parts.next(), parts.next()) else { return };
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
-        // This process's own writes already put the new value in its cache.
-        if origin == self.node {
-            return;
-        }
-        self.l1.lock().forget(session);
-        {
-            let mut c = self.conn.clone();
-            let _: redis::RedisResult<i64> =
-                redis::cmd("PUBLISH").arg(format!("{ACK_PREFIX}{origin}")).arg(nonce).query_async(&mut c).await;
-        }
-    }
-
     /// Sets (`Some`) or clears (`None`) a session's scope in Redis, then invalidates every
     /// process's cached copy and waits for their acknowledgements.
     pub(super) async fn write(&self, session: &str, scope: Option<Scope>) -> Result<(), AnswerError> {
@@ -235,37 +160,25 @@ impl RedisStore {
                 self.opts.url
             )));
         }
-        let nonce = self.nonce.fetch_add(1, Ordering::SeqCst);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        self.acks.lock().insert(nonce, tx);
-        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(INVALIDATE)
-            .arg(format!("{} {nonce} {session}", self.node))
-            .query_async(&mut c)
+        let acked = self
+            .invalidations
+            .announce(session, self.opts.invalidation_timeout, || self.l1.lock().put(session, scope))
             .await;
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
-        self.l1.lock().put(session, scope);
-        // Every subscriber but this process's own acknowledges.
-        let others = published.map(|n| n.max(1) - 1).unwrap_or(0);
-        let deadline = tokio::time::Instant::now() + self.opts.invalidation_timeout;
-        let mut got = 0;
-        while got < others {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(())) => got += 1,
-                _ => {
-                    tracing::warn!(session, got, others, "not every process acknowledged a scope invalidation in time");
-                    self.lookups.with_label_values(&["invalidation_timeout"]).inc();
-                    break;
-                }
-            }
+        if acked.got < acked.others {
+            tracing::warn!(
+                session,
+                acked.got,
+                acked.others,
+                "not every process acknowledged a scope invalidation in time"
+            );
+            self.lookups.with_label_values(&["invalidation_timeout"]).inc();
         }
-        self.acks.lock().remove(&nonce);
         Ok(())
     }
 
     /// The cached scope when it may be served without asking Redis.
     fn cached_fresh(&self, cached: &Option<(Option<Scope>, Instant)>) -> Option<Option<Scope>> {
-        let trusted = self.subscribed.load(Ordering::SeqCst) && self.redis_ok.load(Ordering::SeqCst);
+        let trusted = self.invalidations.subscribed() && self.redis_ok.load(Ordering::SeqCst);
         match cached {
             Some((scope, at)) if trusted && at.elapsed() < self.opts.cache_ttl => Some(scope.clone()),
             _ => None,
@@ -311,7 +224,7 @@ impl RedisStore {
             self.lookups.with_label_values(&["l1"]).inc();
             return Ok(scope);
         }
-        let generation = self.invalidations.load(Ordering::SeqCst);
+        let generation = self.invalidations.generation();
         let mut c = self.conn.clone();
         self.lookups.with_label_values(&["redis"]).inc();
         let r: redis::RedisResult<Option<Vec<u8>>> =
@@ -327,7 +240,7 @@ impl RedisStore {
             Some(b) => Some(Scope::decode(b.as_slice()).map_err(|e| format!("stored scope is corrupt: {e}"))?),
             None => None,
         };
-        if self.invalidations.load(Ordering::SeqCst) == generation && self.subscribed.load(Ordering::SeqCst) {
+        if self.invalidations.generation() == generation && self.invalidations.subscribed() {
             self.l1.lock().put(session, scope.clone());
         }
         Ok(scope)
