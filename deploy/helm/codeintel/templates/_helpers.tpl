@@ -8,6 +8,12 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The indexer's image tag: global.codeintel.image.tag, else the chart's appVersion. */}}
+{{- define "codeintel.imageTag" -}}
+{{- $g := include "codeintel.lib.global" . | fromJson -}}
+{{- ($g.image | default dict).tag | default .Chart.AppVersion | toString -}}
+{{- end -}}
+
 {{- define "codeintel.selectorLabels" -}}
 app.kubernetes.io/name: {{ .component }}
 app.kubernetes.io/instance: {{ .top.Release.Name }}
@@ -17,7 +23,7 @@ app.kubernetes.io/instance: {{ .top.Release.Name }}
 {{- define "codeintel.labels" -}}
 helm.sh/chart: {{ include "codeintel.lib.chartLabel" .top }}
 {{ include "codeintel.selectorLabels" . }}
-app.kubernetes.io/version: {{ .top.Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ include "codeintel.imageTag" .top | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/managed-by: {{ .top.Release.Service }}
 app.kubernetes.io/part-of: codeintel
 app.kubernetes.io/component: {{ .component }}
@@ -73,11 +79,14 @@ an init container into an emptyDir; other repos are read from indexer.sourceVolu
 {{- if and (not $repo.git) (not $ix.sourceVolume) -}}
 {{- fail (printf "codeintel: indexer.repos %s has no git url and indexer.sourceVolume is empty" $repo.name) -}}
 {{- end -}}
-{{- $image := printf "%s:%s" (($g.image | default dict).repository | default "codeintel") (($g.image | default dict).tag | default $top.Chart.AppVersion | toString) -}}
+{{- if contains ".." (toString ($repo.path | default "")) -}}
+{{- fail (printf "codeintel: indexer.repos %s: path %q leaves the source volume" $repo.name $repo.path) -}}
+{{- end -}}
+{{- $image := printf "%s:%s" (($g.image | default dict).repository | default "codeintel") (include "codeintel.imageTag" $top) -}}
 metadata:
   labels:
     {{- include "codeintel.labels" (dict "top" $top "component" "indexer") | nindent 4 }}
-    codeintel/repo: {{ include "codeintel.indexerName" . | trunc 63 | quote }}
+    codeintel/indexer: {{ include "codeintel.indexerName" . | quote }}
     {{- with $ix.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
