@@ -295,6 +295,8 @@ def check_render(label: str, docs: list[tuple[str, dict]], expect: dict, keys: d
                     s = services.get(m.group(1))
                     if F.check(s is not None and s["spec"].get("clusterIP") == "None", where, f"answer.{key}: {m.group(1)} is no headless Service of the render"):
                         F.check(int(m.group(2)) in [p["port"] for p in s["spec"]["ports"]], where, f"answer.{key}: port {m.group(2)} is not served by {m.group(1)}")
+        if expect.get("redis_secret"):
+            F.check("redis_url" not in a, where, "answer.redis_url in the file although the URL comes from a Secret")
         if "StatefulSet" in by_kind and any("redis" in n for n in by_kind["StatefulSet"]):
             m = re.fullmatch(r"redis://([A-Za-z0-9.-]+):(\d+)(/\d+)?", a.get("redis_url", ""))
             F.check(bool(m) and m.group(1) in services, where, f"answer.redis_url {a.get('redis_url')!r} is not the bundled Redis Service")
@@ -429,6 +431,8 @@ def check_service_container(cw, c, tmpl, volumes, mounts, configmaps, tomls, exp
         else:
             m = mounts.get(root)
             F.check(m is not None and "persistentVolumeClaim" in volumes.get(m["name"], {}), cw, f"data.root {root!r} is not a mounted claim")
+    if section == "answer" and expect.get("redis_secret"):
+        F.check("CODEINTEL__ANSWER__REDIS_URL" in {e["name"] for e in c.get("env", [])}, cw, "the Redis URL Secret is not in env")
     if section == "answer" and cfg.get("answer", {}).get("traces", True):
         td = cfg.get("answer", {}).get("trace_dir")
         F.check(td in mounts and not mounts[td].get("readOnly", False), cw, f"answer.trace_dir {td!r} is not a writable mount")
@@ -480,10 +484,11 @@ SCENARIOS = (
     + [
         ("vector-svc gpu", "vector-svc", ["values-gpu.yaml"], {}, {"gpu": True}),
         ("vector-svc s3", "vector-svc", [], {"dataRoot": {"type": "s3", "s3": {"url": "s3://bucket/indexes", "existingSecret": "s3"}}}, {"s3": True}),
-        ("answer-svc external", "answer-svc", [], {"backends": {"vector": {"urls": ["http://shard-a-vector-svc-headless:50052", "http://shard-b-vector-svc-headless:50052"]}}, "redis": {"existingSecret": "redis"}, "traces": {"existingClaim": "traces"}}, {}),
+        ("answer-svc external", "answer-svc", [], {"backends": {"vector": {"urls": ["http://shard-a-vector-svc-headless:50052", "http://shard-b-vector-svc-headless:50052"]}}, "redis": {"existingSecret": "redis"}, "traces": {"existingClaim": "traces"}}, {"redis_secret": True}),
         ("codeintel defaults", "codeintel", [], {}, {"internal_backends": True}),
         ("codeintel gpu", "codeintel", ["values-gpu.yaml"], {}, {"internal_backends": True, "gpu": True}),
         ("codeintel s3", "codeintel", ["values-s3.yaml"], {"indexer": {"repos": [{"name": "r", "git": {"url": "https://example.com/r.git"}}]}}, {"internal_backends": True, "s3": True}),
+        ("codeintel ext. redis", "codeintel", [], {"redis": {"enabled": False}, "answer-svc": {"redis": {"existingSecret": "redis"}}}, {"internal_backends": True, "redis_secret": True}),
         ("codeintel full", "codeintel", [], FULL_UMBRELLA, {"internal_backends": True}),
         ("codeintel full+gpu", "codeintel", ["values-gpu.yaml"], FULL_UMBRELLA, {"internal_backends": True, "gpu": True}),
     ]

@@ -29,8 +29,10 @@ through tpl), else the headless Service of the <name>-svc chart in the same rele
 {{- range $name := list "vector" "lexical" "hydrate" -}}
 {{- $_ := set $a (printf "%s_url" $name) (include "answer-svc.backendUrl" (dict "top" $ "name" $name)) -}}
 {{- end -}}
+{{- if not .Values.redis.existingSecret -}}{{/* else CODEINTEL__ANSWER__REDIS_URL from the Secret */}}
 {{- with tpl (toString .Values.redis.url) . -}}
 {{- $_ := set $a "redis_url" . -}}
+{{- end -}}
 {{- end -}}
 {{- with tpl (toString .Values.llm.url) . -}}
 {{- $_ := set $a "llm_url" . -}}
