@@ -9,7 +9,7 @@ NAME ?= codeintel
 QUESTION ?= how does the answer service fuse dense and lexical results?
 APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler libprotobuf-dev redis-server pkg-config
 
-.PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data
+.PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data helm-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -60,3 +60,18 @@ check: lint test ## what CI runs, and the lint
 
 bench: build ## dev benchmark from outside: index, up, grpcurl, eval + score --strict
 	@CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) ../shared/bench/check.sh
+
+HELM_VENV := $(CODEINTEL_CACHE)/venv-deploy
+
+helm-check: $(HELM_VENV)/.installed ## lint, render and schema-validate the Helm charts offline (deploy/helm/check.py)
+	$(HELM_VENV)/bin/python deploy/helm/check.py
+
+# The venv of helm-check: created if missing, reinstalled when deploy/helm/requirements.txt changes.
+$(HELM_VENV)/.installed: deploy/helm/requirements.txt
+	@test -x $(HELM_VENV)/bin/python || python3 -m venv $(HELM_VENV) || { \
+	  echo "installing: python3-venv"; rm -rf $(HELM_VENV); \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null && \
+	  python3 -m venv $(HELM_VENV); }
+	$(HELM_VENV)/bin/python -m pip install -q --disable-pip-version-check -r deploy/helm/requirements.txt
+	@touch $@
