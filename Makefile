@@ -8,8 +8,13 @@ REPO ?= .
 NAME ?= codeintel
 QUESTION ?= how does the answer service fuse dense and lexical results?
 APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler libprotobuf-dev redis-server pkg-config
+# The runtime image, and its base: codeintel-base:bookworm is debootstrapped here (make image-base);
+# where Docker Hub is reachable, DOCKER_BASE=debian:bookworm-slim works as well.
+IMAGE ?= codeintel:dev
+DOCKER_BASE ?= codeintel-base:bookworm
 
-.PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data
+.PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
+	docker-deps image-base image
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -60,3 +65,12 @@ check: lint test ## what CI runs, and the lint
 
 bench: build ## dev benchmark from outside: index, up, grpcurl, eval + score --strict
 	@CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) ../shared/bench/check.sh
+
+docker-deps: ## install a docker daemon (docker.io), debootstrap and the Compose v2 plugin, when missing
+	@scripts/docker-deps.sh
+
+image-base: docker-deps ## Debian bookworm base image codeintel-base:bookworm (debootstrap; rootfs tarball cached in $(CODEINTEL_CACHE)/docker)
+	@scripts/with-dockerd.sh scripts/image-base.sh
+
+image: build docker-deps ## runtime image $(IMAGE) from the release binaries (deploy/docker/Dockerfile, FROM $(DOCKER_BASE))
+	@CODEINTEL_IMAGE=$(IMAGE) CODEINTEL_BASE_IMAGE=$(DOCKER_BASE) scripts/with-dockerd.sh scripts/image.sh "$(BIN)"
