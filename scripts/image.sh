@@ -4,6 +4,7 @@
 # scripts/deps.sha256, plus deploy/docker/Dockerfile. Nothing else of the repository is sent.
 # Usage: scripts/image.sh [BIN_DIR]
 #   CODEINTEL_IMAGE       tag to build (codeintel:dev)
+#   CODEINTEL_REDIS_IMAGE Redis image built from the same base (codeintel-redis:bookworm; empty: none)
 #   CODEINTEL_BASE_IMAGE  the BASE build argument (codeintel-base:bookworm, which scripts/image-base.sh
 #                         builds when it is missing; debian:bookworm-slim where Docker Hub is reachable)
 # Needs a running docker daemon (scripts/with-dockerd.sh starts one).
@@ -13,6 +14,7 @@ root=$(dirname "$here")
 . "$here/docker-lib.sh"
 bin=${1:-${CARGO_TARGET_DIR:-$cache/target}/release}
 image=${CODEINTEL_IMAGE:-codeintel:dev}
+redis_image=${CODEINTEL_REDIS_IMAGE-codeintel-redis:bookworm}
 base=${CODEINTEL_BASE_IMAGE:-codeintel-base:bookworm}
 bins="codeintel vector-svc lexical-svc hydrate-svc answer-svc"
 
@@ -50,4 +52,8 @@ revision=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
 docker build --network host --build-arg "BASE=$base" \
   --build-arg "VERSION=$version" --build-arg "REVISION=$revision" -t "$image" "$ctx"
-docker image ls "$image"
+if [ -n "$redis_image" ]; then
+  # Its own context: only the Dockerfile.
+  docker build --network host --build-arg "BASE=$base" -t "$redis_image" - <"$root/deploy/docker/redis.Dockerfile"
+fi
+docker image ls --filter "reference=$image" ${redis_image:+--filter "reference=$redis_image"}
