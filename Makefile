@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image
+	docker-deps image-base image test-deploy
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -52,6 +52,7 @@ test: deps ## all tests (unit, integration, end-to-end), release profile
 	@out=$$(cargo test --release --workspace --features vector-svc/gpu --lib --no-run 2>&1); echo "$$out"; \
 	  t=$$(echo "$$out" | sed -n 's/.*Executable unittests src\/lib.rs (\(.*vector_svc-[0-9a-f]*\)).*/\1/p'); \
 	  test -x "$$t" || { echo "vector-svc's GPU test binary was not built"; exit 1; }; "$$t"
+	@$(MAKE) --no-print-directory test-deploy
 
 fmt: ## format
 	cargo fmt --all
@@ -74,3 +75,6 @@ image-base: docker-deps ## Debian bookworm base image codeintel-base:bookworm (d
 
 image: build docker-deps ## runtime image $(IMAGE) from the release binaries (deploy/docker/Dockerfile, FROM $(DOCKER_BASE))
 	@CODEINTEL_IMAGE=$(IMAGE) CODEINTEL_BASE_IMAGE=$(DOCKER_BASE) scripts/with-dockerd.sh scripts/image.sh "$(BIN)"
+
+test-deploy: deps docker-deps ## the mesh in containers from outside: image, compose up, index, cited Answers, vector-svc down and back
+	@CODEINTEL_IMAGE=$(IMAGE) CODEINTEL_BASE_IMAGE=$(DOCKER_BASE) scripts/test-deploy.sh "$(BIN)"
