@@ -49,7 +49,7 @@ cleanup() {
   docker_down
   rm -rf "$scratch"
   if [ $ok = 1 ]; then
-    echo "== timings: image build ${t_image}s, compose cold start to first cited Answer ${t_first}s, total wall $(secs "$t_start" "$(now)")s"
+    echo "== timings: base image ${t_base}s, image build ${t_image}s, compose cold start to first cited Answer ${t_first}s, total wall $(secs "$t_start" "$(now)")s"
     echo "PASS: deployment test"
   fi
   exit $rc
@@ -69,11 +69,20 @@ docker_up
 
 echo "== image"
 t=$(now)
+base=${CODEINTEL_BASE_IMAGE:-codeintel-base:bookworm}
+case $base in
+  codeintel-base:*)
+    CODEINTEL_BASE_IMAGE=$base "$here/image-base.sh" >"$scratch/base.log" 2>&1 ||
+      { tail -n 30 "$scratch/base.log"; fail "base image"; }
+    ;;
+esac
+t_base=$(secs "$t" "$(now)")
+t=$(now)
 CODEINTEL_REDIS_IMAGE=$redis_image "$here/image.sh" "$bin" >"$scratch/image.log" 2>&1 ||
   { tail -n 30 "$scratch/image.log"; fail "image build"; }
 t_image=$(secs "$t" "$(now)")
 grep -E '^staged|^(codeintel|codeintel-redis) ' "$scratch/image.log" | sed 's/^/  /'
-echo "  image build ${t_image}s"
+echo "  base image ${t_base}s ($(grep -m1 -oE 'already there|debootstrap|importing' "$scratch/base.log" || echo "$base")), image build ${t_image}s"
 
 # The fixture, copied so that the container's uid can read it whatever the checkout's umask.
 mkdir -p "$scratch/repos"
