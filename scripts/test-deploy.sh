@@ -110,6 +110,11 @@ if ! docker run --rm --network none "$image" codeintel health --help >/dev/null 
   compose+=(-f "$scratch/health-ready.yml")
 fi
 "${compose[@]}" config -q || fail "docker compose config"
+# The default file with every profile, as is and as each profile's env file sets it.
+for e in "" deploy/gpu.env deploy/cpu-models.env; do
+  docker compose --project-directory "$root" ${e:+--env-file "$root/$e"} -f "$root/docker-compose.yml" \
+    --profile index --profile cpu-models --profile gpu config -q || fail "docker compose config ${e:-(defaults)}"
+done
 timeout 120 "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true # leftovers of an interrupted run
 
 echo "== compose up"
