@@ -8,8 +8,13 @@ REPO ?= .
 NAME ?= codeintel
 QUESTION ?= how does the answer service fuse dense and lexical results?
 APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler libprotobuf-dev redis-server pkg-config
+# The runtime image, and its base: codeintel-base:bookworm is debootstrapped here (make image-base);
+# where Docker Hub is reachable, DOCKER_BASE=debian:bookworm-slim works as well.
+IMAGE ?= codeintel:dev
+DOCKER_BASE ?= codeintel-base:bookworm
 
-.PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data helm-check
+.PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
+	docker-deps image-base image test-deploy helm-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +52,7 @@ test: deps ## all tests (unit, integration, end-to-end), release profile
 	@out=$$(cargo test --release --workspace --features vector-svc/gpu --lib --no-run 2>&1); echo "$$out"; \
 	  t=$$(echo "$$out" | sed -n 's/.*Executable unittests src\/lib.rs (\(.*vector_svc-[0-9a-f]*\)).*/\1/p'); \
 	  test -x "$$t" || { echo "vector-svc's GPU test binary was not built"; exit 1; }; "$$t"
+	@$(MAKE) --no-print-directory test-deploy
 
 fmt: ## format
 	cargo fmt --all
@@ -75,3 +81,15 @@ $(HELM_VENV)/.installed: deploy/helm/requirements.txt
 	  python3 -m venv $(HELM_VENV); }
 	$(HELM_VENV)/bin/python -m pip install -q --disable-pip-version-check -r deploy/helm/requirements.txt
 	@touch $@
+
+docker-deps: ## install a docker daemon (docker.io), debootstrap and the Compose v2 plugin, when missing
+	@scripts/docker-deps.sh
+
+image-base: docker-deps ## Debian bookworm base image codeintel-base:bookworm (debootstrap; rootfs tarball cached in $(CODEINTEL_CACHE)/docker)
+	@scripts/with-dockerd.sh scripts/image-base.sh
+
+image: build docker-deps ## runtime image $(IMAGE) from the release binaries (deploy/docker/Dockerfile, FROM $(DOCKER_BASE))
+	@CODEINTEL_IMAGE=$(IMAGE) CODEINTEL_BASE_IMAGE=$(DOCKER_BASE) scripts/with-dockerd.sh scripts/image.sh "$(BIN)"
+
+test-deploy: deps docker-deps helm-check ## the Helm charts checked offline, then the mesh in containers from outside: image, compose up, index, cited Answers, vector-svc down and back
+	@CODEINTEL_IMAGE=$(IMAGE) CODEINTEL_BASE_IMAGE=$(DOCKER_BASE) scripts/test-deploy.sh "$(BIN)"
