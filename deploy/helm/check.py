@@ -49,8 +49,8 @@ RELEASE, NAMESPACE = "codeintel", "codeintel"
 # Custom resources without a schema in kubernetes-validate: not schema-validated, checked below.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
-# Keys being added with sharding, not yet in docs/configuration.md. Only rendered when set.
-PENDING_KEYS = {"vector.repos": "list", "lexical.repos": "list"}
+# Keys not yet in docs/configuration.md (none now). Only rendered when set.
+PENDING_KEYS: dict[str, str] = {}
 
 # binary -> (config section, gRPC port, metrics port)
 SERVICES = {
@@ -112,6 +112,8 @@ def value_type(default: str) -> str:
     if not m:
         return "any"
     v = m.group(1)
+    if v.startswith("["):
+        return "list"
     if v in ("true", "false"):
         return "bool"
     if re.fullmatch(r"-?\d+", v):
