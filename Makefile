@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check
+	docker-deps image-base image test-deploy helm-check test-deps-s3
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,7 +43,7 @@ build-gpu: deps ## vector-svc and codeintel with GPU exact search (CUDA loaded a
 run: build ## index $(REPO) as $(NAME), start the mesh, ask $(QUESTION), stop
 	@scripts/demo.sh "$(BIN)" "$(REPO)" "$(NAME)" "$(QUESTION)"
 
-test: deps ## all tests (unit, integration, end-to-end), release profile
+test: deps test-deps-s3 ## all tests (unit, integration, end-to-end), release profile
 	cargo build --release --workspace --bins
 	cargo test --release --workspace --all-targets
 	@# vector-svc's GPU code compiled and its CPU fallback tested (GPU-only tests are ignored here).
@@ -66,6 +66,19 @@ check: lint test ## what CI runs, and the lint
 
 bench: build ## dev benchmark from outside: index, up, grpcurl, eval + score --strict
 	@CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) ../shared/bench/check.sh
+
+S3_VENV := $(CODEINTEL_CACHE)/venv-s3
+
+test-deps-s3: $(S3_VENV)/.installed ## the S3-compatible server (moto, from PyPI) the object-store tests run on loopback
+
+$(S3_VENV)/.installed: tests/e2e/requirements-s3.txt
+	@test -x $(S3_VENV)/bin/python || python3 -m venv $(S3_VENV) || { \
+	  echo "installing: python3-venv"; rm -rf $(S3_VENV); \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null && \
+	  python3 -m venv $(S3_VENV); }
+	$(S3_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements-s3.txt
+	@touch $@
 
 HELM_VENV := $(CODEINTEL_CACHE)/venv-deploy
 

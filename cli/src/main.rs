@@ -6,6 +6,7 @@ use codeintel::index;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,6 +15,7 @@ use codeintel_config::Config;
 use codeintel_core::proto::v1::answer_event::Event;
 use codeintel_core::proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_core::proto::v1::{AnswerRequest, Scope, SearchMode, SearchRequest};
+use codeintel_index::remote::{Remote, RemoteError};
 use tonic::transport::Channel;
 
 #[derive(Parser)]
@@ -265,6 +267,17 @@ async fn client(cfg: &Config) -> anyhow::Result<AnswerServiceClient<Channel>> {
     Ok(AnswerServiceClient::new(ch).max_decoding_message_size(64 << 20))
 }
 
+/// With an object-store data root: `cfg` rewritten to the local mirror, holding the store's
+/// current version of `repo` (if it has one) for an incremental build or a compaction to start
+/// from.
+async fn pull_for_build(cfg: &mut Config, repo: &str) -> anyhow::Result<Option<Arc<Remote>>> {
+    let Some(remote) = Remote::attach(cfg)? else { return Ok(None) };
+    match remote.pull_repo(repo).await {
+        Ok(_) | Err(RemoteError::Manifest(codeintel_index::manifest::ManifestError::NotIndexed(_))) => Ok(Some(remote)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
@@ -294,8 +307,16 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Index { path, repo, quiet, full } => {
             codeintel_server::init_tracing();
+            let mut cfg = cfg.clone();
+            let remote = pull_for_build(&mut cfg, repo).await?;
             let opts = index::IndexOptions { full: *full, quiet: *quiet, fail_after_writes: None };
             let r = index::run(&cfg, path, repo, &opts).await?;
+            if let Some(remote) = &remote {
+                if !matches!(r.mode, index::Mode::UpToDate) {
+                    remote.push(repo).await?;
+                    println!("published {repo} version {} to {}", r.version, remote.url());
+                }
+            }
             let mode = match r.mode {
                 index::Mode::Full => "full",
                 index::Mode::Incremental => "incremental",
@@ -320,7 +341,12 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Cmd::Compact { repo, quiet } => {
             codeintel_server::init_tracing();
+            let mut cfg = cfg.clone();
+            let remote = pull_for_build(&mut cfg, repo).await?;
             let m = index::compact(&cfg, repo, *quiet, None)?;
+            if let Some(remote) = &remote {
+                remote.push(repo).await?;
+            }
             println!("compacted {repo}: version {} ({} chunks, primary {})", m.version, m.chunks, m.primary_kind);
         }
         Cmd::Up => up::run(&cfg, cli.config.as_deref(), &cli.set).await?,

@@ -59,9 +59,14 @@ fn terminate(child: &Child) {
 
 pub async fn run(cfg: &Config, config_file: Option<&Path>, sets: &[String]) -> anyhow::Result<()> {
     let bins = bin_dir()?;
-    let logs = cfg.data.root.parent().unwrap_or(&cfg.data.root).join("logs");
+    // An object-store data root is mirrored by each service; logs go beside the mirrors.
+    let remote = codeintel_index::remote::is_url(&cfg.data.root);
+    let local = if remote { cfg.data.cache.join("mirror") } else { cfg.data.root.clone() };
+    let logs = local.parent().unwrap_or(&local).join("logs");
     std::fs::create_dir_all(&logs)?;
-    std::fs::create_dir_all(&cfg.data.root)?;
+    if !remote {
+        std::fs::create_dir_all(&cfg.data.root)?;
+    }
     println!("data directory: {}", cfg.data.root.display());
     let mut children: Vec<(&'static str, Child)> = Vec::new();
     let result = async {

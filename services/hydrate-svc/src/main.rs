@@ -17,8 +17,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cfg = args.common.load("hydrate")?;
+    let mut cfg = args.common.load("hydrate")?;
     let _telemetry = codeintel_server::telemetry::init("hydrate-svc", &cfg.telemetry)?;
+    // An object-store data root: mirrored locally, pulled now and every reload_ms.
+    let serves = Vec::new();
+    let period = std::time::Duration::from_millis(cfg.hydrate.reload_ms);
+    codeintel_index::remote::follow(&mut cfg, &serves, period).await?;
     let store = ChunkStore::new(&cfg)?;
     let s = store.clone();
     server::spawn_reloader(Duration::from_millis(cfg.hydrate.reload_ms), move || s.refresh());

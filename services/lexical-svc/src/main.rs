@@ -17,8 +17,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cfg = args.common.load("lexical")?;
+    let mut cfg = args.common.load("lexical")?;
     let _telemetry = codeintel_server::telemetry::init("lexical-svc", &cfg.telemetry)?;
+    // An object-store data root: mirrored locally, pulled now and every reload_ms.
+    let serves = cfg.lexical.repos.clone();
+    let period = std::time::Duration::from_millis(cfg.lexical.reload_ms);
+    codeintel_index::remote::follow(&mut cfg, &serves, period).await?;
     let searcher = LexicalSearcher::new(&cfg)?;
     let s = searcher.clone();
     server::spawn_reloader(Duration::from_millis(cfg.lexical.reload_ms), move || s.refresh());

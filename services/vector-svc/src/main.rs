@@ -17,8 +17,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cfg = args.common.load("vector")?;
+    let mut cfg = args.common.load("vector")?;
     let _telemetry = codeintel_server::telemetry::init("vector-svc", &cfg.telemetry)?;
+    // An object-store data root: mirrored locally, pulled now and every reload_ms.
+    let serves = cfg.vector.repos.clone();
+    let period = std::time::Duration::from_millis(cfg.vector.reload_ms);
+    codeintel_index::remote::follow(&mut cfg, &serves, period).await?;
     let searcher = VectorSearcher::new(&cfg).await?;
     let s = searcher.clone();
     server::spawn_reloader(Duration::from_millis(cfg.vector.reload_ms), move || s.refresh());

@@ -78,10 +78,13 @@ impl Default for ModelsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Root folder holding one sub-folder per indexed repository.
+    /// Root folder holding one sub-folder per indexed repository, or an object store URL
+    /// (`s3://bucket/prefix`, `file:///path`) mirrored to `mirror`.
     pub root: PathBuf,
     /// Folder with the model files and native libraries that `make deps` fetches.
     pub cache: PathBuf,
+    /// Local mirror of an object-store data root; empty = `<cache>/mirror/<url as a name>`.
+    pub mirror: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -339,7 +342,11 @@ pub struct IndexConfig {
 impl Default for DataConfig {
     fn default() -> Self {
         let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-        Self { root: home.join(".codeintel").join("data"), cache: PathBuf::from("/var/cache/codeintel") }
+        Self {
+            root: home.join(".codeintel").join("data"),
+            cache: PathBuf::from("/var/cache/codeintel"),
+            mirror: PathBuf::new(),
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! drivers (full, incremental, compaction) write every artifact under a new name and publish a
 //! version with one rename; the services read the format through this crate.
 //!
-//! Features: `vector` (FAISS artifacts), `lexical` (tantivy), `build` (both, and the drivers).
+//! Features: `vector` (FAISS artifacts), `lexical` (tantivy), `build` (both, and the drivers),
+//! `remote` (a data root in an object store, mirrored locally).
 //! The manifest, catalog, segment and sparse formats are always present.
 
 #[cfg(feature = "build")]
@@ -14,6 +15,8 @@ pub mod error;
 #[cfg(feature = "lexical")]
 pub mod lexical;
 pub mod manifest;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod segment;
 pub mod sparse;
 #[cfg(feature = "vector")]

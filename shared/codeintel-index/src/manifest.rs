@@ -135,6 +135,10 @@ pub struct Manifest {
     pub files: u64,
     /// repo-relative path -> sha256 of its content, for incremental indexing.
     pub file_hashes: BTreeMap<String, String>,
+    /// Every file of this version (repo-relative) -> its sha256: set in the manifests an object
+    /// store holds ([`crate::remote`]), which services check downloads against; empty on disk.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
 }
 
 /// The first version of a repo's artifacts (or a full rebuild's): one segment, one primary,
@@ -179,6 +183,7 @@ impl Manifest {
             sparse: a.sparse.into_iter().collect(),
             files: file_hashes.len() as u64,
             file_hashes,
+            checksums: BTreeMap::new(),
         }
     }
 
@@ -308,7 +313,7 @@ fn fsync_dir(dir: &Path) -> Result<(), ManifestError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io_err(dir))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
@@ -387,7 +392,10 @@ pub fn publish(root: &Path, m: &Manifest) -> Result<PathBuf, ManifestError> {
     }
     let name = version_name(m.version);
     let path = mdir.join(format!("{name}.json"));
-    let json = serde_json::to_vec_pretty(m).expect("manifest serializes");
+    // Checksums describe a version in an object store; a local publish (an incremental build
+    // from a pulled predecessor, say) starts without them.
+    let json =
+        serde_json::to_vec_pretty(&Manifest { checksums: BTreeMap::new(), ..m.clone() }).expect("manifest serializes");
     write_atomic(&path, &json)?;
     write_atomic(&dir.join(CURRENT), format!("{name}\n").as_bytes())?;
     Ok(path)

@@ -62,7 +62,13 @@ impl Drop for Proc {
 
 /// Starts a service on an ephemeral loopback port and waits for its `listening on grpc` line.
 pub fn start(name: &str, data_root: &Path, extra: &[String]) -> Proc {
+    start_env(name, data_root, extra, &[])
+}
+
+/// As [`start`], with more environment variables for the process.
+pub fn start_env(name: &str, data_root: &Path, extra: &[String], env: &[(&str, String)]) -> Proc {
     let mut cmd = Command::new(bin_dir().join(name));
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     cmd.args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--data-root"])
         .arg(data_root)
         .args(["--set", "vector.reload_ms=200", "--set", "lexical.reload_ms=200", "--set", "hydrate.reload_ms=200"])

@@ -50,7 +50,12 @@ The service's whole configuration as JSON, later layers winning:
 {{- $own := dict $section (dict "addr" (printf "0.0.0.0:%d" (int .Values.ports.grpc)) "metrics_addr" (printf "0.0.0.0:%d" (int .Values.ports.metrics))) -}}
 {{- $d := include "codeintel.lib.dataRoot" . -}}
 {{- if $d -}}
-{{- $_ := set $own "data" (dict "root" ($d | fromJson).root) -}}
+{{- $dr := $d | fromJson -}}
+{{- if eq $dr.type "s3" -}}
+{{- $_ := set $own "data" (dict "root" $dr.root "mirror" $dr.s3.cacheMountPath) -}}
+{{- else -}}
+{{- $_ := set $own "data" (dict "root" $dr.root) -}}
+{{- end -}}
 {{- end -}}
 {{- include "codeintel.lib.mergeInto" (dict "dst" $cfg "src" $own) -}}
 {{- include "codeintel.lib.mergeInto" (dict "dst" $cfg "src" (include (printf "%s.config" $binary) . | fromYaml)) -}}

@@ -44,7 +44,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- $cfg := dict -}}
 {{- include "codeintel.lib.mergeInto" (dict "dst" $cfg "src" ($g.config | default dict)) -}}
 {{- include "codeintel.lib.mergeInto" (dict "dst" $cfg "src" (.Values.indexer.config | default dict)) -}}
-{{- include "codeintel.lib.mergeInto" (dict "dst" $cfg "src" (dict "data" (dict "root" (include "codeintel.dataRoot" . | fromJson).root))) -}}
+{{- $dr := include "codeintel.dataRoot" . | fromJson -}}
+{{- $data := dict "root" $dr.root -}}
+{{- if eq $dr.type "s3" -}}{{- $_ := set $data "mirror" $dr.s3.cacheMountPath -}}{{- end -}}
+{{- include "codeintel.lib.mergeInto" (dict "dst" $cfg "src" (dict "data" $data)) -}}
 {{- toJson $cfg -}}
 {{- end -}}
 

@@ -175,8 +175,13 @@ impl Engine {
             Some(ChatClient::new(&a.llm_url, &a.llm_model, a.llm_max_tokens)?)
         };
         let traces = a.traces.then(|| {
-            let dir =
-                if a.trace_dir.as_os_str().is_empty() { cfg.data.root.join("traces") } else { a.trace_dir.clone() };
+            let dir = if !a.trace_dir.as_os_str().is_empty() {
+                a.trace_dir.clone()
+            } else if cfg.data.root.to_string_lossy().contains("://") {
+                cfg.data.cache.join("traces") // an object-store data root: traces stay local
+            } else {
+                cfg.data.root.join("traces")
+            };
             crate::traces::TraceSink::start(dir, a.trace_batch_rows, Duration::from_millis(a.trace_flush_ms.max(100))).0
         });
         Ok(Arc::new(Self {
