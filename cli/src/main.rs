@@ -238,6 +238,14 @@ enum BenchCmd {
         #[arg(long, default_value_t = 0)]
         time_budget_ms: u32,
     },
+    /// Upload of a synthetic N-vector version to the object-store data root (`--data-root
+    /// s3://...`), then its download and swap into an empty mirror.
+    Remote {
+        #[arg(long, default_value_t = 1_000_000)]
+        n: usize,
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+    },
     /// An incremental update of CHANGED chunks on top of a CHUNKS-chunk index, then compaction.
     Lifecycle {
         #[arg(long, default_value_t = 100_000)]
@@ -496,6 +504,9 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                     serde_json::to_string_pretty(
                         &codeintel::bench::answers(&mut c, &qs, *top_k, *rerank_top_n, *time_budget_ms).await?,
                     )?
+                }
+                BenchCmd::Remote { n, dim } => {
+                    serde_json::to_string_pretty(&codeintel::bench::remote(&cfg, *n, *dim, &work).await?)?
                 }
                 BenchCmd::Lifecycle { chunks, changed } => {
                     serde_json::to_string_pretty(&codeintel::bench::lifecycle(&cfg, *chunks, *changed, &work).await?)?

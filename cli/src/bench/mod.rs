@@ -8,12 +8,15 @@
 //!   vectors synthetic, everything else real), then M chunks' files are edited and
 //!   `codeintel index` runs incrementally with the real embedder: seconds until searchable,
 //!   split into embedding and everything else; then a whole-repo compaction.
+//! * `remote`: a synthetic N-vector version uploaded to the object-store data root and pulled
+//!   into an empty mirror (upload, and download-and-swap, seconds).
 //! * `gpu` (feature `gpu`): exact search on the GPU against FAISS `Flat` on the CPU over the
 //!   same synthetic vectors: agreement of the top k, batched queries per second, latency.
 
 mod answers;
 mod gpu;
 mod lifecycle;
+mod remote;
 mod scope;
 mod vectors;
 
@@ -27,6 +30,7 @@ pub use answers::{answers, AnswerFigures};
 pub use gpu::gpu;
 pub use gpu::{Agreement, BatchFigures, ConcurrentFigures, GpuFigures};
 pub use lifecycle::{lifecycle, LifecycleFigures};
+pub use remote::{remote, RemoteFigures};
 pub use scope::{scope, ScopeFigures};
 pub use vectors::{vectors, IndexFigures, VectorFigures};
 

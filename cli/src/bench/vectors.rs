@@ -218,7 +218,7 @@ pub fn vectors(
 }
 
 /// A published version holding only a primary vector index (synthetic vectors).
-fn bench_manifest(repo: &str, contract: &EmbeddingContract, primary: &manifest::VectorFiles) -> Manifest {
+pub(super) fn bench_manifest(repo: &str, contract: &EmbeddingContract, primary: &manifest::VectorFiles) -> Manifest {
     let artifacts = FirstArtifacts {
         segments: Vec::new(),
         primary: primary.clone(),

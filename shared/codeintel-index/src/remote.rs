@@ -344,7 +344,8 @@ pub async fn follow(cfg: &mut Config, serves: &[String], period: std::time::Dura
 /// of its tantivy folder.
 pub fn version_files(dir: &Path, m: &Manifest) -> Result<Vec<String>, RemoteError> {
     let mut out: Vec<String> = m.files().into_iter().cloned().collect();
-    let mut stack = vec![dir.join(&m.tantivy_dir)];
+    // A vector-only version (benchmarks) names a file as its tantivy folder.
+    let mut stack: Vec<PathBuf> = vec![dir.join(&m.tantivy_dir)].into_iter().filter(|p| p.is_dir()).collect();
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).map_err(io(&d))? {
             let e = e.map_err(io(&d))?;
