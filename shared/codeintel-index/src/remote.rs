@@ -228,12 +228,16 @@ impl Remote {
         Ok(Pulled::Swapped { version: m.version, files, bytes })
     }
 
-    /// Streams one object to `path` through `<path>.part`, checking its sha256; returns bytes.
+    /// Streams one object to `path` through `<path>.<pid>.part`, checking its sha256; returns
+    /// bytes.
     async fn download(&self, key: &str, path: &Path, want: &str) -> Result<u64, RemoteError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let part = path.with_file_name(format!("{}.part", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+        // Per process: services on one host may share a mirror (the default `data.mirror`), and
+        // each must rename only what it has checked itself.
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let part = path.with_file_name(format!("{name}.{}.part", std::process::id()));
         let mut f = tokio::fs::File::create(&part).await.map_err(io(&part))?;
         let mut stream =
             self.store.get(&self.key(key)).await.map_err(|e| self.err(format!("{key}: {e}")))?.into_stream();
