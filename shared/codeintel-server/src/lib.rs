@@ -205,6 +205,10 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received, draining");
 }
 
+/// The gRPC health name every service reports SERVING for while its process answers, ready or
+/// not (the overall name `""` and the service's own name follow readiness). For liveness probes.
+pub const LIVENESS_SERVICE: &str = "codeintel.Liveness";
+
 /// Serves `/metrics` (Prometheus text) and `/ready` (JSON readiness; 503 when down).
 pub async fn serve_http(listener: TcpListener, metrics: Metrics, readiness: SharedReadiness) -> anyhow::Result<()> {
     let m = metrics.clone();
@@ -329,6 +333,9 @@ pub async fn serve(spec: ServeSpec<'_>, add: impl FnOnce(GrpcRouter) -> GrpcRout
         });
     }
     let (reporter, health) = tonic_health::server::health_reporter();
+    // Alive as long as it answers, whatever its readiness: what a liveness probe asks, so that a
+    // service whose backends are down is taken out of rotation but not restarted.
+    reporter.set_service_status(LIVENESS_SERVICE, tonic_health::ServingStatus::Serving).await;
     let r = readiness.clone();
     tokio::spawn(async move {
         loop {

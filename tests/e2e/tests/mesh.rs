@@ -306,3 +306,23 @@ async fn each_query_route_fuses_with_its_own_weights() {
     let r = c.search(search("how is the shopping cart total computed")).await.unwrap().into_inner();
     assert!(r.hits.iter().any(|h| h.dense_rank > 0) && r.hits.iter().any(|h| h.sparse_rank > 0), "{:?}", r.hits);
 }
+
+#[tokio::test]
+async fn answer_svc_with_no_backend_is_not_ready_but_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dead = ["answer.vector_url", "answer.lexical_url", "answer.hydrate_url"]
+        .iter()
+        .flat_map(|k| ["--set".to_string(), format!("{k}=http://127.0.0.1:1")])
+        .collect::<Vec<_>>();
+    let answer = codeintel_e2e::start("answer-svc", tmp.path(), &dead);
+    let mut h = tonic_health::pb::health_client::HealthClient::new(channel(&answer.addr).await);
+    let status = |s: &str| tonic_health::pb::HealthCheckRequest { service: s.into() };
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    let t = std::time::Instant::now();
+    while h.check(status("")).await.unwrap().into_inner().status != not_serving {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "answer-svc never reported NOT_SERVING");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let live = h.check(status("codeintel.Liveness")).await.unwrap().into_inner().status;
+    assert_eq!(live, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
