@@ -412,7 +412,10 @@ impl Pool {
         loop {
             let skip: Vec<&Arc<Member>> = tried.iter().collect();
             let Some(m) = self.pick(group, &skip) else {
-                unreachable!("a group has at least one endpoint and at most one is skipped before a retry")
+                return Err(CallError::Status(tonic::Status::unavailable(format!(
+                    "no {} endpoint to call",
+                    self.backend
+                ))));
             };
             let left = d.saturating_sub(start.elapsed());
             m.inflight.fetch_add(1, Ordering::Relaxed);

@@ -67,7 +67,8 @@ pub struct ScopeFilter {
     pub scope: Scope,
 }
 
-fn build(globs: &[String]) -> Result<Option<GlobSet>, ScopeError> {
+/// The compiled set of `globs`; `None` when there are none. A bad glob is named in the error.
+pub fn glob_set(globs: &[String]) -> Result<Option<GlobSet>, ScopeError> {
     if globs.is_empty() {
         return Ok(None);
     }
@@ -88,8 +89,8 @@ impl ScopeFilter {
         }
         Ok(Self {
             repos: scope.repos.clone(),
-            include: build(&scope.include_globs)?,
-            exclude: build(&scope.exclude_globs)?,
+            include: glob_set(&scope.include_globs)?,
+            exclude: glob_set(&scope.exclude_globs)?,
             languages: scope.languages.iter().map(|l| l.to_ascii_lowercase()).collect(),
             scope: scope.clone(),
         })

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use codeintel_core::scope::{ScopeError, ScopeFilter};
+use codeintel_core::scope::{glob_set, ScopeError, ScopeFilter};
 use parking_lot::RwLock;
 
 use crate::manifest::{self, Manifest};
@@ -37,18 +37,7 @@ impl<T> Catalog<T> {
 
     /// Serves only the repos whose names match one of `globs` (`team-*`); empty = every repo.
     pub fn serving(mut self, globs: &[String]) -> Result<Self, ScopeError> {
-        if globs.is_empty() {
-            return Ok(self);
-        }
-        let mut b = globset::GlobSetBuilder::new();
-        for g in globs {
-            b.add(
-                globset::Glob::new(g)
-                    .map_err(|e| ScopeError::BadGlob { glob: g.clone(), message: e.kind().to_string() })?,
-            );
-        }
-        self.serves =
-            Some(b.build().map_err(|e| ScopeError::BadGlob { glob: globs.join(","), message: e.to_string() })?);
+        self.serves = glob_set(globs)?;
         Ok(self)
     }
 

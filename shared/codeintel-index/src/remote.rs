@@ -321,12 +321,8 @@ impl Remote {
 /// A local data root is left as it is.
 pub async fn follow(cfg: &mut Config, serves: &[String], period: std::time::Duration) -> anyhow::Result<()> {
     let Some(remote) = Remote::attach(cfg)? else { return Ok(()) };
-    let mut b = globset::GlobSetBuilder::new();
-    for g in serves {
-        b.add(globset::Glob::new(g).map_err(|e| anyhow::anyhow!("bad repo glob {g:?}: {e}"))?);
-    }
-    let globs = b.build()?;
-    let serves = move |r: &str| globs.is_empty() || globs.is_match(r);
+    let globs = codeintel_core::scope::glob_set(serves)?;
+    let serves = move |r: &str| globs.as_ref().is_none_or(|g| g.is_match(r));
     let report = |results: Vec<(String, Result<Pulled, RemoteError>)>| {
         for (repo, r) in results {
             if let Err(e) = r {

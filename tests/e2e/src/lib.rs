@@ -150,33 +150,41 @@ impl Mesh {
         let vector = start("vector-svc", data_root, &common);
         let lexical = start("lexical-svc", data_root, &common);
         let hydrate = start("hydrate-svc", data_root, &common);
-        let urls = [
-            format!("answer.vector_url=http://{}", vector.addr),
-            format!("answer.lexical_url=http://{}", lexical.addr),
-            format!("answer.hydrate_url=http://{}", hydrate.addr),
-            "answer.time_budget_ms=10000".to_string(),
-            "answer.retriever_timeout_ms=8000".to_string(),
-        ];
-        let mut extra: Vec<String> =
-            urls.iter().chain(answer_options).flat_map(|u| ["--set".to_string(), u.clone()]).collect();
-        extra.extend(common);
-        let answer = start("answer-svc", data_root, &extra);
+        let options: Vec<String> = answer_options.iter().cloned().chain(common_options(&common)).collect();
+        let answer = answer_over(data_root, &[&vector], &[&lexical], &[&hydrate], &options);
         Mesh { vector, lexical, hydrate, answer }
     }
 
     /// Another answer-svc process over the same backends (a second worker or pod).
     pub fn another_answer(&self, data_root: &Path, answer_options: &[String]) -> Proc {
-        let urls = [
-            format!("answer.vector_url=http://{}", self.vector.addr),
-            format!("answer.lexical_url=http://{}", self.lexical.addr),
-            format!("answer.hydrate_url=http://{}", self.hydrate.addr),
-            "answer.time_budget_ms=10000".to_string(),
-            "answer.retriever_timeout_ms=8000".to_string(),
-        ];
-        let extra: Vec<String> =
-            urls.iter().chain(answer_options).flat_map(|u| ["--set".to_string(), u.clone()]).collect();
-        start("answer-svc", data_root, &extra)
+        answer_over(data_root, &[&self.vector], &[&self.lexical], &[&self.hydrate], answer_options)
     }
+}
+
+/// The `key=value` options back out of `--set` pairs.
+fn common_options(flags: &[String]) -> Vec<String> {
+    flags.iter().filter(|f| f.as_str() != "--set").cloned().collect()
+}
+
+/// answer-svc over these backend processes (several per backend: replicas or shards), with a
+/// 10 s budget and more `key=value` options.
+pub fn answer_over(
+    data_root: &Path,
+    vector: &[&Proc],
+    lexical: &[&Proc],
+    hydrate: &[&Proc],
+    options: &[String],
+) -> Proc {
+    let list = |ps: &[&Proc]| ps.iter().map(|p| format!("http://{}", p.addr)).collect::<Vec<_>>().join(",");
+    let base = [
+        format!("answer.vector_url={}", list(vector)),
+        format!("answer.lexical_url={}", list(lexical)),
+        format!("answer.hydrate_url={}", list(hydrate)),
+        "answer.time_budget_ms=10000".to_string(),
+        "answer.retriever_timeout_ms=8000".to_string(),
+    ];
+    let extra: Vec<String> = base.iter().chain(options).flat_map(|o| ["--set".to_string(), o.clone()]).collect();
+    start("answer-svc", data_root, &extra)
 }
 
 /// A temporary folder with the `shop` fixture indexed into `<tmp>/data`; returns both.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codeintel_e2e::{bin_dir, copy_tree, fixture, start, start_env, Proc};
+use codeintel_e2e::{answer_over, bin_dir, copy_tree, fixture, start_env, Proc};
 use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_proto::v1::SearchRequest;
 use tonic::transport::Channel;
@@ -207,18 +207,7 @@ async fn services_serve_a_data_root_in_s3_and_survive_a_download_cut_midway() {
     for m in [&vm, &lm, &hm] {
         assert_eq!(current(m), "v000001", "pulled before serving: {}", m.display());
     }
-    let opts = [
-        format!("answer.vector_url=http://{}", vector.addr),
-        format!("answer.lexical_url=http://{}", lexical.addr),
-        format!("answer.hydrate_url=http://{}", hydrate.addr),
-        "answer.time_budget_ms=10000".into(),
-        "answer.retriever_timeout_ms=8000".into(),
-    ];
-    let answer: Proc = start(
-        "answer-svc",
-        tmp.path(),
-        &opts.iter().flat_map(|o| ["--set".to_string(), o.clone()]).collect::<Vec<_>>(),
-    );
+    let answer: Proc = answer_over(tmp.path(), &[&vector], &[&lexical], &[&hydrate], &[]);
     let ch = Channel::from_shared(format!("http://{}", answer.addr)).unwrap().connect().await.unwrap();
     let mut c = AnswerServiceClient::new(ch);
     let hits = hits_for(&mut c, "cart total with tax").await;

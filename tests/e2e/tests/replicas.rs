@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use codeintel_e2e::{fixture, index, start, Proc};
+use codeintel_e2e::{answer_over, fixture, index, start, Proc};
 use codeintel_proto::v1::answer_event::Event;
 use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_proto::v1::{AnswerRequest, Scope, SearchRequest};
@@ -22,17 +22,8 @@ fn searches(p: &Proc) -> u64 {
 }
 
 fn answer_svc(data: &Path, vector: &[&Proc], lexical: &[&Proc], hydrate: &Proc) -> Proc {
-    let list = |ps: &[&Proc]| ps.iter().map(|p| format!("http://{}", p.addr)).collect::<Vec<_>>().join(",");
-    let opts = [
-        format!("answer.vector_url={}", list(vector)),
-        format!("answer.lexical_url={}", list(lexical)),
-        format!("answer.hydrate_url=http://{}", hydrate.addr),
-        "answer.discovery_ms=200".into(),
-        "answer.eject_ms=1000".into(),
-        "answer.time_budget_ms=10000".into(),
-        "answer.retriever_timeout_ms=8000".into(),
-    ];
-    start("answer-svc", data, &opts.iter().flat_map(|o| ["--set".to_string(), o.clone()]).collect::<Vec<_>>())
+    let opts = ["answer.discovery_ms=200".to_string(), "answer.eject_ms=1000".to_string()];
+    answer_over(data, vector, lexical, &[hydrate], &opts)
 }
 
 async fn client(p: &Proc) -> AnswerServiceClient<Channel> {
