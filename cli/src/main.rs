@@ -97,6 +97,9 @@ enum Cmd {
         /// Rebuild every store from scratch instead of updating only the changed files.
         #[arg(long)]
         full: bool,
+        /// Fail at once if another indexer is writing this repo, instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Fold a repo's secondary vector index and tombstones into a new, retrained primary.
     Compact {
@@ -313,11 +316,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match &cli.cmd {
-        Cmd::Index { path, repo, quiet, full } => {
+        Cmd::Index { path, repo, quiet, full, no_wait } => {
             codeintel_server::init_tracing();
             let mut cfg = cfg.clone();
             let remote = pull_for_build(&mut cfg, repo).await?;
-            let opts = index::IndexOptions { full: *full, quiet: *quiet, fail_after_writes: None };
+            let opts = index::IndexOptions { full: *full, quiet: *quiet, no_wait: *no_wait, fail_after_writes: None };
             let r = index::run(&cfg, path, repo, &opts).await?;
             if let Some(remote) = &remote {
                 if !matches!(r.mode, index::Mode::UpToDate) {

@@ -402,3 +402,61 @@ async fn a_gpu_that_cannot_be_used_degrades_to_cpu_search_instead_of_failing() {
     assert_eq!(a.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), b.iter().map(|h| h.chunk_id).collect::<Vec<_>>());
     assert_eq!(cpu.info().status, "ready");
 }
+
+/// Size of every file under the repo's lexical folder.
+fn lexical_sizes(cfg: &Config) -> std::collections::BTreeMap<std::path::PathBuf, u64> {
+    fn walk(dir: &Path, out: &mut std::collections::BTreeMap<std::path::PathBuf, u64>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.insert(p.clone(), e.metadata().unwrap().len());
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk(&cfg.data.root.join("shop/lexical"), &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_indexers_on_one_repo_take_turns_and_never_rewrite_a_published_file() {
+    let (_tmp, src, mut cfg) = setup();
+    cfg.index.keep_versions = 20;
+    index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    for round in 0..5 {
+        write(&src, "net/retry.rs", &RETRY.replace("100u64", &format!("{}u64", 300 + round)));
+        let before = lexical_sizes(&cfg);
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                let (cfg, src) = (cfg.clone(), src.clone());
+                tokio::spawn(async move { index::run(&cfg, &src, "shop", &opts()).await })
+            })
+            .collect();
+        let mut modes = Vec::new();
+        for r in runs {
+            modes.push(r.await.unwrap().unwrap().mode);
+        }
+        modes.sort_by_key(|m| *m as u8);
+        // One updates; the other waited for it and found nothing left to do.
+        assert_eq!(modes, vec![Mode::Incremental, Mode::UpToDate], "round {round}");
+        let after = lexical_sizes(&cfg);
+        for (path, size) in &before {
+            if let Some(now) = after.get(path) {
+                assert_eq!(now, size, "round {round}: published file {} was rewritten", path.display());
+            }
+        }
+        let v = manifest::load_current(&cfg.data.root, "shop").unwrap().version;
+        assert_eq!(v, round + 2, "one new version per round");
+        assert_servable(&cfg, v).await;
+    }
+    // Refusing instead of waiting names the other writer.
+    let held =
+        codeintel_index::lock::RepoLock::acquire(&cfg.data.root, "shop", codeintel_index::lock::Wait::Refuse, |_| {})
+            .unwrap();
+    let o = IndexOptions { quiet: true, no_wait: true, ..Default::default() };
+    let e = index::run(&cfg, &src, "shop", &o).await.unwrap_err().to_string();
+    assert!(e.contains("being written by another indexer") && e.contains("pid"), "{e}");
+    drop(held);
+}

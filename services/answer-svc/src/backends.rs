@@ -97,6 +97,20 @@ impl Backends {
             .await
     }
 
+    /// The repos the retrievers said they serve (`Info` of vector-svc and lexical-svc), if any
+    /// has said yet.
+    pub fn served_repos(&self) -> Option<Vec<String>> {
+        match (self.vector.served_repos(), self.lexical.served_repos()) {
+            (None, None) => None,
+            (a, b) => {
+                let mut v: Vec<String> = a.into_iter().chain(b).flatten().collect();
+                v.sort();
+                v.dedup();
+                Some(v)
+            }
+        }
+    }
+
     /// Learned sparse (SPLADE) retrieval in lexical-svc.
     pub async fn sparse(&self, query: &str, scope: &Scope, k: u32, d: Duration) -> Result<Vec<ScoredChunk>, CallError> {
         self.lexical

@@ -7,7 +7,6 @@ use codeintel_core::proto::v1::{
     AnswerEvent, AnswerRequest, ClearScopeRequest, GetScopeRequest, ScopeResponse, SearchRequest, SearchResponse,
     SetScopeRequest,
 };
-use codeintel_core::scope::ScopeFilter;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -67,6 +66,8 @@ impl AnswerService for AnswerGrpc {
         let session = session_id(&request)?;
         let client_deadline = grpc_timeout(&request);
         let mut req = request.into_inner();
+        // Validated as sent, before the client's deadline caps it.
+        crate::pipeline::validate_budget(req.time_budget_ms)?;
         // The client's own deadline caps the budget (a little earlier, so that the last events
         // still reach it).
         if let Some(d) = client_deadline {
@@ -88,14 +89,13 @@ impl AnswerService for AnswerGrpc {
     async fn set_scope(&self, request: Request<SetScopeRequest>) -> Result<Response<ScopeResponse>, Status> {
         let session = required_session(&request)?;
         let scope = request.into_inner().scope.unwrap_or_default();
-        ScopeFilter::new(Some(&scope)).map_err(AnswerError::from)?;
-        self.0.sessions.set(&session, scope.clone()).await?;
+        self.0.set_session_scope(&session, scope.clone()).await?;
         Ok(Response::new(ScopeResponse { session_id: session, scope: Some(scope) }))
     }
 
     async fn get_scope(&self, request: Request<GetScopeRequest>) -> Result<Response<ScopeResponse>, Status> {
         let session = required_session(&request)?;
-        let scope = self.0.sessions.get(&session).await?;
+        let scope = self.0.sessions.get(&session).await?.scope;
         Ok(Response::new(ScopeResponse { session_id: session, scope }))
     }
 

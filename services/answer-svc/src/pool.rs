@@ -312,6 +312,21 @@ impl Pool {
         s.ejected_until = Some(Instant::now() + d);
     }
 
+    /// Every repo an endpoint said it serves (`Info`); `None` until one has said.
+    pub fn served_repos(&self) -> Option<Vec<String>> {
+        let mut all: Option<Vec<String>> = None;
+        for m in self.members() {
+            if let Some(r) = m.repos() {
+                all.get_or_insert_with(Vec::new).extend(r);
+            }
+        }
+        all.map(|mut v| {
+            v.sort();
+            v.dedup();
+            v
+        })
+    }
+
     /// The endpoints now known, healthy or not.
     pub fn members(&self) -> Vec<Arc<Member>> {
         self.members.read().clone()

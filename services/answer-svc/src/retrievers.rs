@@ -113,6 +113,11 @@ pub trait Reranker: Send + Sync {
 pub trait HealthCheck: Send + Sync {
     /// The backends not serving (service name, why), each asked within `deadline`.
     async fn unhealthy(&self, deadline: Duration) -> Vec<(&'static str, String)>;
+    /// The repos the retrievers serve, when they have said (`SetScope` checks named repos
+    /// against it); `None` when not known yet.
+    fn served_repos(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Everything the engine calls over the network.
@@ -192,6 +197,10 @@ impl Hydrator for Backends {
 impl HealthCheck for Backends {
     async fn unhealthy(&self, deadline: Duration) -> Vec<(&'static str, String)> {
         Backends::unhealthy(self, deadline).await
+    }
+
+    fn served_repos(&self) -> Option<Vec<String>> {
+        Backends::served_repos(self)
     }
 }
 

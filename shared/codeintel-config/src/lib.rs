@@ -264,8 +264,13 @@ pub struct AnswerConfig {
     /// Redis holding session scopes for every answer-svc process (`redis://host:port/db`);
     /// empty keeps them in this process only.
     pub redis_url: String,
-    /// How long a session scope lives in Redis after its last `SetScope`, seconds.
+    /// How long a session scope lives after its last `SetScope`, seconds (in Redis, or in
+    /// this process without it).
     pub session_ttl_s: u64,
+    /// Most sessions the in-process store holds (without Redis); the oldest set goes first.
+    pub session_max_entries: usize,
+    /// Most bytes of scopes the in-process store holds (without Redis).
+    pub session_max_bytes: usize,
     /// Session scopes cached in process (LRU) in front of Redis.
     pub scope_cache_entries: usize,
     /// How long a cached scope is served without asking Redis, milliseconds.
@@ -445,6 +450,8 @@ impl Default for AnswerConfig {
             rerank_timeout_ms: 600,
             redis_url: String::new(),
             session_ttl_s: 3_600,
+            session_max_entries: 10_000,
+            session_max_bytes: 64 << 20,
             scope_cache_entries: 256,
             scope_cache_ttl_ms: 5_000,
             scope_invalidation_timeout_ms: 250,

@@ -22,6 +22,7 @@ use futures::future::BoxFuture;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
+use crate::lock::{RepoLock, Wait};
 use crate::manifest::{self, BuildSettings, FirstArtifacts, Manifest};
 use crate::sparse::{self, SparseDoc};
 use crate::vector::{ChunkMeta, IndexKind};
@@ -48,6 +49,8 @@ pub struct IndexOptions {
     /// Rebuild from scratch even when a compatible version exists.
     pub full: bool,
     pub quiet: bool,
+    /// Refuse at once, instead of waiting, when another indexer holds the repo's writer lock.
+    pub no_wait: bool,
     /// Fault injection for tests: fail right after this many artifact writes (0 = before the
     /// first), as a crash there would.
     pub fail_after_writes: Option<usize>,
@@ -275,6 +278,11 @@ pub async fn run(
     let quiet = opts.quiet;
     let data_root = &cfg.data.root;
     std::fs::create_dir_all(data_root).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_root.display()))?;
+    // Taken on a blocking thread: waiting for another indexer must not stall the runtime.
+    let _lock = {
+        let (cfg, repo, no_wait) = (cfg.clone(), repo.to_string(), opts.no_wait);
+        tokio::task::spawn_blocking(move || writer_lock(&cfg, &repo, no_wait, quiet)).await??
+    };
     let files = &tree.files;
     let prev = manifest::load_current(data_root, repo).ok();
     let mut report = IndexReport { files: files.len(), ..Default::default() };
@@ -310,7 +318,7 @@ pub async fn run(
                     cfg.index.compact_ratio * 100.0
                 );
             }
-            report.compacted = Some(compact(cfg, repo, quiet, None)?.version);
+            report.compacted = Some(compact_held(cfg, repo, quiet, None)?.version);
         }
     }
     match manifest::collect_garbage(data_root, repo, cfg.index.keep_versions, cfg.index.gc_grace_ms) {
@@ -605,8 +613,26 @@ async fn incremental(
 /// Folds the secondary and the tombstones of `repo`'s current version into a new primary
 /// (retrained from the exact vectors), one segment and a merged tantivy index, published as a
 /// new version. Serving processes keep the old version until they have loaded the new one.
-/// `fail_after` injects a failure after that many artifact writes (tests).
+/// `fail_after` injects a failure after that many artifact writes (tests). Waits for the
+/// repo's writer lock if an indexer holds it.
 pub fn compact(cfg: &Config, repo: &str, quiet: bool, fail_after: Option<usize>) -> anyhow::Result<Manifest> {
+    let _lock = writer_lock(cfg, repo, false, quiet)?;
+    compact_held(cfg, repo, quiet, fail_after)
+}
+
+/// The repo's writer lock (see [`crate::lock`]), waiting for it unless `no_wait`.
+fn writer_lock(cfg: &Config, repo: &str, no_wait: bool, quiet: bool) -> anyhow::Result<RepoLock> {
+    let wait = if no_wait { Wait::Refuse } else { Wait::Block };
+    Ok(RepoLock::acquire(&cfg.data.root, repo, wait, |holder| {
+        if !quiet {
+            eprintln!("repo {repo} is being written by another indexer ({holder}); waiting for it to finish");
+        }
+        tracing::info!(repo, holder, "waiting for the repo's writer lock");
+    })?)
+}
+
+/// [`compact`] with the writer lock already held.
+fn compact_held(cfg: &Config, repo: &str, quiet: bool, fail_after: Option<usize>) -> anyhow::Result<Manifest> {
     let data_root = &cfg.data.root;
     let repo_dir = manifest::repo_dir(data_root, repo)?;
     let prev = manifest::load_current(data_root, repo)?;

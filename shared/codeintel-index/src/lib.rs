@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod error;
 #[cfg(feature = "lexical")]
 pub mod lexical;
+pub mod lock;
 pub mod manifest;
 #[cfg(feature = "remote")]
 pub mod remote;

@@ -29,6 +29,11 @@ async fn set_scope(c: &mut AnswerServiceClient<Channel>, session: &str, scope: S
 
 /// Languages of the hits a lexical search returns under the session's scope.
 async fn search_langs(c: &mut AnswerServiceClient<Channel>, session: &str) -> Vec<String> {
+    search_langs_limits(c, session).await.0
+}
+
+/// Languages of the hits, and the limit codes of the response.
+async fn search_langs_limits(c: &mut AnswerServiceClient<Channel>, session: &str) -> (Vec<String>, Vec<String>) {
     let req = SearchRequest {
         query: "token session cart total".into(),
         scope: None,
@@ -36,7 +41,8 @@ async fn search_langs(c: &mut AnswerServiceClient<Channel>, session: &str) -> Ve
         mode: SearchMode::Lexical as i32,
         rerank: false,
     };
-    c.search(with_session(req, session)).await.unwrap().into_inner().hits.into_iter().map(|h| h.language).collect()
+    let r = c.search(with_session(req, session)).await.unwrap().into_inner();
+    (r.hits.into_iter().map(|h| h.language).collect(), r.limits.into_iter().map(|l| l.code).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,9 +97,15 @@ async fn redis_going_away_degrades_and_its_return_recovers() {
     wait_status(&mesh.answer, "ready", Duration::from_secs(10)).await;
     set_scope(&mut c, "s1", lang_scope("python")).await;
     assert!(search_langs(&mut c, "s1").await.iter().all(|l| l == "python"));
+    // A scope naming a repo no retriever serves is refused (it would fail every request).
+    let bad = Scope { repos: vec!["nope".into()], ..Default::default() };
+    let e = c.set_scope(with_session(SetScopeRequest { scope: Some(bad) }, "s9")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("unknown repo \"nope\""), "{}", e.message());
 
     redis.kill();
-    // Requests keep succeeding, with the scope this process knows (past its cache TTL too).
+    // Requests keep succeeding, with the scope this process knows (past its cache TTL too),
+    // and once the store is known down they say so and do not wait for a connect timeout.
     for _ in 0..10 {
         let langs = search_langs(&mut c, "s1").await;
         assert!(!langs.is_empty() && langs.iter().all(|l| l == "python"), "{langs:?}");
@@ -106,15 +118,36 @@ async fn redis_going_away_degrades_and_its_return_recovers() {
         assert!(t.elapsed() < Duration::from_secs(5), "metrics do not show redis down:\n{}", mesh.answer.metrics());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (langs, limits) = search_langs_limits(&mut c, "s1").await;
+        assert!(t.elapsed() < Duration::from_millis(500), "a lookup with redis down took {:?}", t.elapsed());
+        assert!(langs.iter().all(|l| l == "python"), "{langs:?}");
+        assert!(limits.contains(&"session_store_unreachable".to_string()), "{limits:?}");
+    }
     // A scope cannot be saved meanwhile, and the error says why.
     let e =
         c.set_scope(with_session(SetScopeRequest { scope: Some(lang_scope("javascript")) }, "s1")).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
-    assert!(e.message().contains("redis"), "{}", e.message());
+    assert!(e.message().contains("redis") && e.message().contains("session store"), "{}", e.message());
+    // A session this process never saw cannot be resolved: UNAVAILABLE, never every repo.
+    let req = SearchRequest { query: "cart".into(), top_k: 5, mode: SearchMode::Lexical as i32, ..Default::default() };
+    let e = c.search(with_session(req, "never-seen")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
 
+    // Redis comes back empty (no persistence): s1's scope is gone from the store, but the
+    // session keeps the scope it had, and the response says the store lost it.
     redis.restart();
     wait_status(&mesh.answer, "ready", Duration::from_secs(15)).await;
     assert!(mesh.answer.metrics().contains("codeintel_scope_store_up{service=\"answer\"} 1"));
+    let (langs, limits) = search_langs_limits(&mut c, "s1").await;
+    assert!(!langs.is_empty() && langs.iter().all(|l| l == "python"), "the lost scope widened the session: {langs:?}");
+    assert!(limits.contains(&"session_scope_lost".to_string()), "{limits:?}");
+    // ClearScope drops it for good: the session sees everything again, without a limit.
+    c.clear_scope(with_session(codeintel_proto::v1::ClearScopeRequest {}, "s1")).await.unwrap();
+    let (langs, limits) = search_langs_limits(&mut c, "s1").await;
+    assert!(langs.iter().any(|l| l != "python"), "{langs:?}");
+    assert!(limits.is_empty(), "{limits:?}");
     set_scope(&mut c, "s2", lang_scope("javascript")).await;
     assert!(search_langs(&mut c, "s2").await.iter().all(|l| l == "javascript"));
 }
@@ -142,10 +175,10 @@ async fn concurrent_misses_for_one_session_make_one_redis_read() {
         })
         .collect();
     for t in futures::future::join_all(tasks).await {
-        assert_eq!(t.unwrap(), Some(lang_scope("rust")));
+        assert_eq!(t.unwrap().scope, Some(lang_scope("rust")));
     }
     assert_eq!(redis.calls("get") - before, 1, "1000 concurrent misses must share one GET");
     // Later lookups are L1 hits: still one read.
-    assert_eq!(reader.get("hot").await.unwrap(), Some(lang_scope("rust")));
+    assert_eq!(reader.get("hot").await.unwrap().scope, Some(lang_scope("rust")));
     assert_eq!(redis.calls("get") - before, 1);
 }

@@ -30,7 +30,19 @@ use crate::retrievers::{Chunk, Parts, RetrieverKind};
 use crate::session::SessionStore;
 use crate::synthesis::ChatClient;
 
-pub const MAX_TOP_K: u32 = 1000;
+pub use codeintel_core::scope::MAX_TOP_K;
+/// The most an Answer's `time_budget_ms` may ask for.
+pub const MAX_TIME_BUDGET_MS: u32 = 600_000;
+
+/// Checks an Answer's `time_budget_ms` (0 = the configured default).
+pub fn validate_budget(ms: u32) -> Result<(), AnswerError> {
+    if ms > MAX_TIME_BUDGET_MS {
+        return Err(AnswerError::InvalidArgument(format!(
+            "time_budget_ms must be at most {MAX_TIME_BUDGET_MS}, got {ms}"
+        )));
+    }
+    Ok(())
+}
 
 /// A fused, hydrated hit.
 #[derive(Debug, Clone)]
@@ -145,7 +157,7 @@ impl Engine {
         let a = &cfg.answer;
         let metrics = Metrics::new("answer");
         let sessions = if a.redis_url.is_empty() {
-            SessionStore::default()
+            SessionStore::local(a)
         } else {
             let opts = crate::session::RedisOptions {
                 url: a.redis_url.clone(),
@@ -164,7 +176,7 @@ impl Engine {
     /// say), with session scopes in this process; the language model and trace sink follow
     /// `cfg` as in [`Engine::new`].
     pub fn with_parts(cfg: &Config, parts: Parts) -> anyhow::Result<Arc<Self>> {
-        Self::build(cfg, parts, SessionStore::default(), Metrics::new("answer"))
+        Self::build(cfg, parts, SessionStore::local(&cfg.answer), Metrics::new("answer"))
     }
 
     fn build(cfg: &Config, parts: Parts, sessions: SessionStore, metrics: Metrics) -> anyhow::Result<Arc<Self>> {
@@ -221,14 +233,33 @@ impl Engine {
     }
 
     /// The request's scope, else the session's, else everything.
-    pub async fn resolve_scope(&self, scope: Option<Scope>, session: Option<&str>) -> Result<Scope, AnswerError> {
+    /// The request's own scope, else its session's (with the limits of that lookup), else none.
+    pub async fn resolve_scope(
+        &self,
+        scope: Option<Scope>,
+        session: Option<&str>,
+    ) -> Result<(Scope, Vec<Limit>), AnswerError> {
         if let Some(s) = scope.filter(|s| *s != Scope::default()) {
-            return Ok(s);
+            return Ok((s, Vec::new()));
         }
         match session {
-            Some(id) => Ok(self.sessions.get(id).await?.unwrap_or_default()),
-            None => Ok(Scope::default()),
+            Some(id) => {
+                let found = self.sessions.get(id).await?;
+                Ok((found.scope.unwrap_or_default(), found.limits))
+            }
+            None => Ok((Scope::default(), Vec::new())),
         }
+    }
+
+    /// `SetScope`: the scope checked (bounds, globs, and named repos against those the
+    /// retrievers serve, when they have said), then saved for the session.
+    pub async fn set_session_scope(&self, session: &str, scope: Scope) -> Result<(), AnswerError> {
+        crate::session::validate_session_id(session)?;
+        let filter = codeintel_core::scope::ScopeFilter::new(Some(&scope))?;
+        if let Some(served) = self.parts.health.served_repos() {
+            filter.check_repos(&served, &[])?;
+        }
+        self.sessions.set(session, scope).await
     }
 
     pub async fn search(
@@ -238,7 +269,7 @@ impl Engine {
     ) -> Result<(Vec<SearchHit>, Vec<Limit>), AnswerError> {
         let top_k = req.top_k;
         validate_query(&req.query, top_k, req.scope.as_ref())?;
-        let scope = self.resolve_scope(req.scope, session).await?;
+        let (scope, scope_limits) = self.resolve_scope(req.scope, session).await?;
         let mode = SearchMode::try_from(req.mode).map_err(|_| {
             AnswerError::InvalidArgument(format!("unknown mode {}; use HYBRID, DENSE, LEXICAL or SPARSE", req.mode))
         })?;
@@ -253,7 +284,8 @@ impl Engine {
         } else {
             0
         };
-        let r = self.retrieve(&req.query, &scope, mode, top_k, budget, rerank_n).await?;
+        let mut r = self.retrieve(&req.query, &scope, mode, top_k, budget, rerank_n).await?;
+        r.limits.splice(0..0, scope_limits);
         let hits = r
             .hits
             .into_iter()
@@ -290,9 +322,7 @@ impl Engine {
                 req.rerank_top_n
             )));
         }
-        if req.time_budget_ms > 600_000 {
-            return Err(AnswerError::InvalidArgument("time_budget_ms must be at most 600000".into()));
-        }
+        validate_budget(req.time_budget_ms)?;
         let scope = self.resolve_scope(req.scope.clone(), session).await?;
         let (tx, rx) = mpsc::channel(64);
         let me = self.clone();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use codeintel_config::AnswerConfig;
 use codeintel_core::proto::v1::{Limit, RankMove, RetrieverContribution, Scope, ScoredChunk, SearchMode, StageTiming};
-use codeintel_core::scope::ScopeFilter;
+use codeintel_core::scope::{self, ScopeFilter};
 use codeintel_server::Metrics;
 use tracing::Instrument;
 
@@ -44,15 +44,8 @@ pub(super) fn stage(name: &str, since: Instant) -> StageTiming {
 
 /// Validates the parts every request shares; returns the compiled scope filter.
 pub fn validate_query(query: &str, top_k: u32, scope: Option<&Scope>) -> Result<ScopeFilter, AnswerError> {
-    if query.trim().is_empty() {
-        return Err(AnswerError::InvalidArgument("query is empty: ask a question or name a symbol".into()));
-    }
-    if query.len() > 8192 {
-        return Err(AnswerError::InvalidArgument(format!("query is {} bytes; at most 8192 are allowed", query.len())));
-    }
-    if top_k == 0 || top_k > MAX_TOP_K {
-        return Err(AnswerError::InvalidArgument(format!("top_k must be between 1 and {MAX_TOP_K}, got {top_k}")));
-    }
+    scope::validate_query_text(query, "ask a question or name a symbol").map_err(AnswerError::InvalidArgument)?;
+    scope::validate_top_k(top_k).map_err(AnswerError::InvalidArgument)?;
     Ok(ScopeFilter::new(scope)?)
 }
 

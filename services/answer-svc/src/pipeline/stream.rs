@@ -20,7 +20,7 @@ impl Engine {
     pub(super) async fn run_answer(
         &self,
         req: AnswerRequest,
-        scope: Scope,
+        (scope, scope_limits): (Scope, Vec<Limit>),
         top_k: u32,
         tx: mpsc::Sender<Result<AnswerEvent, tonic::Status>>,
     ) {
@@ -61,7 +61,8 @@ impl Engine {
         if !send(Event::Citations(Citations { citations })).await {
             return;
         }
-        let mut limits = r.limits;
+        let mut limits = scope_limits;
+        limits.extend(r.limits);
         let mut stages = r.stages;
         let sources: Vec<Chunk> = r.hits.iter().map(|h| h.chunk.clone()).collect();
         let t = Instant::now();

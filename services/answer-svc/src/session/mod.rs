@@ -12,7 +12,7 @@ pub use redis::{RedisOptions, RedisStore};
 
 use std::sync::Arc;
 
-use codeintel_core::proto::v1::Scope;
+use codeintel_core::proto::v1::{Limit, Scope};
 
 use crate::error::AnswerError;
 
@@ -37,6 +37,14 @@ pub fn validate_session_id(id: &str) -> Result<(), AnswerError> {
     Ok(())
 }
 
+/// A session's scope as looked up, with what limited the lookup (the store unreachable, or
+/// the scope lost by the store and served from this process's copy).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionScope {
+    pub scope: Option<Scope>,
+    pub limits: Vec<Limit>,
+}
+
 /// Where session scopes live: this process, or Redis shared by every answer-svc process.
 pub enum SessionStore {
     Local(LocalStore),
@@ -55,6 +63,15 @@ fn check_scope(scope: &Scope) -> Result<(), AnswerError> {
 }
 
 impl SessionStore {
+    /// Scopes in this process, with `answer.session_ttl_s` and the store's bounds.
+    pub fn local(a: &codeintel_config::AnswerConfig) -> Self {
+        SessionStore::Local(LocalStore::new(
+            std::time::Duration::from_secs(a.session_ttl_s.max(1)),
+            a.session_max_entries,
+            a.session_max_bytes,
+        ))
+    }
+
     pub async fn set(&self, session: &str, scope: Scope) -> Result<(), AnswerError> {
         validate_session_id(session)?;
         check_scope(&scope)?;
@@ -67,10 +84,10 @@ impl SessionStore {
         }
     }
 
-    pub async fn get(&self, session: &str) -> Result<Option<Scope>, AnswerError> {
+    pub async fn get(&self, session: &str) -> Result<SessionScope, AnswerError> {
         validate_session_id(session)?;
         match self {
-            SessionStore::Local(l) => Ok(l.get(session)),
+            SessionStore::Local(l) => Ok(SessionScope { scope: l.get(session), limits: Vec::new() }),
             SessionStore::Redis(r) => r.get(session).await,
         }
     }
@@ -104,14 +121,14 @@ mod tests {
         let s = SessionStore::default();
         let scope = Scope { repos: vec!["a".into()], ..Default::default() };
         s.set("u1", scope.clone()).await.unwrap();
-        assert_eq!(s.get("u1").await.unwrap(), Some(scope));
-        assert_eq!(s.get("u2").await.unwrap(), None);
+        assert_eq!(s.get("u1").await.unwrap().scope, Some(scope));
+        assert_eq!(s.get("u2").await.unwrap().scope, None);
         s.clear("u1").await.unwrap();
-        assert_eq!(s.get("u1").await.unwrap(), None);
+        assert_eq!(s.get("u1").await.unwrap().scope, None);
         assert!(s.get(&"x".repeat(257)).await.is_err());
         assert!(s.get("a\nb").await.is_err());
         assert!(s.get("").await.is_err());
-        let many = Scope { include_globs: vec!["*.rs".into(); 1001], ..Default::default() };
+        let many = Scope { include_globs: vec!["*.rs".into(); 65], ..Default::default() };
         let e = s.set("u1", many).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
     }

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::invalidation::Invalidations;
 use super::l1::L1;
+use super::SessionScope;
 use crate::error::AnswerError;
-use codeintel_core::proto::v1::Scope;
+use codeintel_core::proto::v1::{Limit, Scope};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 
@@ -24,7 +25,7 @@ pub struct RedisOptions {
     pub invalidation_timeout: Duration,
 }
 
-type Flight = Arc<tokio::sync::OnceCell<Result<Option<Scope>, String>>>;
+type Flight = Arc<tokio::sync::OnceCell<Result<SessionScope, String>>>;
 
 /// Session scopes in Redis (L2) behind an in-process LRU (L1). Concurrent L1 misses for one
 /// session share one Redis read. `SetScope`/`ClearScope` announce the change (see
@@ -139,6 +140,15 @@ impl RedisStore {
     /// Sets (`Some`) or clears (`None`) a session's scope in Redis, then invalidates every
     /// process's cached copy and waits for their acknowledgements.
     pub(super) async fn write(&self, session: &str, scope: Option<Scope>) -> Result<(), AnswerError> {
+        if !self.redis_ok.load(Ordering::SeqCst) {
+            // Known down (the prober's last ping failed): say so at once, not after a connect
+            // timeout.
+            return Err(AnswerError::Unavailable(format!(
+                "session scope not saved: the session store (redis at {}) is unreachable ({}); retry when it is back",
+                self.opts.url,
+                self.reason.read()
+            )));
+        }
         let mut c = self.conn.clone();
         let key = Self::key(session);
         let r: redis::RedisResult<()> = match &scope {
@@ -185,11 +195,15 @@ impl RedisStore {
         }
     }
 
-    pub(super) async fn get(&self, session: &str) -> Result<Option<Scope>, AnswerError> {
+    pub(super) async fn get(&self, session: &str) -> Result<SessionScope, AnswerError> {
         let cached = self.l1.lock().get(session);
         if let Some(scope) = self.cached_fresh(&cached) {
             self.lookups.with_label_values(&["l1"]).inc();
-            return Ok(scope);
+            return Ok(SessionScope { scope, limits: Vec::new() });
+        }
+        if !self.redis_ok.load(Ordering::SeqCst) {
+            // Known down: no Redis round trip (each would wait for a connect timeout).
+            return self.without_redis(session, cached, &self.reason.read().clone());
         }
         let flight: Flight = self.inflight.lock().entry(session.to_string()).or_default().clone();
         let result = flight.get_or_init(|| self.read(session)).await.clone();
@@ -200,29 +214,51 @@ impl RedisStore {
             }
         }
         match result {
-            Ok(scope) => Ok(scope),
-            Err(e) => match cached {
-                // Redis is down: keep serving what this process knew.
-                Some((scope, _)) => {
-                    self.lookups.with_label_values(&["stale"]).inc();
-                    Ok(scope)
-                }
-                None => Err(AnswerError::Unavailable(format!(
-                    "session scope unknown: redis at {} failed ({e}) and this process has no copy",
-                    self.opts.url
-                ))),
-            },
+            Ok(found) => Ok(found),
+            Err(e) => self.without_redis(session, cached, &e),
         }
     }
 
-    /// One Redis read; caches the result unless an invalidation arrived meanwhile.
-    async fn read(&self, session: &str) -> Result<Option<Scope>, String> {
+    /// Redis is down: what this process knew of the session, said in a limit; with nothing
+    /// known, UNAVAILABLE (never "no scope", which would widen the session to every repo).
+    fn without_redis(
+        &self,
+        session: &str,
+        cached: Option<(Option<Scope>, Instant)>,
+        why: &str,
+    ) -> Result<SessionScope, AnswerError> {
+        let url = &self.opts.url;
+        let copy = match cached {
+            Some((scope, _)) => Some(scope),
+            None => self.l1.lock().known(session).map(Some),
+        };
+        match copy {
+            Some(scope) => {
+                self.lookups.with_label_values(&["stale"]).inc();
+                let limits = vec![Limit {
+                    code: "session_store_unreachable".into(),
+                    message: format!(
+                        "the session store (redis at {url}) is unreachable ({why}); this request used this process's last copy of the session's scope"
+                    ),
+                }];
+                Ok(SessionScope { scope, limits })
+            }
+            None => Err(AnswerError::Unavailable(format!(
+                "session scope unknown: the session store (redis at {url}) is unreachable ({why}) and this process has no copy; retry when it is back, or send the scope with the request"
+            ))),
+        }
+    }
+
+    /// One Redis read; caches the result unless an invalidation arrived meanwhile. A session
+    /// that this process knew with a scope and that Redis no longer holds (its data was lost)
+    /// keeps that scope, with a limit saying so.
+    async fn read(&self, session: &str) -> Result<SessionScope, String> {
         // A flight that finished between this caller's cache miss and its joining the in-flight
         // map has filled the cache: no second read.
         let cached = self.l1.lock().get(session);
         if let Some(scope) = self.cached_fresh(&cached) {
             self.lookups.with_label_values(&["l1"]).inc();
-            return Ok(scope);
+            return Ok(SessionScope { scope, limits: Vec::new() });
         }
         let generation = self.invalidations.generation();
         let mut c = self.conn.clone();
@@ -240,9 +276,24 @@ impl RedisStore {
             Some(b) => Some(Scope::decode(b.as_slice()).map_err(|e| format!("stored scope is corrupt: {e}"))?),
             None => None,
         };
-        if self.invalidations.generation() == generation && self.invalidations.subscribed() {
+        let unchanged = self.invalidations.generation() == generation;
+        if scope.is_none() && unchanged {
+            if let Some(known) = self.l1.lock().known(session) {
+                self.lookups.with_label_values(&["lost"]).inc();
+                tracing::warn!(session, "the session store lost a session's scope; serving this process's copy");
+                let limits = vec![Limit {
+                    code: "session_scope_lost".into(),
+                    message: format!(
+                        "the session store (redis at {}) no longer holds this session's scope (restarted without its data, or expired); this request used this process's last copy; call SetScope again to restore it, or ClearScope to drop it",
+                        self.opts.url
+                    ),
+                }];
+                return Ok(SessionScope { scope: Some(known), limits });
+            }
+        }
+        if unchanged && self.invalidations.subscribed() {
             self.l1.lock().put(session, scope.clone());
         }
-        Ok(scope)
+        Ok(SessionScope { scope, limits: Vec::new() })
     }
 }

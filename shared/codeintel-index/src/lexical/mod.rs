@@ -181,7 +181,10 @@ pub fn write_index(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result<S
 
 /// A new version's folder as a copy of `prev_rel`: tantivy never modifies a file once written,
 /// so the copy hard-links the files (falling back to copying across filesystems) and the
-/// published folder of the previous version stays untouched.
+/// published folder of the previous version stays untouched. A file is never copied *onto* an
+/// existing name: that name may be a hard link of a published file, which the copy would
+/// truncate (the writer lock keeps a second writer out; this keeps the published files safe
+/// even if something else created the name).
 fn link_copy(repo_dir: &Path, prev_rel: &str, version: &str) -> Result<(String, std::path::PathBuf), IndexError> {
     let (rel, dir) = fresh_dir(repo_dir, version)?;
     let src = repo_dir.join(prev_rel);
@@ -193,8 +196,15 @@ fn link_copy(repo_dir: &Path, prev_rel: &str, version: &str) -> Result<(String, 
             continue;
         }
         let to = dir.join(&name);
-        if std::fs::hard_link(e.path(), &to).is_err() {
-            std::fs::copy(e.path(), &to).map_err(|e| IndexError::Lexical(format!("{}: {e}", to.display())))?;
+        let err = |e: std::io::Error| IndexError::Lexical(format!("{}: {e}", to.display()));
+        match std::fs::hard_link(e.path(), &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(err(e)),
+            Err(_) => {
+                let mut from = std::fs::File::open(e.path()).map_err(err)?;
+                let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&to).map_err(err)?;
+                std::io::copy(&mut from, &mut out).map_err(err)?;
+            }
         }
     }
     Ok((rel, dir))
