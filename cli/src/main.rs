@@ -1,8 +1,6 @@
 //! The `codeintel` command.
 
-mod up;
-
-use codeintel::index;
+use codeintel::{index, up};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -105,7 +103,7 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
-    /// Start the whole mesh locally; Ctrl-C stops it.
+    /// Start the whole mesh on this host and restart a service that dies; Ctrl-C stops it.
     Up,
     /// Ask a question; the answer streams with `path:start-end` citations.
     Ask {
