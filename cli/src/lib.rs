@@ -1,8 +1,9 @@
-//! The `codeintel` command's library: the index lifecycle (index, compact) and benchmarks,
-//! callable from tests without a process.
+//! The `codeintel` command's library: the index lifecycle (index, compact), benchmarks and the
+//! `up` supervisor, callable from tests without a process.
 
 pub mod bench;
 pub mod health;
 pub use codeintel_models::chat;
 pub mod index;
 pub mod models;
+pub mod up;

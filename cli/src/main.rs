@@ -1,8 +1,6 @@
 //! The `codeintel` command.
 
-mod up;
-
-use codeintel::index;
+use codeintel::{index, up};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -108,7 +106,7 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
-    /// Start the whole mesh locally; Ctrl-C stops it.
+    /// Start the whole mesh on this host and restart a service that dies; Ctrl-C stops it.
     Up,
     /// Ask a question; the answer streams with `path:start-end` citations.
     Ask {
@@ -141,7 +139,8 @@ enum Cmd {
         #[command(subcommand)]
         what: ModelsCmd,
     },
-    /// Measure the index lifecycle (see `docs/benchmarks.md`); prints JSON.
+    /// Measure the index lifecycle and the running mesh (see `docs/benchmarks.md`); prints JSON
+    /// (`load`: a table).
     Bench {
         #[command(subcommand)]
         what: BenchCmd,
@@ -240,6 +239,43 @@ enum BenchCmd {
         /// Per-answer budget, ms (0 = the server's answer.time_budget_ms).
         #[arg(long, default_value_t = 0)]
         time_budget_ms: u32,
+    },
+    /// Concurrent clients against a running answer-svc (`codeintel up`), each sending requests back
+    /// to back for `--duration` seconds at each concurrency level in turn: queries/s, latency
+    /// p50/p95/p99/max and failures by gRPC status code, as a table (and `--json FILE`).
+    Load {
+        #[arg(long, value_enum, default_value = "search")]
+        rpc: codeintel::bench::Rpc,
+        /// Concurrent clients, one level after another, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
+        concurrency: Vec<usize>,
+        /// Measured seconds at each level.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds at each level before measuring (requests sent, not counted).
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Queries in JSON lines (`query`), used round-robin; default: a built-in list of generic
+        /// code questions and identifiers.
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        /// answer-svc `host:port` (default: answer.addr).
+        #[arg(long)]
+        addr: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        top_k: u32,
+        /// Retrieval mode of `--rpc search`.
+        #[arg(long, value_enum, default_value = "hybrid")]
+        mode: Mode,
+        /// Deadline of each request, ms.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+        /// HTTP/2 connections the clients share.
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Upload of a synthetic N-vector version to the object-store data root (`--data-root
     /// s3://...`), then its download and swap into an empty mirror.
@@ -473,7 +509,8 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Cmd::Bench { what } => {
             let work = codeintel::bench::default_workdir();
-            let json = match what {
+            // What is printed: the figures as JSON, or `load`'s table.
+            let out = match what {
                 #[cfg(feature = "gpu")]
                 BenchCmd::Gpu { n, dim, queries, batches, k } => serde_json::to_string_pretty(&codeintel::bench::gpu(
                     n,
@@ -514,9 +551,52 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 BenchCmd::Lifecycle { chunks, changed } => {
                     serde_json::to_string_pretty(&codeintel::bench::lifecycle(&cfg, *chunks, *changed, &work).await?)?
                 }
+                BenchCmd::Load {
+                    rpc,
+                    concurrency,
+                    duration,
+                    warmup,
+                    queries,
+                    addr,
+                    top_k,
+                    mode,
+                    timeout_ms,
+                    connections,
+                    json,
+                } => {
+                    anyhow::ensure!(
+                        duration.is_finite() && *duration > 0.0 && warmup.is_finite() && *warmup >= 0.0,
+                        "--duration must be positive and --warmup not negative"
+                    );
+                    let queries = match queries {
+                        Some(f) => codeintel::bench::parse_queries(
+                            &std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+                        )
+                        .with_context(|| format!("in {}", f.display()))?,
+                        None => codeintel::bench::BUILTIN_QUERIES.iter().map(|q| q.to_string()).collect(),
+                    };
+                    let opts = codeintel::bench::LoadOptions {
+                        rpc: *rpc,
+                        addr: addr.clone().unwrap_or_else(|| cfg.answer.addr.clone()),
+                        concurrency: concurrency.clone(),
+                        duration: Duration::from_secs_f64(*duration),
+                        warmup: Duration::from_secs_f64(*warmup),
+                        queries,
+                        top_k: *top_k,
+                        mode: SearchMode::from(*mode) as i32,
+                        timeout: Duration::from_millis(*timeout_ms),
+                        connections: *connections,
+                    };
+                    let figures = codeintel::bench::load(&opts).await?;
+                    if let Some(f) = json {
+                        std::fs::write(f, serde_json::to_string_pretty(&figures)?)
+                            .with_context(|| format!("cannot write {}", f.display()))?;
+                    }
+                    codeintel::bench::load_table(&figures.levels).trim_end().to_string()
+                }
             };
             let _ = std::fs::remove_dir_all(&work);
-            println!("{json}");
+            println!("{out}");
         }
         Cmd::Eval { queries, mode, out, top_k, rerank } => {
             let mut c = client(&cfg).await?;

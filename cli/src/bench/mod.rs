@@ -1,4 +1,4 @@
-//! `codeintel bench`: measurements of the index lifecycle, release build, one query at a time.
+//! `codeintel bench`: measurements of the index lifecycle and of the running mesh, release build.
 //!
 //! * `vectors`: synthetic clustered vectors (see `vector_svc::synthetic`) at each size: exact
 //!   (`Flat`) against trained primaries, latency p50/p95/p99 and recall@10 against exact search,
@@ -12,10 +12,13 @@
 //!   into an empty mirror (upload, and download-and-swap, seconds).
 //! * `gpu` (feature `gpu`): exact search on the GPU against FAISS `Flat` on the CPU over the
 //!   same synthetic vectors: agreement of the top k, batched queries per second, latency.
+//! * `load`: concurrent `Search` or `Answer` clients against a running answer-svc at several
+//!   concurrency levels: queries per second, latency percentiles, failures by status code.
 
 mod answers;
 mod gpu;
 mod lifecycle;
+mod load;
 mod remote;
 mod scope;
 mod vectors;
@@ -30,6 +33,9 @@ pub use answers::{answers, AnswerFigures};
 pub use gpu::gpu;
 pub use gpu::{Agreement, BatchFigures, ConcurrentFigures, GpuFigures};
 pub use lifecycle::{lifecycle, LifecycleFigures};
+pub use load::{
+    load, parse_queries, table as load_table, LevelFigures, LoadFigures, LoadOptions, Rpc, BUILTIN_QUERIES,
+};
 pub use remote::{remote, RemoteFigures};
 pub use scope::{scope, ScopeFigures};
 pub use vectors::{vectors, IndexFigures, VectorFigures};
