@@ -86,6 +86,10 @@ pub struct IndexReport {
     pub write_time: Duration,
     /// The version compaction published after this run, if it ran.
     pub compacted: Option<u64>,
+    /// Files of the tree the caller left out, `(reason, files)` (secret, binary, minified, ...).
+    pub skipped: Vec<(String, usize)>,
+    /// Files left out as secrets: `(repo-relative path, rule)`, the rule's name only.
+    pub skipped_secrets: Vec<(String, String)>,
 }
 
 pub fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
@@ -274,7 +278,10 @@ pub async fn run(
     manifest::validate_repo_name(repo)?;
     let quiet = opts.quiet;
     let data_root = &cfg.data.root;
-    std::fs::create_dir_all(data_root).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_root.display()))?;
+    // A new data root is private to its owner; an existing one keeps its mode (a volume's root,
+    // shared by the pods of a chart through its group), and `publish` tightens the repo folders.
+    manifest::create_private_dir_all(data_root)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_root.display()))?;
     let files = &tree.files;
     let prev = manifest::load_current(data_root, repo).ok();
     let mut report = IndexReport { files: files.len(), ..Default::default() };
