@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::Context;
+use codeintel_chunk::secrets::SecretPolicy;
 use codeintel_chunk::{chunk_file, walk};
 use codeintel_config::Config;
 use codeintel_core::chunk::{sha256_hex, Chunk, ChunkOptions};
@@ -56,21 +57,80 @@ impl Encoders for Models<'_> {
     }
 }
 
-/// Walks and hashes every indexable file under `root`.
+/// The secret rules of `cfg` (`index.skip_secrets`, `index.secret_patterns_extra`,
+/// `index.allow_secret_paths`).
+pub fn secret_policy(cfg: &Config) -> anyhow::Result<SecretPolicy> {
+    let ix = &cfg.index;
+    SecretPolicy::new(ix.skip_secrets, &ix.secret_patterns_extra, &ix.allow_secret_paths).map_err(anyhow::Error::msg)
+}
+
+/// Walks, reads and hashes every indexable file under `root`; what the walk or the read leaves
+/// out (secrets, symlinks leaving the tree, bad paths, large, binary, undecodable, minified) is
+/// counted in the stats, and each secret logged with its rule.
 fn read_tree(cfg: &Config, root: &Path, quiet: bool) -> anyhow::Result<(Vec<SourceFile>, walk::WalkStats)> {
-    let (files, stats) = walk::walk(root, cfg.index.max_file_bytes)?;
+    let secrets = secret_policy(cfg)?;
+    let (files, mut stats) = walk::walk(root, cfg.index.max_file_bytes, &secrets)?;
     let pb = codeintel_index::build::bar(files.len() as u64, "reading", quiet);
-    let out: Vec<SourceFile> = files
+    // In walk order (rayon keeps it), each file read or why not; `None`: an I/O error.
+    let read: Vec<Result<SourceFile, Option<walk::Skip>>> = files
         .par_iter()
-        .filter_map(|f| {
-            let text = walk::read_text(&f.abs).ok().flatten();
+        .map(|f| {
+            let r = walk::read_source(f, &secrets);
             pb.inc(1);
-            let text = text?;
-            Some(SourceFile { path: f.path.clone(), language: f.language, hash: sha256_hex(text.as_bytes()), text })
+            match r {
+                Ok(Ok(text)) => Ok(SourceFile {
+                    path: f.path.clone(),
+                    language: f.language,
+                    hash: sha256_hex(text.as_bytes()),
+                    text,
+                }),
+                Ok(Err(skip)) => Err(Some(skip)),
+                Err(e) => {
+                    tracing::warn!(path = %f.path, error = %e, "cannot read the file; not indexed");
+                    Err(None)
+                }
+            }
         })
         .collect();
     pb.finish_and_clear();
+    let mut out = Vec::with_capacity(read.len());
+    for (f, r) in files.iter().zip(read) {
+        match r {
+            Ok(file) => out.push(file),
+            Err(Some(skip)) => stats.record(&f.path, &skip),
+            Err(None) => stats.skipped_unreadable += 1,
+        }
+    }
+    stats.skipped_secrets.sort();
+    for (path, rule) in &stats.skipped_secrets {
+        tracing::info!(path = %path, rule = %rule, "not indexed: looks like a secret");
+    }
+    if stats.skipped_symlink_outside > 0 {
+        tracing::info!(files = stats.skipped_symlink_outside, "not indexed: symlinks leaving the repository");
+    }
+    if stats.skipped_bad_path > 0 {
+        tracing::info!(files = stats.skipped_bad_path, "not indexed: paths with control characters or not UTF-8");
+    }
     Ok((out, stats))
+}
+
+/// Secrets listed by [`skipped_lines`]; the others are counted.
+pub const LISTED_SECRETS: usize = 20;
+
+/// What `codeintel index` prints about the files it left out: one line of counts by reason,
+/// then `skipped <path>: <rule>` for each secret (at most `listed`, then `and N more`).
+pub fn skipped_lines(r: &IndexReport, listed: usize) -> Vec<String> {
+    if r.skipped.is_empty() {
+        return Vec::new();
+    }
+    let total: usize = r.skipped.iter().map(|(_, n)| n).sum();
+    let counts: Vec<String> = r.skipped.iter().map(|(why, n)| format!("{n} {why}")).collect();
+    let mut lines = vec![format!("skipped {total} files: {}", counts.join(", "))];
+    lines.extend(r.skipped_secrets.iter().take(listed).map(|(path, rule)| format!("skipped {path}: {rule}")));
+    if r.skipped_secrets.len() > listed {
+        lines.push(format!("and {} more", r.skipped_secrets.len() - listed));
+    }
+    lines
 }
 
 /// Indexes the tree at `path` as `repo` (see `codeintel_index::build::run`).
@@ -81,13 +141,7 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> 
     let (files, stats) = read_tree(cfg, &root, opts.quiet)?;
     let read_time = t.elapsed();
     if !opts.quiet {
-        eprintln!(
-            "read {} files in {:.1}s (skipped {} large, {} non-source)",
-            files.len(),
-            read_time.as_secs_f64(),
-            stats.skipped_large,
-            stats.skipped_unknown
-        );
+        eprintln!("read {} files in {:.1}s", files.len(), read_time.as_secs_f64());
     }
     let embedder = Embedder::from_config(cfg).await?;
     let contract = embedder.contract(&cfg.embed.model_id).await?;
@@ -95,5 +149,7 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> 
     let tree = Tree { source: root.display().to_string(), files };
     let mut report = codeintel_index::build::run(cfg, &tree, repo, contract, &models, opts).await?;
     report.read_time = read_time;
+    report.skipped = stats.skipped().into_iter().map(|(why, n)| (why.to_string(), n)).collect();
+    report.skipped_secrets = stats.skipped_secrets;
     Ok(report)
 }

@@ -330,6 +330,9 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread or file: what this process writes (indexes, mirrors, logs of `up`) is
+    // private to its user.
+    codeintel_server::private_files();
     let cli = Cli::parse();
     let cfg = load_config(&cli)?;
     if matches!(cli.cmd, Cmd::Index { .. }) && cfg.embed.url.is_empty() && cfg.embed.workers > 1 {
@@ -354,6 +357,8 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Index { path, repo, quiet, full, no_wait } => {
             codeintel_server::init_tracing();
+            // Before anything touches the data root or an object store under this name.
+            codeintel_index::manifest::validate_repo_name(repo)?;
             let mut cfg = cfg.clone();
             let remote = pull_for_build(&mut cfg, repo).await?;
             let opts = index::IndexOptions { full: *full, quiet: *quiet, no_wait: *no_wait, fail_after_writes: None };
@@ -385,9 +390,13 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 r.write_time.as_secs_f64(),
                 r.compacted.map(|v| format!(", compacted into version {v}")).unwrap_or_default()
             );
+            for line in index::skipped_lines(&r, index::LISTED_SECRETS) {
+                println!("{line}");
+            }
         }
         Cmd::Compact { repo, quiet } => {
             codeintel_server::init_tracing();
+            codeintel_index::manifest::validate_repo_name(repo)?;
             let mut cfg = cfg.clone();
             let remote = pull_for_build(&mut cfg, repo).await?;
             let m = index::compact(&cfg, repo, *quiet, None)?;

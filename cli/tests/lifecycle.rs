@@ -93,17 +93,82 @@ impl Searchers {
     }
 }
 
+/// Mode bits of `p` (not following a symlink).
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// The issue's two files: a private key in a `.txt`, AWS keys in Python settings (spelt in
+/// pieces, so that this file itself is not taken for a secret when the repository is indexed).
+fn write_secrets(src: &Path) {
+    let key = format!(
+        "-----BEGIN OPENSSH {}-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\
+         -----END OPENSSH PRIVATE KEY-----\n",
+        "PRIVATE KEY"
+    );
+    write(src, "keys/deploy_key.txt", &key);
+    let settings = format!(
+        "DEBUG = False\nAWS_ACCESS_KEY_ID = \"{}\"\nAWS_SECRET_ACCESS_KEY = \"{}\"\n",
+        concat!("AKIA", "IOSFODNN7EXAMPLE"),
+        concat!("wJalrXUtnFEMI/K7MDENG", "/bPxRfiCYEXAMPLEKEY")
+    );
+    write(src, "config/settings.py", &settings);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_index_replaces_edited_and_deleted_code_in_every_store() {
     let (_tmp, src, cfg) = setup();
+    write_secrets(&src);
     let r1 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
     assert_eq!((r1.mode, r1.version), (Mode::Full, 1));
+    // The secrets are left out, counted and listed by rule; the other files are indexed.
+    assert_eq!(r1.files, 3, "{r1:?}");
+    let secrets = [
+        ("config/settings.py".to_string(), "AWS access key id".to_string()),
+        ("keys/deploy_key.txt".to_string(), "private key block".to_string()),
+    ];
+    assert_eq!(r1.skipped_secrets, secrets);
+    assert_eq!(r1.skipped, [("secret".to_string(), 2)]);
+    assert_eq!(
+        index::skipped_lines(&r1, 1),
+        [
+            "skipped 2 files: 2 secret",
+            "skipped config/settings.py: AWS access key id",
+            "and 1 more",
+        ]
+    );
+    // The data root and everything written under it are private to their owner.
+    let data = &cfg.data.root;
+    let m1 = manifest::load_current(data, "shop").unwrap();
+    let repo_dir = data.join("shop");
+    for dir in [data.clone(), repo_dir.clone(), repo_dir.join("manifests"), repo_dir.join(&m1.tantivy_dir)] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    let lexical_files: Vec<_> = std::fs::read_dir(repo_dir.join(&m1.tantivy_dir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(!lexical_files.is_empty());
+    let written = m1.files().into_iter().map(|f| repo_dir.join(f)).chain([repo_dir.join("CURRENT")]);
+    for file in written.chain(lexical_files) {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    assert!(m1.file_hashes.keys().all(|p| !p.starts_with("keys/") && !p.starts_with("config/")), "{m1:?}");
     let s = Searchers::new(&cfg).await;
+    assert!(s.lexical_ids("AWS_SECRET_ACCESS_KEY").is_empty() && s.lexical_ids("OPENSSH").is_empty());
+    let every = s.dense_ids("private key and AWS secret access key", 50).await;
+    assert!(!every.is_empty());
+    for (path, text) in s.rows(&every) {
+        assert!(path.starts_with("shop/") || path.starts_with("net/"), "{path} was indexed");
+        assert!(!text.contains("PRIVATE KEY") && !text.contains("AKIA"), "{path}: {text}");
+    }
     let all = r1.chunks as u32;
     let old_total = s.lexical_ids("compute_total")[0];
     let mail_ids = s.lexical_ids("send_invoice_email render_invoice");
     assert!(!mail_ids.is_empty());
-    let m1 = manifest::load_current(&cfg.data.root, "shop").unwrap();
     assert_eq!(m1.sparse.len(), 1, "sparse documents are written with the version");
     assert_eq!(s.sparse_ids("send an invoice by email", 1), vec![mail_ids[0]]);
 

@@ -14,6 +14,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The answer traces (every query asked) are private to this user.
+    codeintel_server::private_files();
     let args = Args::parse();
     let cfg = args.common.load("answer")?;
     let _telemetry = codeintel_server::telemetry::init("answer-svc", &cfg.telemetry)?;

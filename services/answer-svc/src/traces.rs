@@ -100,14 +100,17 @@ pub fn to_batch(rows: &[TraceRow]) -> Result<RecordBatch, arrow::error::ArrowErr
     RecordBatch::try_new(schema(), cols)
 }
 
+/// Writes one file of `rows` under `dir`. Every query asked is in it: the file is private to this
+/// user (0600), and so is each folder created for it (0700).
 fn write_file(dir: &Path, rows: &[TraceRow]) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     // Two files can be written within one millisecond: a sequence number keeps names unique.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = format!("answers-{}-{}-{seq:06}.parquet", codeintel_core::now_unix_ms(), std::process::id());
     let tmp = dir.join(format!(".{name}.tmp"));
-    let file = std::fs::File::create(&tmp)?;
+    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     let mut w = ArrowWriter::try_new(file, schema(), None)?;
     w.write(&to_batch(rows)?)?;
     w.into_inner()?.sync_all()?;
@@ -261,6 +264,19 @@ mod tests {
         assert_eq!(col("cited"), "[9,4]");
         assert!(col("stages").contains("\"retrieve\"") && col("limits").contains("extractive"));
         assert!(col("ranks").contains("\"before\":2"));
+    }
+
+    #[test]
+    fn trace_files_and_the_folders_made_for_them_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        fn mode(p: &Path) -> u32 {
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("data").join("traces");
+        let path = write_file(&dir, &[row("what is the admin password?")]).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!((mode(&dir), mode(&d.path().join("data"))), (0o700, 0o700));
     }
 
     #[tokio::test]

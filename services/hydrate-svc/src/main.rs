@@ -16,6 +16,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Indexes mirrored from an object store are private to this user.
+    codeintel_server::private_files();
     let args = Args::parse();
     let mut cfg = args.common.load("hydrate")?;
     let _telemetry = codeintel_server::telemetry::init("hydrate-svc", &cfg.telemetry)?;

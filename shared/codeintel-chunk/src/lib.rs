@@ -2,8 +2,9 @@
 //! header (with its decorators, attributes and leading comments), long definitions split at
 //! statement boundaries, and a line-window fallback for the remaining lines and for languages
 //! without a grammar. Line numbers are 1-based and inclusive. Also the walk of a source tree
-//! ([`walk`]).
+//! ([`walk`]) and the rules that keep secrets out of the index ([`secrets`]).
 
+pub mod secrets;
 pub mod walk;
 
 use codeintel_core::chunk::{chunk_id, sha256_hex, Chunk, ChunkOptions};

@@ -342,6 +342,16 @@ pub struct IndexConfig {
     pub compact_ratio: f64,
     /// ... and more than this many vectors (a small Flat secondary costs nothing to search).
     pub compact_min_vectors: u64,
+    /// Leave out files named like or holding a secret (private keys, cloud and API tokens,
+    /// credential files, hard-coded passwords: `codeintel_chunk::secrets`), counted and listed.
+    pub skip_secrets: bool,
+    /// More regular expressions (Rust `regex` syntax); a file whose text matches one is left out
+    /// as a secret too.
+    #[serde(deserialize_with = "one_or_list")]
+    pub secret_patterns_extra: Vec<String>,
+    /// Globs of repo-relative paths the secret rules do not apply to (`tests/fixtures/**`).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub allow_secret_paths: Vec<String>,
 }
 
 impl Default for DataConfig {
@@ -411,6 +421,22 @@ fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
     })
 }
 
+/// A list given as a TOML array, or one item as a string (what an environment variable or `--set`
+/// can carry), for items that may hold commas themselves (regular expressions).
+fn one_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::List(v) => v,
+        Form::One(s) if s.trim().is_empty() => Vec::new(),
+        Form::One(s) => vec![s],
+    })
+}
+
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self::local(0, 0)
@@ -473,6 +499,9 @@ impl Default for IndexConfig {
             gc_grace_ms: 600_000,
             compact_ratio: 0.05,
             compact_min_vectors: 1_000,
+            skip_secrets: true,
+            secret_patterns_extra: Vec::new(),
+            allow_secret_paths: Vec::new(),
         }
     }
 }
@@ -574,6 +603,16 @@ impl Config {
             "index.compact_ratio must be positive, got {}",
             self.index.compact_ratio
         );
+        for p in &self.index.secret_patterns_extra {
+            if let Err(e) = regex::Regex::new(p) {
+                anyhow::bail!("index.secret_patterns_extra: {p:?} is not a valid regular expression: {e}");
+            }
+        }
+        for g in &self.index.allow_secret_paths {
+            if let Err(e) = globset::Glob::new(g) {
+                anyhow::bail!("index.allow_secret_paths: {g:?} is not a valid glob: {e}");
+            }
+        }
         anyhow::ensure!(
             matches!(self.vector.quantizer.as_str(), "sq8" | "pq"),
             "vector.quantizer must be `sq8` or `pq`, got {:?}",
@@ -691,5 +730,33 @@ mod tests {
             Ok(())
         });
         assert!(Config::default().vector.repos.is_empty(), "by default a service serves every repo");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail signature
+    fn secret_options_default_on_take_lists_and_refuse_bad_patterns() {
+        let d = Config::default();
+        assert!(d.index.skip_secrets, "secrets are skipped by default");
+        assert!(d.index.secret_patterns_extra.is_empty() && d.index.allow_secret_paths.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[index]\nsecret_patterns_extra = [\"ACME-[0-9]{8}\", \"x{2,}\"]\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CODEINTEL__INDEX__ALLOW_SECRET_PATHS", "tests/fixtures/**, docs/*.pem");
+            jail.set_env("CODEINTEL__INDEX__SKIP_SECRETS", "false");
+            let mut cfg = Config::load(Some(&file)).unwrap();
+            assert_eq!(cfg.index.secret_patterns_extra, ["ACME-[0-9]{8}", "x{2,}"]);
+            assert_eq!(cfg.index.allow_secret_paths, ["tests/fixtures/**", "docs/*.pem"]);
+            assert!(!cfg.index.skip_secrets);
+            // One pattern from a flag, commas and all.
+            cfg.set("index.secret_patterns_extra", "TOKEN-[a-z]{4,8}").unwrap();
+            assert_eq!(cfg.index.secret_patterns_extra, ["TOKEN-[a-z]{4,8}"]);
+            Ok(())
+        });
+        let mut cfg = Config::default();
+        let err = cfg.set("index.secret_patterns_extra", "(unclosed").unwrap_err().to_string();
+        assert!(err.contains("index.secret_patterns_extra") && err.contains("(unclosed"), "{err}");
+        let err = Config::default().set("index.allow_secret_paths", "a/[").unwrap_err().to_string();
+        assert!(err.contains("index.allow_secret_paths") && err.contains("a/["), "{err}");
     }
 }

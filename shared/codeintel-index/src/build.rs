@@ -89,6 +89,10 @@ pub struct IndexReport {
     pub write_time: Duration,
     /// The version compaction published after this run, if it ran.
     pub compacted: Option<u64>,
+    /// Files of the tree the caller left out, `(reason, files)` (secret, binary, minified, ...).
+    pub skipped: Vec<(String, usize)>,
+    /// Files left out as secrets: `(repo-relative path, rule)`, the rule's name only.
+    pub skipped_secrets: Vec<(String, String)>,
 }
 
 pub fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
@@ -277,7 +281,10 @@ pub async fn run(
     manifest::validate_repo_name(repo)?;
     let quiet = opts.quiet;
     let data_root = &cfg.data.root;
-    std::fs::create_dir_all(data_root).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_root.display()))?;
+    // A new data root is private to its owner; an existing one keeps its mode (a volume's root,
+    // shared by the pods of a chart through its group), and `publish` tightens the repo folders.
+    manifest::create_private_dir_all(data_root)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_root.display()))?;
     // Taken on a blocking thread: waiting for another indexer must not stall the runtime.
     let _lock = {
         let (cfg, repo, no_wait) = (cfg.clone(), repo.to_string(), opts.no_wait);

@@ -2,10 +2,15 @@
 //! under a new versioned name, fsynced, then `manifests/vNNNNNN.json` is written (temp + rename)
 //! and finally `CURRENT` is replaced by rename. A reader that follows `CURRENT` therefore sees a
 //! complete version or the previous one, never a half-written one.
+//!
+//! Everything under the data root is private to its owner: folders 0700, files 0600 (the
+//! segments hold the indexed code). The writers create them so, and [`publish`] tightens a
+//! repo's folder, whatever libraries (FAISS, tantivy) or older versions left readable.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub use codeintel_core::EmbeddingContract;
@@ -197,7 +202,7 @@ impl Manifest {
 pub enum ManifestError {
     #[error("repo {0} has no published index: run `codeintel index PATH --repo {0}`")]
     NotIndexed(String),
-    #[error("invalid repo name {0:?}: use letters, digits, '-', '_' and '.' (not starting with '.')")]
+    #[error("invalid repo name {0:?}: use 1 to 128 letters, digits, '-', '_' and '.', not starting with '.'")]
     BadRepoName(String),
     #[error("manifest {path}: {message}")]
     Corrupt { path: String, message: String },
@@ -292,6 +297,58 @@ pub fn next_version(root: &Path, repo: &str) -> Result<u64, ManifestError> {
     Ok(max + 1)
 }
 
+/// Mode of the folders under the data root.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Mode of the files under the data root.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// `create_dir_all`, each folder it creates private ([`PRIVATE_DIR_MODE`]); folders that exist
+/// are left as they are.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR_MODE).create(dir)
+}
+
+/// `File::create`, private ([`PRIVATE_FILE_MODE`]) when the file is new.
+pub fn create_private_file(path: &Path) -> std::io::Result<File> {
+    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(PRIVATE_FILE_MODE).open(path)
+}
+
+/// Takes every group and other permission off `dir` and everything under it (folders become
+/// 0700, files 0600 when they were 0755 and 0644), whatever created them; symlinks are not
+/// followed, and what vanishes meanwhile is skipped.
+pub fn restrict_tree(dir: &Path) -> Result<(), ManifestError> {
+    restrict(dir)?;
+    let entries = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for e in entries.flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_dir() {
+            restrict_tree(&e.path())?;
+        } else if t.is_file() {
+            restrict(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn restrict(path: &Path) -> Result<(), ManifestError> {
+    let mode = match fs::symlink_metadata(path) {
+        Ok(m) => m.permissions().mode(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    match fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
 pub fn fsync_file(path: &Path) -> Result<(), ManifestError> {
     File::open(path).and_then(|f| f.sync_all()).map_err(io_err(path))
 }
@@ -316,7 +373,7 @@ fn fsync_dir(dir: &Path) -> Result<(), ManifestError> {
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f = create_private_file(&tmp).map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
@@ -348,10 +405,10 @@ pub fn write_ids(path: &Path, ids: &[u64]) -> Result<(), ManifestError> {
     sorted.sort_unstable();
     sorted.dedup();
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        create_private_dir_all(parent).map_err(io_err(parent))?;
     }
     let bytes: Vec<u8> = sorted.iter().flat_map(|i| i.to_le_bytes()).collect();
-    let mut f = File::create(path).map_err(io_err(path))?;
+    let mut f = create_private_file(path).map_err(io_err(path))?;
     f.write_all(&bytes).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
 }
@@ -375,12 +432,13 @@ pub fn tombstones(repo_dir: &Path, m: &Manifest) -> Result<std::collections::Has
     }
 }
 
-/// Publishes `m`: every artifact it names must already be written and fsynced. Writes the
-/// manifest, then atomically points `CURRENT` at it.
+/// Publishes `m`: every artifact it names must already be written and fsynced. Makes the repo's
+/// folder private ([`restrict_tree`]), writes the manifest, then atomically points `CURRENT` at
+/// it.
 pub fn publish(root: &Path, m: &Manifest) -> Result<PathBuf, ManifestError> {
     let dir = repo_dir(root, &m.repo)?;
     let mdir = dir.join("manifests");
-    fs::create_dir_all(&mdir).map_err(io_err(&mdir))?;
+    create_private_dir_all(&mdir).map_err(io_err(&mdir))?;
     for rel in m.files().into_iter().chain([&m.tantivy_dir]) {
         let p = dir.join(rel);
         if !p.exists() {
@@ -390,6 +448,10 @@ pub fn publish(root: &Path, m: &Manifest) -> Result<PathBuf, ManifestError> {
             });
         }
     }
+    // Before the version is visible: what FAISS and tantivy wrote, and folders made before
+    // the data root was private (a repo indexed when its folder was 0755), lose group and
+    // other access.
+    restrict_tree(&dir)?;
     let name = version_name(m.version);
     let path = mdir.join(format!("{name}.json"));
     // Checksums describe a version in an object store; a local publish (an incremental build
@@ -587,9 +649,46 @@ pub(crate) mod tests {
 
     #[test]
     fn hostile_repo_names_are_refused() {
-        for bad in ["", "..", "../etc", "a/b", ".hidden", "a b", "x\0"] {
-            assert!(validate_repo_name(bad).is_err(), "{bad:?}");
+        let long = "a".repeat(200);
+        let bad_names =
+            ["", "..", "../etc", "../x", "a/b", "a\\b", "/abs", ".hidden", "a b", " a", "x\0", "a\0b", "a\nb"];
+        for bad in bad_names.into_iter().chain([long.as_str()]) {
+            let err = validate_repo_name(bad).unwrap_err().to_string();
+            assert!(err.contains("letters, digits") && err.contains("128"), "{bad:?}: {err}");
         }
         assert!(validate_repo_name("my-repo_1.2").is_ok());
+        assert!(validate_repo_name(&"a".repeat(128)).is_ok());
+        assert!(validate_repo_name(&"a".repeat(129)).is_err());
+        assert!(repo_dir(Path::new("/data"), "../x").is_err(), "no path is made of a bad name");
+    }
+
+    #[test]
+    fn publishing_makes_the_repo_folder_private() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("data");
+        let m = manifest("r", 1);
+        write_artifacts(&root, &m);
+        // As a library (or an older version, or a umask of 022) may have left them.
+        let seg = root.join("r").join(&m.segments[0]);
+        fs::set_permissions(&seg, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(root.join("r"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(root.join("r/lexical"), fs::Permissions::from_mode(0o775)).unwrap();
+        publish(&root, &m).unwrap();
+        fn mode(p: &Path) -> u32 {
+            fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+        }
+        let r = root.join("r");
+        for dir in [r.clone(), r.join("manifests"), r.join("segments"), r.join("lexical"), r.join(&m.tantivy_dir)] {
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
+        for file in [seg, r.join(&m.faiss_index), r.join("manifests/v000001.json"), r.join(CURRENT)] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        let ids = r.join("tombstones/x.ids");
+        write_ids(&ids, &[1]).unwrap();
+        assert_eq!((mode(&ids), mode(&r.join("tombstones"))), (0o600, 0o700));
+        let made = root.join("new/a/b");
+        create_private_dir_all(&made).unwrap();
+        assert_eq!((mode(&root.join("new")), mode(&made)), (0o700, 0o700));
     }
 }

@@ -114,7 +114,7 @@ impl Remote {
         } else {
             cfg.data.mirror.clone()
         };
-        std::fs::create_dir_all(&local).map_err(|e| anyhow::anyhow!("data.mirror {}: {e}", local.display()))?;
+        manifest::create_private_dir_all(&local).map_err(|e| anyhow::anyhow!("data.mirror {}: {e}", local.display()))?;
         cfg.data.root = local.clone();
         tracing::info!(%url, mirror = %local.display(), "data root in an object store, mirrored locally");
         Ok(Some(Arc::new(Self {
@@ -218,7 +218,7 @@ impl Remote {
             files += 1;
         }
         let mdir = dir.join("manifests");
-        std::fs::create_dir_all(&mdir).map_err(io(&mdir))?;
+        manifest::create_private_dir_all(&mdir).map_err(io(&mdir))?;
         manifest::write_atomic(&mdir.join(format!("{name}.json")), text.as_bytes())?;
         manifest::write_atomic(&dir.join(CURRENT), format!("{name}\n").as_bytes())?;
         tracing::info!(repo, version = m.version, files, bytes, "pulled a new version from the object store");
@@ -232,13 +232,13 @@ impl Remote {
     /// bytes.
     async fn download(&self, key: &str, path: &Path, want: &str) -> Result<u64, RemoteError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
+            manifest::create_private_dir_all(parent).map_err(io(parent))?;
         }
         // Per process: services on one host may share a mirror (the default `data.mirror`), and
         // each must rename only what it has checked itself.
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let part = path.with_file_name(format!("{name}.{}.part", std::process::id()));
-        let mut f = tokio::fs::File::create(&part).await.map_err(io(&part))?;
+        let mut f = tokio::fs::File::from_std(manifest::create_private_file(&part).map_err(io(&part))?);
         let mut stream =
             self.store.get(&self.key(key)).await.map_err(|e| self.err(format!("{key}: {e}")))?.into_stream();
         let (mut hash, mut n) = (Sha256::new(), 0u64);

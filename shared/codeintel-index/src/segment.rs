@@ -18,8 +18,8 @@ pub fn write_segment(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result
     let rel = format!("segments/{version}.parquet");
     let path = repo_dir.join(&rel);
     let io = |e: std::io::Error| IndexError::Segment(format!("{}: {e}", path.display()));
-    std::fs::create_dir_all(path.parent().expect("has parent")).map_err(io)?;
-    let file = std::fs::File::create(&path).map_err(io)?;
+    crate::manifest::create_private_dir_all(path.parent().expect("has parent")).map_err(io)?;
+    let file = crate::manifest::create_private_file(&path).map_err(io)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(8192))
@@ -45,7 +45,7 @@ pub fn compact_segments(
     let rel = format!("segments/{version}.parquet");
     let path = repo_dir.join(&rel);
     let internal = |e: &dyn std::fmt::Display| IndexError::Segment(format!("{}: {e}", path.display()));
-    let file = std::fs::File::create(&path).map_err(|e| internal(&e))?;
+    let file = crate::manifest::create_private_file(&path).map_err(|e| internal(&e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(8192))

@@ -25,11 +25,11 @@ fn put_str(w: &mut impl Write, s: &str) -> std::io::Result<()> {
 /// Writes documents to `path` (through a temporary file, fsynced, then renamed).
 pub fn write_docs(path: &Path, docs: &[SparseDoc]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::manifest::create_private_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
     {
-        let f = std::fs::File::create(&tmp)?;
+        let f = crate::manifest::create_private_file(&tmp)?;
         let mut w = BufWriter::new(&f);
         w.write_all(MAGIC)?;
         w.write_all(&(docs.len() as u64).to_le_bytes())?;

@@ -153,7 +153,7 @@ pub fn write_artifact(
     let ids: Vec<u64> = metas.iter().map(|m| m.id).collect();
     let index = build_index(dim, vectors, &ids, kind)?;
     let dir = repo_dir.join("vector");
-    std::fs::create_dir_all(&dir).map_err(io(dir.display()))?;
+    crate::manifest::create_private_dir_all(&dir).map_err(io(dir.display()))?;
     let files = VectorFiles {
         faiss_index: format!("vector/{stem}.faiss"),
         chunk_meta: format!("vector/{stem}.meta.json"),
@@ -164,10 +164,12 @@ pub fn write_artifact(
     let faiss_path = repo_dir.join(&files.faiss_index);
     faiss::write_index(&index, faiss_path.to_str().ok_or_else(|| IndexError::Io("non-utf8 path".into()))?)?;
     let meta = serde_json::to_vec(metas).map_err(|e| IndexError::Io(e.to_string()))?;
-    std::fs::write(repo_dir.join(&files.chunk_meta), meta).map_err(io(&files.chunk_meta))?;
+    crate::manifest::create_private_file(&repo_dir.join(&files.chunk_meta))
+        .and_then(|mut f| f.write_all(&meta))
+        .map_err(io(&files.chunk_meta))?;
     {
         let p = repo_dir.join(&files.vectors);
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io(&files.vectors))?);
+        let mut f = std::io::BufWriter::new(crate::manifest::create_private_file(&p).map_err(io(&files.vectors))?);
         for x in vectors {
             f.write_all(&x.to_le_bytes()).map_err(io(&files.vectors))?;
         }

@@ -131,6 +131,16 @@ impl Metrics {
     }
 }
 
+/// Makes what this process creates from now on private to its user (umask 077: folders 0700,
+/// files 0600), whatever the umask it was started with: the data root holds the indexed code
+/// and `traces/*.parquet` every query asked. Each binary calls it first thing in `main`; the
+/// services and the indexer must therefore run as one user (the image and the charts use uid
+/// 10001 throughout).
+pub fn private_files() {
+    use rustix::fs::Mode;
+    let _previous = rustix::process::umask(Mode::RWXG | Mode::RWXO);
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 /// Logs only; services use [`crate::telemetry::init`] once their configuration is loaded.
 pub fn init_tracing() {

@@ -155,7 +155,7 @@ fn fresh_dir(repo_dir: &Path, version: &str) -> Result<(String, std::path::PathB
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| IndexError::Lexical(e.to_string()))?;
     }
-    std::fs::create_dir_all(&dir).map_err(|e| IndexError::Lexical(e.to_string()))?;
+    crate::manifest::create_private_dir_all(&dir).map_err(|e| IndexError::Lexical(e.to_string()))?;
     Ok((rel, dir))
 }
 
