@@ -132,11 +132,7 @@ async fn incremental_index_replaces_edited_and_deleted_code_in_every_store() {
     assert_eq!(r1.skipped, [("secret".to_string(), 2)]);
     assert_eq!(
         index::skipped_lines(&r1, 1),
-        [
-            "skipped 2 files: 2 secret",
-            "skipped config/settings.py: AWS access key id",
-            "and 1 more",
-        ]
+        ["skipped 2 files: 2 secret", "skipped config/settings.py: AWS access key id", "and 1 more",]
     );
     // The data root and everything written under it are private to their owner.
     let data = &cfg.data.root;

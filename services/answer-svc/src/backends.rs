@@ -68,6 +68,7 @@ impl Backends {
         });
         r.set_timeout(d);
         codeintel_server::telemetry::inject(r.metadata_mut());
+        codeintel_server::admission::authorize(r.metadata_mut());
         r
     }
 
@@ -133,6 +134,7 @@ impl Backends {
                 let mut req = tonic::Request::new(Ticket::new(ticket.encode()));
                 req.set_timeout(d);
                 codeintel_server::telemetry::inject(req.metadata_mut());
+                codeintel_server::admission::authorize(req.metadata_mut());
                 let stream = c.do_get(req).await?.into_inner();
                 let batches: Vec<RecordBatch> =
                     FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from))

@@ -7,9 +7,13 @@ pub enum AnswerError {
     InvalidArgument(String),
     #[error(transparent)]
     Scope(#[from] ScopeError),
-    /// Every retriever needed by the request failed.
-    #[error("no retriever answered: {0}")]
+    /// A service the request needs is unreachable (every retriever, hydrate-svc, the session
+    /// store); the message names it.
+    #[error("{0}")]
     Unavailable(String),
+    /// The caller's token may not read what it asked for.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The request's budget (or a stage's deadline) ran out.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -30,6 +34,7 @@ impl AnswerError {
         match self {
             AnswerError::InvalidArgument(_) | AnswerError::Scope(_) => Code::InvalidArgument,
             AnswerError::Unavailable(_) => Code::Unavailable,
+            AnswerError::PermissionDenied(_) => Code::PermissionDenied,
             AnswerError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             AnswerError::FailedPrecondition(_) => Code::FailedPrecondition,
             AnswerError::Overloaded(_) => Code::ResourceExhausted,
@@ -60,10 +65,11 @@ mod tests {
         let cases = [
             (AnswerError::InvalidArgument("bad".into()), Code::InvalidArgument, "bad"),
             (
-                AnswerError::Unavailable("vector-svc: down".into()),
+                AnswerError::Unavailable("no retriever answered: vector-svc: down".into()),
                 Code::Unavailable,
                 "no retriever answered: vector-svc: down",
             ),
+            (AnswerError::PermissionDenied("not yours".into()), Code::PermissionDenied, "not yours"),
             (AnswerError::DeadlineExceeded("slow".into()), Code::DeadlineExceeded, "slow"),
             (AnswerError::FailedPrecondition("no sparse".into()), Code::FailedPrecondition, "no sparse"),
             (AnswerError::Overloaded("busy".into()), Code::ResourceExhausted, "busy"),

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::error::AnswerError;
 use crate::pipeline::Engine;
 use crate::session::SESSION_HEADER;
+use codeintel_server::admission::Principal;
 
 pub struct AnswerGrpc(pub Arc<Engine>);
 
@@ -34,28 +35,17 @@ fn required_session<T>(r: &Request<T>) -> Result<String, AnswerError> {
     })
 }
 
-/// The deadline the client sent (`grpc-timeout`: an integer and a unit, H M S m u n).
+/// The deadline the client sent (`grpc-timeout`).
 fn grpc_timeout<T>(r: &Request<T>) -> Option<std::time::Duration> {
     let v = r.metadata().get("grpc-timeout")?.to_str().ok()?;
     parse_grpc_timeout(v)
 }
 
-pub fn parse_grpc_timeout(v: &str) -> Option<std::time::Duration> {
-    use std::time::Duration;
-    if v.len() < 2 || v.len() > 9 {
-        return None;
-    }
-    let (n, unit) = v.split_at(v.len() - 1);
-    let n: u64 = n.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+pub use codeintel_server::rpc::parse_grpc_timeout;
+
+/// The caller's token, when tokens are configured (set by the admission layer).
+fn caller<T>(r: &Request<T>) -> Option<Principal> {
+    r.extensions().get::<Principal>().cloned()
 }
 
 #[tonic::async_trait]
@@ -64,6 +54,7 @@ impl AnswerService for AnswerGrpc {
 
     async fn answer(&self, request: Request<AnswerRequest>) -> Result<Response<Self::AnswerStream>, Status> {
         let session = session_id(&request)?;
+        let who = caller(&request);
         let client_deadline = grpc_timeout(&request);
         let mut req = request.into_inner();
         // Validated as sent, before the client's deadline caps it.
@@ -75,33 +66,35 @@ impl AnswerService for AnswerGrpc {
             let asked = if req.time_budget_ms == 0 { self.0.default_budget_ms() } else { req.time_budget_ms };
             req.time_budget_ms = asked.min(cap);
         }
-        let events = self.0.answer(req, session.as_deref()).await?;
+        let events = self.0.answer(req, session.as_deref(), who.as_ref()).await?;
         // Dropping the stream (client gone) closes the channel, which stops the pipeline.
         Ok(Response::new(ReceiverStream::new(events)))
     }
 
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
         let session = session_id(&request)?;
-        let (hits, limits) = self.0.search(request.into_inner(), session.as_deref()).await?;
+        let who = caller(&request);
+        let (hits, limits) = self.0.search(request.into_inner(), session.as_deref(), who.as_ref()).await?;
         Ok(Response::new(SearchResponse { hits, limits }))
     }
 
     async fn set_scope(&self, request: Request<SetScopeRequest>) -> Result<Response<ScopeResponse>, Status> {
         let session = required_session(&request)?;
+        let who = caller(&request);
         let scope = request.into_inner().scope.unwrap_or_default();
-        self.0.set_session_scope(&session, scope.clone()).await?;
+        self.0.set_session_scope(&session, scope.clone(), who.as_ref()).await?;
         Ok(Response::new(ScopeResponse { session_id: session, scope: Some(scope) }))
     }
 
     async fn get_scope(&self, request: Request<GetScopeRequest>) -> Result<Response<ScopeResponse>, Status> {
         let session = required_session(&request)?;
-        let scope = self.0.sessions.get(&session).await?.scope;
+        let scope = self.0.session_scope(&session, caller(&request).as_ref()).await?;
         Ok(Response::new(ScopeResponse { session_id: session, scope }))
     }
 
     async fn clear_scope(&self, request: Request<ClearScopeRequest>) -> Result<Response<ScopeResponse>, Status> {
         let session = required_session(&request)?;
-        self.0.sessions.clear(&session).await?;
+        self.0.clear_session_scope(&session, caller(&request).as_ref()).await?;
         Ok(Response::new(ScopeResponse { session_id: session, scope: None }))
     }
 }

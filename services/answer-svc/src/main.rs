@@ -19,6 +19,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = args.common.load("answer")?;
     let _telemetry = codeintel_server::telemetry::init("answer-svc", &cfg.telemetry)?;
+    // Before the first call to a backend (the probes of Engine::new).
+    server::admission::present_service_token(&cfg.auth.service_token)?;
     let engine = Engine::new(&cfg).await?;
     let e = engine.clone();
     tokio::spawn(async move {
@@ -27,7 +29,8 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     });
-    let grpc = AnswerServiceServer::new(AnswerGrpc(engine.clone()));
+    let grpc =
+        AnswerServiceServer::new(AnswerGrpc(engine.clone())).max_decoding_message_size(cfg.limits.max_message_bytes);
     let served = server::serve(
         server::ServeSpec {
             service: "answer-svc",
@@ -36,6 +39,8 @@ async fn main() -> anyhow::Result<()> {
             metrics_addr: &cfg.answer.metrics_addr,
             metrics: engine.metrics.clone(),
             readiness: engine.readiness.clone(),
+            admission: server::admission::Admission::new(&cfg.limits, server::admission::Auth::clients(&cfg.auth)?),
+            limits: &cfg.limits,
             extra_descriptors: &[],
         },
         |r| r.add_service(grpc),

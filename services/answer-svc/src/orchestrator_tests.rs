@@ -402,7 +402,7 @@ async fn sparse_without_documents_is_failed_precondition_in_sparse_mode() {
     assert!(f.dense.calls().is_empty() && f.lexical.calls().is_empty(), "SPARSE mode asks sparse only");
     // Through `search`, as a client sees it.
     let req = SearchRequest { query: NL.into(), top_k: 5, mode: SearchMode::Sparse as i32, ..Default::default() };
-    let s = tonic::Status::from(engine.search(req, None).await.unwrap_err());
+    let s = tonic::Status::from(engine.search(req, None, None).await.unwrap_err());
     assert_eq!((s.code(), s.message()), (Code::FailedPrecondition, NO_SPARSE));
 }
 
@@ -428,7 +428,7 @@ async fn hydration_unavailable_is_unavailable() {
     let s = tonic::Status::from(e);
     assert_eq!(
         (s.code(), s.message()),
-        (Code::Unavailable, "no retriever answered: hydrate-svc: Unavailable: flight down")
+        (Code::Unavailable, "the retrievers answered but hydrate-svc, which returns the chunks' text, did not: Unavailable: flight down")
     );
 }
 

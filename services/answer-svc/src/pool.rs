@@ -282,9 +282,14 @@ impl Pool {
             }
             Ok(Some(info.repos.into_iter().map(|r| r.repo).collect()))
         };
+        let req = || {
+            let mut r = tonic::Request::new(InfoRequest {});
+            codeintel_server::admission::authorize(r.metadata_mut());
+            r
+        };
         match self.probe {
-            Probe::VectorInfo => info(VectorServiceClient::new(m.channel.clone()).info(InfoRequest {}).await),
-            Probe::LexicalInfo => info(LexicalServiceClient::new(m.channel.clone()).info(InfoRequest {}).await),
+            Probe::VectorInfo => info(VectorServiceClient::new(m.channel.clone()).info(req()).await),
+            Probe::LexicalInfo => info(LexicalServiceClient::new(m.channel.clone()).info(req()).await),
             Probe::Health(service) => {
                 let mut c = tonic_health::pb::health_client::HealthClient::new(m.channel.clone());
                 let r = c

@@ -28,7 +28,9 @@ async fn main() -> anyhow::Result<()> {
     let store = ChunkStore::new(&cfg)?;
     let s = store.clone();
     server::spawn_reloader(Duration::from_millis(cfg.hydrate.reload_ms), move || s.refresh());
-    let grpc = FlightServiceServer::new(HydrateFlight(store.clone())).max_encoding_message_size(64 << 20);
+    let grpc = FlightServiceServer::new(HydrateFlight(store.clone()))
+        .max_encoding_message_size(64 << 20)
+        .max_decoding_message_size(cfg.limits.max_message_bytes);
     server::serve(
         server::ServeSpec {
             service: "hydrate-svc",
@@ -37,6 +39,8 @@ async fn main() -> anyhow::Result<()> {
             metrics_addr: &cfg.hydrate.metrics_addr,
             metrics: store.metrics.clone(),
             readiness: store.readiness.clone(),
+            admission: server::admission::Admission::new(&cfg.limits, server::admission::Auth::service(&cfg.auth)),
+            limits: &cfg.limits,
             extra_descriptors: &[codeintel_core::proto::FLIGHT_DESCRIPTOR_SET],
         },
         |r| r.add_service(grpc),

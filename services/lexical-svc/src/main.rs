@@ -28,7 +28,8 @@ async fn main() -> anyhow::Result<()> {
     let searcher = LexicalSearcher::new(&cfg)?;
     let s = searcher.clone();
     server::spawn_reloader(Duration::from_millis(cfg.lexical.reload_ms), move || s.refresh());
-    let grpc = LexicalServiceServer::new(LexicalGrpc(searcher.clone()));
+    let grpc = LexicalServiceServer::new(LexicalGrpc(searcher.clone()))
+        .max_decoding_message_size(cfg.limits.max_message_bytes);
     server::serve(
         server::ServeSpec {
             service: "lexical-svc",
@@ -37,6 +38,8 @@ async fn main() -> anyhow::Result<()> {
             metrics_addr: &cfg.lexical.metrics_addr,
             metrics: searcher.metrics.clone(),
             readiness: searcher.readiness.clone(),
+            admission: server::admission::Admission::new(&cfg.limits, server::admission::Auth::service(&cfg.auth)),
+            limits: &cfg.limits,
             extra_descriptors: &[],
         },
         |r| r.add_service(grpc),

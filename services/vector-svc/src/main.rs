@@ -28,7 +28,8 @@ async fn main() -> anyhow::Result<()> {
     let searcher = VectorSearcher::new(&cfg).await?;
     let s = searcher.clone();
     server::spawn_reloader(Duration::from_millis(cfg.vector.reload_ms), move || s.refresh());
-    let grpc = VectorServiceServer::new(VectorGrpc(searcher.clone()));
+    let grpc =
+        VectorServiceServer::new(VectorGrpc(searcher.clone())).max_decoding_message_size(cfg.limits.max_message_bytes);
     server::serve(
         server::ServeSpec {
             service: "vector-svc",
@@ -37,6 +38,8 @@ async fn main() -> anyhow::Result<()> {
             metrics_addr: &cfg.vector.metrics_addr,
             metrics: searcher.metrics.clone(),
             readiness: searcher.readiness.clone(),
+            admission: server::admission::Admission::new(&cfg.limits, server::admission::Auth::service(&cfg.auth)),
+            limits: &cfg.limits,
             extra_descriptors: &[],
         },
         |r| r.add_service(grpc),

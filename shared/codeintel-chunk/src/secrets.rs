@@ -121,19 +121,37 @@ static TEXT_REGEXES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
 /// the name ends in a credential word (`db_password`, `API_TOKEN`, `secretKey`, `client_secret`,
 /// `secret_key_base`) and the literal has no quote or space; group 1 is the literal.
 static CREDENTIAL_ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        concat!(
-            r"(?i)(?:password|passwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|auth[_\-]?key)",
-            r#"(?:[_\-]?key(?:[_\-]?base)?|s)?["']?\s*(?::=|=>|[:=])\s*[rbuf]{0,2}["']([^"'\s]{16,})["']"#,
-        ),
-    )
+    Regex::new(concat!(
+        r"(?i)(?:password|passwd|secret|token|api[_\-]?key|access[_\-]?key|private[_\-]?key|auth[_\-]?key)",
+        r#"(?:[_\-]?key(?:[_\-]?base)?|s)?["']?\s*(?::=|=>|[:=])\s*[rbuf]{0,2}["']([^"'\s]{16,})["']"#,
+    ))
     .expect("built-in secret rule compiles")
 });
 
 /// Words that mark a literal as a placeholder, an example or a template, not a credential.
 const PLACEHOLDERS: &[&str] = &[
-    "xxx", "***", "...", "changeme", "change_me", "change-me", "example", "placeholder", "your", "dummy", "sample",
-    "fake", "mock", "test", "redacted", "replace", "insert", "todo", "secret", "password", "token", "foobar",
+    "xxx",
+    "***",
+    "...",
+    "changeme",
+    "change_me",
+    "change-me",
+    "example",
+    "placeholder",
+    "your",
+    "dummy",
+    "sample",
+    "fake",
+    "mock",
+    "test",
+    "redacted",
+    "replace",
+    "insert",
+    "todo",
+    "secret",
+    "password",
+    "token",
+    "foobar",
 ];
 
 /// Characters of templates, interpolation, paths and calls, not of credentials.

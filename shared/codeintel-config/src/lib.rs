@@ -8,6 +8,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+/// Longest `auth.tokens[].name`.
+pub const MAX_TOKEN_NAME: usize = 64;
+
 /// Environment variable naming the configuration file (also `--config` on every binary).
 pub const CONFIG_FILE_ENV: &str = "CODEINTEL_CONFIG";
 
@@ -24,6 +27,72 @@ pub struct Config {
     pub sparse: SparseConfig,
     pub models: ModelsConfig,
     pub telemetry: TelemetryConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+}
+
+/// Admission limits each service applies to its own RPCs (health and reflection are exempt):
+/// past `max_concurrent` running and `max_queue` waiting, a request is refused at once with
+/// RESOURCE_EXHAUSTED and a retry hint, never queued without bound.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// RPCs running at once in one process (an `Answer` counts until its stream ends).
+    pub max_concurrent: usize,
+    /// RPCs waiting for a slot; past it, refused at once.
+    pub max_queue: usize,
+    /// Longest wait for a slot, milliseconds (also capped by the request's own deadline).
+    pub queue_wait_ms: u64,
+    /// Largest request message a service decodes, bytes.
+    pub max_message_bytes: usize,
+    /// Largest request header list (metadata), bytes.
+    pub max_header_bytes: u32,
+    /// The retry hint sent with RESOURCE_EXHAUSTED (`grpc-retry-pushback-ms`), milliseconds.
+    pub retry_after_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 32,
+            max_queue: 64,
+            queue_wait_ms: 250,
+            max_message_bytes: 4 << 20,
+            max_header_bytes: 16 << 10,
+            retry_after_ms: 200,
+        }
+    }
+}
+
+/// Who may call: bearer tokens for answer-svc's clients (each may be limited to some repos and
+/// a request rate), and one service token answer-svc presents to the backends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Client tokens answer-svc accepts, as SHA-256 hashes; none: no client authentication.
+    pub tokens: Vec<TokenConfig>,
+    /// A TOML file of more tokens (`[[tokens]]` tables like `auth.tokens`), read at start.
+    pub tokens_file: PathBuf,
+    /// The shared secret answer-svc sends to vector-, lexical- and hydrate-svc, which then
+    /// refuse any caller without it. Empty: the backends accept any caller. Set it through
+    /// `CODEINTEL__AUTH__SERVICE_TOKEN`, not in a file others can read.
+    pub service_token: String,
+}
+
+/// One client token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Who holds it (logs, metrics, traces).
+    pub name: String,
+    /// Hex SHA-256 of the token (`codeintel token hash`); the token itself is never stored.
+    pub sha256: String,
+    /// Repos it may read; empty: all.
+    pub repos: Vec<String>,
+    /// Requests per second it may send (token bucket); 0: unlimited.
+    pub rate_per_s: f64,
+    /// Bucket size: requests it may send at once before the rate applies.
+    pub burst: u32,
 }
 
 /// OpenTelemetry traces (every service).
@@ -519,6 +588,8 @@ impl Default for Config {
             sparse: SparseConfig::default(),
             models: ModelsConfig::default(),
             telemetry: TelemetryConfig::default(),
+            limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -546,6 +617,22 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        let lim = &self.limits;
+        anyhow::ensure!(lim.max_concurrent >= 1, "limits.max_concurrent must be at least 1");
+        anyhow::ensure!(lim.max_message_bytes >= 1024, "limits.max_message_bytes must be at least 1024");
+        anyhow::ensure!(lim.max_header_bytes >= 1024, "limits.max_header_bytes must be at least 1024");
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            anyhow::ensure!(
+                t.sha256.len() == 64 && t.sha256.chars().all(|c| c.is_ascii_hexdigit()),
+                "auth.tokens[{i}] ({:?}): sha256 must be 64 hex digits (`codeintel token hash` prints it)",
+                t.name
+            );
+            anyhow::ensure!(
+                !t.name.is_empty() && t.name.len() <= MAX_TOKEN_NAME && !t.name.contains('/'),
+                "auth.tokens[{i}]: name it with 1 to {MAX_TOKEN_NAME} characters and no `/` (`name = \"ci\"`)"
+            );
+            anyhow::ensure!(t.rate_per_s >= 0.0, "auth.tokens[{i}] ({:?}): rate_per_s must not be negative", t.name);
+        }
         anyhow::ensure!(
             matches!(self.answer.fusion.as_str(), "dbsf" | "rrf"),
             "answer.fusion must be `dbsf` or `rrf`, got {:?}",

@@ -114,7 +114,8 @@ impl Remote {
         } else {
             cfg.data.mirror.clone()
         };
-        manifest::create_private_dir_all(&local).map_err(|e| anyhow::anyhow!("data.mirror {}: {e}", local.display()))?;
+        manifest::create_private_dir_all(&local)
+            .map_err(|e| anyhow::anyhow!("data.mirror {}: {e}", local.display()))?;
         cfg.data.root = local.clone();
         tracing::info!(%url, mirror = %local.display(), "data root in an object store, mirrored locally");
         Ok(Some(Arc::new(Self {

@@ -10,6 +10,7 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Regi
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+pub mod admission;
 pub mod rpc;
 pub mod telemetry;
 
@@ -325,11 +326,26 @@ pub struct ServeSpec<'a> {
     pub readiness: SharedReadiness,
     /// Descriptor sets for reflection beyond the CodeIntel contracts and health.
     pub extra_descriptors: &'a [&'static [u8]],
+    /// Who may call and how much at once ([`admission`]).
+    pub admission: admission::Admission,
+    /// Header size bound (message sizes are set on each service by its main).
+    pub limits: &'a codeintel_config::LimitsConfig,
 }
 
 /// Serves a service with health, reflection (v1 + v1alpha), metrics and graceful shutdown.
 pub async fn serve(spec: ServeSpec<'_>, add: impl FnOnce(GrpcRouter) -> GrpcRouter) -> anyhow::Result<()> {
-    let ServeSpec { service, health_name, addr, metrics_addr, metrics, readiness, extra_descriptors } = spec;
+    let ServeSpec {
+        service,
+        health_name,
+        addr,
+        metrics_addr,
+        metrics,
+        readiness,
+        extra_descriptors,
+        admission,
+        limits,
+    } = spec;
+    let admission = std::sync::Arc::new(admission.with_metrics(&metrics.registry));
     let listener = bind(addr, "grpc").await?;
     let grpc_addr = listener.local_addr()?;
     let http = if metrics_addr.is_empty() { None } else { Some(bind(metrics_addr, "metrics").await?) };
@@ -362,7 +378,8 @@ pub async fn serve(spec: ServeSpec<'_>, add: impl FnOnce(GrpcRouter) -> GrpcRout
     let (v1, v1a) = reflection(&[health_name], extra_descriptors)?;
     // One middleware stack for every RPC of every service, health and reflection included.
     let router = tonic::transport::Server::builder()
-        .layer(rpc::RpcLayer::new(metrics.clone()))
+        .http2_max_header_list_size(limits.max_header_bytes)
+        .layer(rpc::RpcLayer::new(metrics.clone(), admission))
         .add_service(health)
         .add_service(v1)
         .add_service(v1a);

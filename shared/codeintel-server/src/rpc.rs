@@ -4,18 +4,22 @@
 //! streaming RPC is the `grpc-status` of its trailers, so an `Answer` that fails inside its
 //! stream counts as that failure, and a client that goes away mid-stream counts as `Cancelled`.
 //!
-//! This is also where admission belongs: authentication, request limits and load shedding wrap
-//! the same service, ahead of the handlers (see [`RpcLayer`]).
+//! Admission runs here too, ahead of the handlers ([`crate::admission`]): authentication, the
+//! token's rate, and the bounded slots and queue; a refused request is counted with its code
+//! like any other. A request the server could not decode (garbage protobuf, a bad frame) is
+//! INVALID_ARGUMENT, not INTERNAL: the fault is the caller's.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::admission::{self, Admission};
 use crate::Metrics;
 
 /// The method name of a gRPC path (`/codeintel.v1.AnswerService/Answer` -> `Answer`) and its
@@ -45,15 +49,56 @@ fn traced(path: &str) -> bool {
     !(path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection."))
 }
 
+/// The deadline a request carries (`grpc-timeout`: an integer and a unit, H M S m u n).
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (n, unit) = v.split_at(v.len() - 1);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    headers.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout)
+}
+
+/// A decode failure of the request (tonic reports INTERNAL) becomes INVALID_ARGUMENT.
+fn caller_faults_are_invalid_argument(headers: &mut http::HeaderMap) {
+    if grpc_status(headers) != Some(tonic::Code::Internal as i32) {
+        return;
+    }
+    let msg = headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let decoded = msg.replace("%20", " ");
+    if decoded.starts_with("failed to decode Protobuf message")
+        || decoded.starts_with("protocol error: received message")
+    {
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+        let m = format!("the request is not a valid message of this RPC ({decoded})").replace(' ', "%20");
+        if let Ok(v) = http::HeaderValue::from_str(&m) {
+            headers.insert("grpc-message", v);
+        }
+    }
+}
+
 /// Installs [`RpcService`] around a router.
 #[derive(Clone)]
 pub struct RpcLayer {
     metrics: Metrics,
+    admission: Arc<Admission>,
 }
 
 impl RpcLayer {
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+    pub fn new(metrics: Metrics, admission: Arc<Admission>) -> Self {
+        Self { metrics, admission }
     }
 }
 
@@ -61,7 +106,7 @@ impl<S> Layer<S> for RpcLayer {
     type Service = RpcService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcService { inner, metrics: self.metrics.clone() }
+        RpcService { inner, metrics: self.metrics.clone(), admission: self.admission.clone() }
     }
 }
 
@@ -69,6 +114,7 @@ impl<S> Layer<S> for RpcLayer {
 pub struct RpcService<S> {
     inner: S,
     metrics: Metrics,
+    admission: Arc<Admission>,
 }
 
 /// Records one RPC once, when its final status is known (or when it is dropped unfinished).
@@ -100,10 +146,11 @@ impl Drop for Recorder {
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RpcService<S>
 where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ResBody: Body,
+    ReqBody: Send + 'static,
+    ResBody: Body + Default,
 {
     type Response = http::Response<RecordedBody<ResBody>>;
     type Error = S::Error;
@@ -113,7 +160,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
         let path = req.uri().path().to_string();
         let (method, span_name) = method_names(&path);
         let span = if traced(&path) {
@@ -122,21 +169,44 @@ where
             tracing::Span::none()
         };
         let mut recorder = Recorder { metrics: self.metrics.clone(), method, started: Instant::now(), done: false };
-        let fut = {
-            let _entered = span.enter();
-            self.inner.call(req)
-        };
+        let admission = self.admission.clone();
+        // The service that was polled ready serves this request; a clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(
             async move {
-                let res = fut.await;
-                match res {
-                    Ok(resp) => {
+                let mut permit = None;
+                if !admission::exempt(&path) {
+                    let refused = match admission.authenticate(req.headers()) {
+                        Err(r) => Err(r),
+                        Ok(principal) => match admission.slot(grpc_timeout(req.headers())).await {
+                            Err(r) => Err(r),
+                            Ok(p) => {
+                                permit = Some(p);
+                                if let Some(principal) = principal {
+                                    req.extensions_mut().insert(principal);
+                                }
+                                Ok(())
+                            }
+                        },
+                    };
+                    if let Err(r) = refused {
+                        admission.count(&r);
+                        tracing::info!(code = ?r.code, reason = r.reason, "request refused: {}", r.message);
+                        recorder.finish(r.code as i32);
+                        let resp = r.into_http::<ResBody>();
+                        return Ok(resp.map(|body| RecordedBody { inner: body, recorder, _permit: None }));
+                    }
+                }
+                match inner.call(req).await {
+                    Ok(mut resp) => {
+                        caller_faults_are_invalid_argument(resp.headers_mut());
                         // Trailers-only responses (errors before any message) carry the status
                         // in the headers; otherwise it comes with the trailers at the end.
                         if let Some(code) = grpc_status(resp.headers()) {
                             recorder.finish(code);
                         }
-                        Ok(resp.map(|body| RecordedBody { inner: body, recorder }))
+                        Ok(resp.map(|body| RecordedBody { inner: body, recorder, _permit: permit }))
                     }
                     Err(e) => {
                         recorder.finish(tonic::Code::Internal as i32);
@@ -155,6 +225,8 @@ pin_project! {
         #[pin]
         inner: B,
         recorder: Recorder,
+        // The admission slot, held until the response (an Answer's whole stream) ends.
+        _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     }
 }
 
@@ -164,7 +236,10 @@ impl<B: Body> Body for RecordedBody<B> {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let mut frame = ready!(this.inner.poll_frame(cx));
+        if let Some(t) = frame.as_mut().and_then(|f| f.as_mut().ok()).and_then(|f| f.trailers_mut()) {
+            caller_faults_are_invalid_argument(t);
+        }
         match &frame {
             Some(Ok(f)) => {
                 if let Some(code) = f.trailers_ref().and_then(grpc_status) {
@@ -204,5 +279,24 @@ mod tests {
         assert_eq!(status_label(0), "OK");
         assert_eq!(status_label(4), "DeadlineExceeded");
         assert_eq!(status_label(8), "ResourceExhausted");
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_and_decode_failures_become_invalid_argument() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout("10Q"), None);
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", "13".parse().unwrap());
+        h.insert("grpc-message", "failed%20to%20decode%20Protobuf%20message:%20invalid%20wire%20type".parse().unwrap());
+        caller_faults_are_invalid_argument(&mut h);
+        assert_eq!(h["grpc-status"], "3");
+        assert!(h["grpc-message"].to_str().unwrap().contains("not%20a%20valid%20message"));
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", "13".parse().unwrap());
+        h.insert("grpc-message", "index%20broken".parse().unwrap());
+        caller_faults_are_invalid_argument(&mut h);
+        assert_eq!(h["grpc-status"], "13", "a server fault stays INTERNAL");
     }
 }

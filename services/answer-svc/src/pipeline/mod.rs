@@ -20,6 +20,7 @@ use codeintel_core::proto::v1::{
     AnswerEvent, AnswerRequest, Limit, RankMove, RetrieverContribution, Scope, ScoredChunk, SearchHit, SearchMode,
     SearchRequest, StageTiming,
 };
+use codeintel_server::admission::Principal;
 use codeintel_server::{Metrics, Readiness, SharedReadiness};
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
@@ -33,6 +34,34 @@ use crate::synthesis::ChatClient;
 pub use codeintel_core::scope::MAX_TOP_K;
 /// The most an Answer's `time_budget_ms` may ask for.
 pub const MAX_TIME_BUDGET_MS: u32 = 600_000;
+
+/// The session's key in the store: namespaced by the caller's token, so that one token's
+/// holder can neither read nor change another's session of the same id.
+pub fn session_key(session: &str, who: Option<&Principal>) -> Result<String, AnswerError> {
+    crate::session::validate_session_id(session)?;
+    Ok(match who {
+        Some(p) => format!("{}/{session}", p.name),
+        None => session.to_string(),
+    })
+}
+
+/// `scope` narrowed to the repos `who` may read: a scope without repos gets exactly those; one
+/// that names another repo is PERMISSION_DENIED.
+pub fn restrict(who: Option<&Principal>, mut scope: Scope) -> Result<Scope, AnswerError> {
+    let Some((name, allowed)) = who.and_then(|p| p.repos.as_ref().map(|r| (&p.name, r))) else { return Ok(scope) };
+    if scope.repos.is_empty() {
+        scope.repos = allowed.to_vec();
+        return Ok(scope);
+    }
+    if let Some(r) = scope.repos.iter().find(|r| !allowed.contains(r)) {
+        return Err(AnswerError::PermissionDenied(format!(
+            "token {name:?} may not read repo {}; it may read: {}",
+            codeintel_core::scope::excerpt(r, 128),
+            allowed.join(", ")
+        )));
+    }
+    Ok(scope)
+}
 
 /// Checks an Answer's `time_budget_ms` (0 = the configured default).
 pub fn validate_budget(ms: u32) -> Result<(), AnswerError> {
@@ -233,43 +262,61 @@ impl Engine {
     }
 
     /// The request's scope, else the session's, else everything.
-    /// The request's own scope, else its session's (with the limits of that lookup), else none.
+    /// The request's own scope, else its session's (with the limits of that lookup), else none;
+    /// then narrowed to the repos the caller's token may read.
     pub async fn resolve_scope(
         &self,
         scope: Option<Scope>,
         session: Option<&str>,
+        who: Option<&Principal>,
     ) -> Result<(Scope, Vec<Limit>), AnswerError> {
-        if let Some(s) = scope.filter(|s| *s != Scope::default()) {
-            return Ok((s, Vec::new()));
-        }
-        match session {
-            Some(id) => {
-                let found = self.sessions.get(id).await?;
-                Ok((found.scope.unwrap_or_default(), found.limits))
+        let (scope, limits) = match (scope.filter(|s| *s != Scope::default()), session) {
+            (Some(s), _) => (s, Vec::new()),
+            (None, Some(id)) => {
+                let found = self.sessions.get(&session_key(id, who)?).await?;
+                (found.scope.unwrap_or_default(), found.limits)
             }
-            None => Ok((Scope::default(), Vec::new())),
-        }
+            (None, None) => (Scope::default(), Vec::new()),
+        };
+        Ok((restrict(who, scope)?, limits))
     }
 
-    /// `SetScope`: the scope checked (bounds, globs, and named repos against those the
-    /// retrievers serve, when they have said), then saved for the session.
-    pub async fn set_session_scope(&self, session: &str, scope: Scope) -> Result<(), AnswerError> {
-        crate::session::validate_session_id(session)?;
+    /// `SetScope`: the scope checked (bounds, globs, the caller's repos, and named repos against
+    /// those the retrievers serve, when they have said), then saved for the session.
+    pub async fn set_session_scope(
+        &self,
+        session: &str,
+        scope: Scope,
+        who: Option<&Principal>,
+    ) -> Result<(), AnswerError> {
+        let key = session_key(session, who)?;
         let filter = codeintel_core::scope::ScopeFilter::new(Some(&scope))?;
+        restrict(who, scope.clone())?;
         if let Some(served) = self.parts.health.served_repos() {
             filter.check_repos(&served, &[])?;
         }
-        self.sessions.set(session, scope).await
+        self.sessions.set(&key, scope).await
+    }
+
+    /// `GetScope`: the session's scope as saved.
+    pub async fn session_scope(&self, session: &str, who: Option<&Principal>) -> Result<Option<Scope>, AnswerError> {
+        Ok(self.sessions.get(&session_key(session, who)?).await?.scope)
+    }
+
+    /// `ClearScope`.
+    pub async fn clear_session_scope(&self, session: &str, who: Option<&Principal>) -> Result<(), AnswerError> {
+        self.sessions.clear(&session_key(session, who)?).await
     }
 
     pub async fn search(
         &self,
         req: SearchRequest,
         session: Option<&str>,
+        who: Option<&Principal>,
     ) -> Result<(Vec<SearchHit>, Vec<Limit>), AnswerError> {
         let top_k = req.top_k;
         validate_query(&req.query, top_k, req.scope.as_ref())?;
-        let (scope, scope_limits) = self.resolve_scope(req.scope, session).await?;
+        let (scope, scope_limits) = self.resolve_scope(req.scope, session, who).await?;
         let mode = SearchMode::try_from(req.mode).map_err(|_| {
             AnswerError::InvalidArgument(format!("unknown mode {}; use HYBRID, DENSE, LEXICAL or SPARSE", req.mode))
         })?;
@@ -313,6 +360,7 @@ impl Engine {
         self: &Arc<Self>,
         req: AnswerRequest,
         session: Option<&str>,
+        who: Option<&Principal>,
     ) -> Result<mpsc::Receiver<Result<AnswerEvent, tonic::Status>>, AnswerError> {
         let top_k = req.top_k;
         validate_query(&req.query, top_k, req.scope.as_ref())?;
@@ -323,7 +371,7 @@ impl Engine {
             )));
         }
         validate_budget(req.time_budget_ms)?;
-        let scope = self.resolve_scope(req.scope.clone(), session).await?;
+        let scope = self.resolve_scope(req.scope.clone(), session, who).await?;
         let (tx, rx) = mpsc::channel(64);
         let me = self.clone();
         tokio::spawn(

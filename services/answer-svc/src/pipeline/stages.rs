@@ -164,7 +164,7 @@ pub fn all_failed(failures: &[(RetrieverKind, CallError)]) -> AnswerError {
     if failures.iter().all(|(_, e)| matches!(e, CallError::Timeout(_))) {
         AnswerError::DeadlineExceeded(format!("retrieval did not finish within its budget: {all}"))
     } else {
-        AnswerError::Unavailable(all)
+        AnswerError::Unavailable(format!("no retriever answered: {all}"))
     }
 }
 
@@ -208,7 +208,9 @@ pub(super) fn hydrate_error(e: CallError) -> AnswerError {
         CallError::Status(s) if s.code() == tonic::Code::InvalidArgument => {
             AnswerError::InvalidArgument(s.message().into())
         }
-        CallError::Status(_) => AnswerError::Unavailable(format!("hydrate-svc: {e}")),
+        CallError::Status(_) => AnswerError::Unavailable(format!(
+            "the retrievers answered but hydrate-svc, which returns the chunks' text, did not: {e}"
+        )),
     }
 }
 

@@ -18,6 +18,20 @@ use crate::error::AnswerError;
 
 pub const SESSION_HEADER: &str = "x-session-id";
 pub const MAX_SESSION_ID: usize = 256;
+/// A key in the store: the session id, namespaced by the caller's token name when tokens are
+/// configured (`name/id`).
+const MAX_SESSION_KEY: usize = MAX_SESSION_ID + 1 + codeintel_config::MAX_TOKEN_NAME;
+
+/// A store key: a session id (see [`validate_session_id`]), or `name/id` namespaced by the
+/// caller's token name (names hold no `/`), whose id part is checked.
+fn validate_key(key: &str) -> Result<(), AnswerError> {
+    match key.split_once('/') {
+        Some((name, id)) if key.len() > MAX_SESSION_ID && key.len() <= MAX_SESSION_KEY && !name.is_empty() => {
+            validate_session_id(id)
+        }
+        _ => validate_session_id(key),
+    }
+}
 
 pub fn validate_session_id(id: &str) -> Result<(), AnswerError> {
     if id.is_empty() {
@@ -73,7 +87,7 @@ impl SessionStore {
     }
 
     pub async fn set(&self, session: &str, scope: Scope) -> Result<(), AnswerError> {
-        validate_session_id(session)?;
+        validate_key(session)?;
         check_scope(&scope)?;
         match self {
             SessionStore::Local(l) => {
@@ -85,7 +99,7 @@ impl SessionStore {
     }
 
     pub async fn get(&self, session: &str) -> Result<SessionScope, AnswerError> {
-        validate_session_id(session)?;
+        validate_key(session)?;
         match self {
             SessionStore::Local(l) => Ok(SessionScope { scope: l.get(session), limits: Vec::new() }),
             SessionStore::Redis(r) => r.get(session).await,
@@ -93,7 +107,7 @@ impl SessionStore {
     }
 
     pub async fn clear(&self, session: &str) -> Result<(), AnswerError> {
-        validate_session_id(session)?;
+        validate_key(session)?;
         match self {
             SessionStore::Local(l) => {
                 l.clear(session);
