@@ -7,14 +7,14 @@ BIN := $(CARGO_TARGET_DIR)/release
 REPO ?= .
 NAME ?= codeintel
 QUESTION ?= how does the answer service fuse dense and lexical results?
-APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler libprotobuf-dev redis-server pkg-config
+APT_PACKAGES := cmake g++ libopenblas-dev protobuf-compiler libprotobuf-dev redis-server pkg-config openssl
 # The runtime image, and its base: codeintel-base:bookworm is debootstrapped here (make image-base);
 # where Docker Hub is reachable, DOCKER_BASE=debian:bookworm-slim works as well.
 IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check test-deps-s3
+	docker-deps image-base image test-deploy helm-check test-deps-s3 certs
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -53,6 +53,9 @@ test: deps test-deps-s3 ## all tests (unit, integration, end-to-end), release pr
 	  t=$$(echo "$$out" | sed -n 's/.*Executable unittests src\/lib.rs (\(.*vector_svc-[0-9a-f]*\)).*/\1/p'); \
 	  test -x "$$t" || { echo "vector-svc's GPU test binary was not built"; exit 1; }; "$$t"
 	@$(MAKE) --no-print-directory test-deploy
+
+certs: ## a local CA and mesh certificates for TLS demos and tests, in certs/ (CERTS=dir to choose)
+	@scripts/certs.sh "$(or $(CERTS),certs)"
 
 fmt: ## format
 	cargo fmt --all

@@ -2,6 +2,7 @@
 //! `up` supervisor, callable from tests without a process.
 
 pub mod bench;
+pub mod client;
 pub mod health;
 pub use codeintel_models::chat;
 pub mod index;

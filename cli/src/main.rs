@@ -11,10 +11,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use codeintel_config::Config;
 use codeintel_core::proto::v1::answer_event::Event;
-use codeintel_core::proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_core::proto::v1::{AnswerRequest, Scope, SearchMode, SearchRequest};
 use codeintel_index::remote::{Remote, RemoteError};
-use tonic::transport::Channel;
 
 #[derive(Parser)]
 #[command(name = "codeintel", version, about = "Index code repositories and answer questions about them")]
@@ -145,6 +143,12 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Client tokens for `auth.tokens`: `new` prints a random token and its hash, `hash` the
+    /// hash of the token in `CODEINTEL_TOKEN` (or read from stdin).
+    Token {
+        #[command(subcommand)]
+        what: TokenCmd,
+    },
     /// Check a service's gRPC health (`grpc.health.v1`); exit 0 when SERVING, 1 when not, 2
     /// when nothing answers. The container healthcheck.
     Health {
@@ -179,6 +183,18 @@ enum ModelsCmd {
         #[arg(long, default_value = "127.0.0.1:8000")]
         addr: String,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// A new random token (32 bytes, hex) and the `[[auth.tokens]]` table with its hash.
+    New {
+        /// The holder's name (`auth.tokens[].name`).
+        #[arg(long, default_value = "client")]
+        name: String,
+    },
+    /// The SHA-256 of a token: `CODEINTEL_TOKEN`, else the first line of stdin.
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -306,12 +322,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-async fn client(cfg: &Config) -> anyhow::Result<AnswerServiceClient<Channel>> {
-    let url = format!("http://{}", cfg.answer.addr);
-    let ch = Channel::from_shared(url.clone())?.connect_timeout(Duration::from_secs(2)).connect().await.with_context(
-        || format!("answer-svc is not reachable at {}: start the mesh with `codeintel up`", cfg.answer.addr),
-    )?;
-    Ok(AnswerServiceClient::new(ch).max_decoding_message_size(64 << 20))
+async fn client(cfg: &Config) -> anyhow::Result<codeintel::client::AnswerClient> {
+    codeintel::client::connect(&cfg.answer.addr, &cfg.tls).await
 }
 
 /// With an object-store data root: `cfg` rewritten to the local mirror, holding the store's
@@ -406,6 +418,34 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             println!("compacted {repo}: version {} ({} chunks, primary {})", m.version, m.chunks, m.primary_kind);
         }
         Cmd::Up => up::run(&cfg, cli.config.as_deref(), &cli.set).await?,
+        Cmd::Token { what } => match what {
+            TokenCmd::New { name } => {
+                let mut raw = [0u8; 32];
+                getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+                let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                println!(
+                    "token (give it to the client as {}; it is not stored): {token}",
+                    codeintel::client::TOKEN_ENV
+                );
+                println!();
+                println!(
+                    "[[auth.tokens]]\nname = {name:?}\nsha256 = \"{}\"\nrepos = []",
+                    codeintel_server::admission::token_hash(&token)
+                );
+            }
+            TokenCmd::Hash => {
+                let token = match std::env::var(codeintel::client::TOKEN_ENV) {
+                    Ok(t) if !t.trim().is_empty() => t,
+                    _ => {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line)?;
+                        line
+                    }
+                };
+                anyhow::ensure!(!token.trim().is_empty(), "no token: set CODEINTEL_TOKEN or pipe it on stdin");
+                println!("{}", codeintel_server::admission::token_hash(token.trim()));
+            }
+        },
         Cmd::Health { addr, service, timeout_ms } => {
             match codeintel::health::check(addr, service, Duration::from_millis(*timeout_ms)).await {
                 Ok(status) => {
@@ -595,6 +635,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                         mode: SearchMode::from(*mode) as i32,
                         timeout: Duration::from_millis(*timeout_ms),
                         connections: *connections,
+                        tls: cfg.tls.clone(),
                     };
                     let figures = codeintel::bench::load(&opts).await?;
                     if let Some(f) = json {

@@ -31,7 +31,7 @@ pub struct AnswerFigures {
 
 /// `Answer` for each query (JSON lines with `query`), one at a time, against a running mesh.
 pub async fn answers(
-    client: &mut codeintel_core::proto::v1::answer_service_client::AnswerServiceClient<tonic::transport::Channel>,
+    client: &mut crate::client::AnswerClient,
     queries: &[String],
     top_k: u32,
     rerank_top_n: u32,

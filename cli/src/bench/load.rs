@@ -10,6 +10,7 @@
 //! carries a code other than `extractive` (which says no language model is configured, not that
 //! anything was lost), as is a `Search` response with such a limit.
 
+use crate::client::AnswerClient;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,10 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use codeintel_core::proto::v1::answer_event::Event;
-use codeintel_core::proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_core::proto::v1::{AnswerRequest, SearchRequest};
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 /// Which RPC the clients send.
@@ -79,6 +78,8 @@ pub struct LoadOptions {
     pub timeout: Duration,
     /// HTTP/2 connections the clients of a level share.
     pub connections: usize,
+    /// TLS of the connections (`tls.*`).
+    pub tls: codeintel_config::TlsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +314,7 @@ struct Job {
 }
 
 /// One request: the limit codes of its response (each once), or its status.
-async fn call(client: &mut AnswerServiceClient<Channel>, job: &Job, query: &str) -> Result<Vec<String>, tonic::Status> {
+async fn call(client: &mut AnswerClient, job: &Job, query: &str) -> Result<Vec<String>, tonic::Status> {
     let mut codes = match job.rpc {
         Rpc::Search => {
             let mut req = tonic::Request::new(SearchRequest {
@@ -353,12 +354,7 @@ async fn call(client: &mut AnswerServiceClient<Channel>, job: &Job, query: &str)
 
 /// One client: requests back to back until `end`; those started from `measure_from` on are
 /// returned.
-async fn client_loop(
-    mut client: AnswerServiceClient<Channel>,
-    job: Arc<Job>,
-    measure_from: Instant,
-    end: Instant,
-) -> Vec<Sample> {
+async fn client_loop(mut client: AnswerClient, job: Arc<Job>, measure_from: Instant, end: Instant) -> Vec<Sample> {
     let mut out = Vec::new();
     loop {
         let start = Instant::now();
@@ -380,17 +376,6 @@ async fn client_loop(
     }
 }
 
-async fn connect(addr: &str) -> anyhow::Result<AnswerServiceClient<Channel>> {
-    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
-    let ch = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("{addr:?} is not an address: use host:port"))?
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .with_context(|| format!("answer-svc is not reachable at {url}: start the mesh with `codeintel up`"))?;
-    Ok(AnswerServiceClient::new(ch).max_decoding_message_size(64 << 20))
-}
-
 /// Runs every level in turn against the answer-svc at `opts.addr`.
 pub async fn load(opts: &LoadOptions) -> anyhow::Result<LoadFigures> {
     anyhow::ensure!(!opts.queries.is_empty(), "no queries");
@@ -399,7 +384,7 @@ pub async fn load(opts: &LoadOptions) -> anyhow::Result<LoadFigures> {
     anyhow::ensure!(opts.connections > 0, "--connections must be at least 1");
     let mut clients = Vec::new();
     for _ in 0..opts.connections {
-        clients.push(connect(&opts.addr).await?);
+        clients.push(crate::client::connect(&opts.addr, &opts.tls).await?);
     }
     let job = Arc::new(Job {
         rpc: opts.rpc,

@@ -34,10 +34,15 @@ pub struct Backends {
 
 impl Backends {
     /// Resolves and probes every endpoint of the configured addresses (see [`crate::pool`]).
-    pub async fn connect(a: &AnswerConfig, registry: &prometheus::Registry) -> anyhow::Result<Self> {
+    pub async fn connect(
+        a: &AnswerConfig,
+        tls: &codeintel_config::TlsConfig,
+        registry: &prometheus::Registry,
+    ) -> anyhow::Result<Self> {
         let opts = PoolOptions {
             discovery: Duration::from_millis(a.discovery_ms.max(50)),
             eject: Duration::from_millis(a.eject_ms.max(1)),
+            tls: tls.clone(),
         };
         let metrics = PoolMetrics::new(registry)?;
         let hydrate_probe = Probe::Health("arrow.flight.protocol.FlightService");

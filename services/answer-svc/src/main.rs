@@ -41,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
             readiness: engine.readiness.clone(),
             admission: server::admission::Admission::new(&cfg.limits, server::admission::Auth::clients(&cfg.auth)?),
             limits: &cfg.limits,
+            tls: &cfg.tls,
             extra_descriptors: &[],
         },
         |r| r.add_service(grpc),

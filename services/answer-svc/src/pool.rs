@@ -46,6 +46,8 @@ pub enum Probe {
 pub struct PoolOptions {
     pub discovery: Duration,
     pub eject: Duration,
+    /// TLS of the calls (`tls.*`; plaintext when it has no CA).
+    pub tls: codeintel_config::TlsConfig,
 }
 
 /// Counters of calls per endpoint, retries and ejections, in answer-svc's registry.
@@ -119,9 +121,15 @@ pub struct Member {
 }
 
 impl Member {
-    fn new(url: String) -> anyhow::Result<Arc<Self>> {
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| anyhow::anyhow!("bad service url {url}: {e}"))?
+    /// An endpoint at `url` (an address), whose server certificate names `host` (the name
+    /// configured) when TLS is on.
+    fn new(url: String, host: &str, tls: &codeintel_config::TlsConfig) -> anyhow::Result<Arc<Self>> {
+        let mut endpoint = Endpoint::from_shared(codeintel_server::tls::scheme(tls, &url))
+            .map_err(|e| anyhow::anyhow!("bad service url {url}: {e}"))?;
+        if let Some(t) = codeintel_server::tls::client(tls, host)? {
+            endpoint = endpoint.tls_config(t)?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
@@ -207,7 +215,8 @@ impl Pool {
     /// Re-resolves the targets: new addresses join, vanished ones leave, the others keep their
     /// state. A name that does not resolve (yet) keeps its previous addresses.
     async fn resolve(&self) {
-        let mut urls: Vec<String> = Vec::new();
+        // (address URL, the host name configured for it)
+        let mut urls: Vec<(String, String)> = Vec::new();
         let old: Vec<Arc<Member>> = self.members.read().clone();
         for t in &self.targets {
             let addrs: Vec<SocketAddr> = match t.host.parse::<IpAddr>() {
@@ -217,7 +226,9 @@ impl Pool {
                     Err(e) => {
                         tracing::warn!(backend = self.backend, host = %t.host, error = %e, "endpoint name does not resolve");
                         let prefix = format!("{}://{}:", t.scheme, t.host);
-                        urls.extend(old.iter().filter(|m| m.url.starts_with(&prefix)).map(|m| m.url.clone()));
+                        urls.extend(
+                            old.iter().filter(|m| m.url.starts_with(&prefix)).map(|m| (m.url.clone(), t.host.clone())),
+                        );
                         continue;
                     }
                 },
@@ -227,15 +238,15 @@ impl Pool {
                     IpAddr::V4(ip) => ip.to_string(),
                     IpAddr::V6(ip) => format!("[{ip}]"),
                 };
-                urls.push(format!("{}://{host}:{}", t.scheme, a.port()));
+                urls.push((format!("{}://{host}:{}", t.scheme, a.port()), t.host.clone()));
             }
         }
         urls.dedup();
         let mut next = Vec::with_capacity(urls.len());
-        for u in urls {
+        for (u, host) in urls {
             match old.iter().find(|m| m.url == u) {
                 Some(m) => next.push(m.clone()),
-                None => match Member::new(u) {
+                None => match Member::new(u, &host, &self.opts.tls) {
                     Ok(m) => next.push(m),
                     Err(e) => tracing::warn!(backend = self.backend, error = %e, "bad endpoint"),
                 },
@@ -543,14 +554,20 @@ mod tests {
     use super::*;
 
     fn pool(n: usize) -> (Pool, Vec<Arc<Member>>) {
-        let members: Vec<_> = (0..n).map(|i| Member::new(format!("http://127.0.0.1:{}", 1000 + i)).unwrap()).collect();
+        let members: Vec<_> = (0..n)
+            .map(|i| Member::new(format!("http://127.0.0.1:{}", 1000 + i), "127.0.0.1", &Default::default()).unwrap())
+            .collect();
         let pool = Pool {
             backend: "vector-svc",
             probe: Probe::VectorInfo,
             targets: parse_targets("http://127.0.0.1:1000").unwrap(),
             members: RwLock::new(members.clone()),
             turn: AtomicUsize::new(0),
-            opts: PoolOptions { discovery: Duration::from_secs(1), eject: Duration::from_secs(1) },
+            opts: PoolOptions {
+                discovery: Duration::from_secs(1),
+                eject: Duration::from_secs(1),
+                tls: Default::default(),
+            },
             metrics: PoolMetrics::new(&prometheus::Registry::new()).unwrap(),
         };
         (pool, members)

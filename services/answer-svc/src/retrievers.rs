@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use codeintel_config::AnswerConfig;
 use codeintel_core::proto::v1::{Scope, ScoredChunk};
 
 use crate::backends::Backends;
@@ -135,13 +134,14 @@ pub struct Parts {
 impl Parts {
     /// The production clients: vector-svc and lexical-svc over gRPC, hydrate-svc over Flight,
     /// the rerank server (with `answer.rerank_url`) over HTTP.
-    pub async fn connect(a: &AnswerConfig, registry: &prometheus::Registry) -> anyhow::Result<Self> {
+    pub async fn connect(cfg: &codeintel_config::Config, registry: &prometheus::Registry) -> anyhow::Result<Self> {
+        let a = &cfg.answer;
         let reranker: Option<Arc<dyn Reranker>> = if a.rerank_url.is_empty() {
             None
         } else {
             Some(Arc::new(RerankClient::new(&a.rerank_url, &a.rerank_model)?))
         };
-        let b = Backends::connect(a, registry).await?;
+        let b = Backends::connect(a, &cfg.tls, registry).await?;
         let kind = |kind| Arc::new(BackendRetriever { backends: b.clone(), kind });
         Ok(Self {
             dense: kind(RetrieverKind::Dense),

@@ -41,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
             readiness: store.readiness.clone(),
             admission: server::admission::Admission::new(&cfg.limits, server::admission::Auth::service(&cfg.auth)),
             limits: &cfg.limits,
+            tls: &cfg.tls,
             extra_descriptors: &[codeintel_core::proto::FLIGHT_DESCRIPTOR_SET],
         },
         |r| r.add_service(grpc),

@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
             readiness: searcher.readiness.clone(),
             admission: server::admission::Admission::new(&cfg.limits, server::admission::Auth::service(&cfg.auth)),
             limits: &cfg.limits,
+            tls: &cfg.tls,
             extra_descriptors: &[],
         },
         |r| r.add_service(grpc),

@@ -29,6 +29,46 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
+}
+
+/// TLS for every gRPC server and the clients between the services (rustls). With `cert` and
+/// `key`, each service serves TLS; with `ca` too, the services verify each other against it
+/// and present `cert` as their client certificate (mutual TLS), and a server refuses a peer
+/// without a valid client certificate unless `client_auth` is off.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain this process presents (as server, and as client with `ca`).
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// PEM CA certificate(s) trusted for the servers this process calls and for client
+    /// certificates; empty: clients trust no private CA and servers ask for no certificate.
+    pub ca: PathBuf,
+    /// With `ca`: refuse clients without a certificate signed by it (mutual TLS). Turn off on
+    /// answer-svc when its users have no client certificates (bearer tokens then).
+    pub client_auth: bool,
+    /// The name expected in servers' certificates; empty: the host of each configured URL.
+    pub domain: String,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { cert: PathBuf::new(), key: PathBuf::new(), ca: PathBuf::new(), client_auth: true, domain: String::new() }
+    }
+}
+
+impl TlsConfig {
+    /// Whether this process serves TLS.
+    pub fn serves(&self) -> bool {
+        !self.cert.as_os_str().is_empty()
+    }
+
+    /// Whether this process calls other services over TLS.
+    pub fn calls(&self) -> bool {
+        !self.ca.as_os_str().is_empty()
+    }
 }
 
 /// Admission limits each service applies to its own RPCs (health and reflection are exempt):
@@ -590,6 +630,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 pub mod admission;
 pub mod rpc;
 pub mod telemetry;
+pub mod tls;
 
 /// The router every service adds its gRPC services to: under the shared middleware stack.
 pub type GrpcRouter =
@@ -330,6 +331,8 @@ pub struct ServeSpec<'a> {
     pub admission: admission::Admission,
     /// Header size bound (message sizes are set on each service by its main).
     pub limits: &'a codeintel_config::LimitsConfig,
+    /// TLS of the gRPC port ([`tls::server`]).
+    pub tls: &'a codeintel_config::TlsConfig,
 }
 
 /// Serves a service with health, reflection (v1 + v1alpha), metrics and graceful shutdown.
@@ -344,6 +347,7 @@ pub async fn serve(spec: ServeSpec<'_>, add: impl FnOnce(GrpcRouter) -> GrpcRout
         extra_descriptors,
         admission,
         limits,
+        tls: tls_cfg,
     } = spec;
     let admission = std::sync::Arc::new(admission.with_metrics(&metrics.registry));
     let listener = bind(addr, "grpc").await?;
@@ -377,7 +381,17 @@ pub async fn serve(spec: ServeSpec<'_>, add: impl FnOnce(GrpcRouter) -> GrpcRout
     });
     let (v1, v1a) = reflection(&[health_name], extra_descriptors)?;
     // One middleware stack for every RPC of every service, health and reflection included.
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    match tls::server(tls_cfg)? {
+        Some(t) => builder = builder.tls_config(t)?,
+        None if !grpc_addr.ip().is_loopback() => tracing::warn!(
+            service,
+            addr = %grpc_addr,
+            "serving plaintext gRPC on a non-loopback address: anyone who reaches it can read the traffic; set tls.cert and tls.key"
+        ),
+        None => {}
+    }
+    let router = builder
         .http2_max_header_list_size(limits.max_header_bytes)
         .layer(rpc::RpcLayer::new(metrics.clone(), admission))
         .add_service(health)

@@ -536,3 +536,55 @@ async fn ten_thousand_malformed_requests_get_precise_codes_and_leave_every_servi
     let hits = a.search(search("compute the cart total", None)).await.unwrap().into_inner().hits;
     assert!(!hits.is_empty());
 }
+
+/// A TLS channel to `addr` trusting `certs/ca.pem`, presenting the mesh certificate or none.
+async fn tls_channel(
+    addr: &str,
+    certs: &std::path::Path,
+    client_cert: bool,
+) -> Result<Channel, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let ca = Certificate::from_pem(std::fs::read(certs.join("ca.pem")).unwrap());
+    let mut tls = ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost");
+    if client_cert {
+        let id = Identity::from_pem(
+            std::fs::read(certs.join("mesh.pem")).unwrap(),
+            std::fs::read(certs.join("mesh-key.pem")).unwrap(),
+        );
+        tls = tls.identity(id);
+    }
+    Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls)?.connect().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_between_the_services_refuses_plaintext_and_peers_without_a_certificate() {
+    let (tmp, data) = two_repos();
+    let certs = tmp.path().join("certs");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/certs.sh");
+    let out = std::process::Command::new("bash").arg(&script).arg(&certs).output().unwrap();
+    assert!(out.status.success(), "make certs failed: {}", String::from_utf8_lossy(&out.stderr));
+    let tls = [
+        format!("tls.cert={}", certs.join("mesh.pem").display()),
+        format!("tls.key={}", certs.join("mesh-key.pem").display()),
+        format!("tls.ca={}", certs.join("ca.pem").display()),
+    ];
+    // answer-svc reaches the backends over mutual TLS (its URLs say http://; TLS is implied).
+    let mesh = Mesh::start_all(&data, &tls, &[]);
+    let ch = tls_channel(&mesh.answer.addr, &certs, true).await.unwrap();
+    let hits = AnswerServiceClient::new(ch).search(search("cart total", None)).await.unwrap().into_inner().hits;
+    assert!(!hits.is_empty(), "search over TLS found nothing");
+    // A backend with a client certificate signed by the CA answers.
+    let ch = tls_channel(&mesh.vector.addr, &certs, true).await.unwrap();
+    VectorServiceClient::new(ch).info(InfoRequest {}).await.unwrap();
+    // Without a client certificate, or in plaintext, it does not.
+    let no_cert = match tls_channel(&mesh.vector.addr, &certs, false).await {
+        Err(_) => true,
+        Ok(ch) => VectorServiceClient::new(ch).info(InfoRequest {}).await.is_err(),
+    };
+    assert!(no_cert, "a peer without a client certificate was served");
+    let plain = match Channel::from_shared(format!("http://{}", mesh.vector.addr)).unwrap().connect().await {
+        Err(_) => true,
+        Ok(ch) => VectorServiceClient::new(ch).info(InfoRequest {}).await.is_err(),
+    };
+    assert!(plain, "a plaintext peer was served");
+}

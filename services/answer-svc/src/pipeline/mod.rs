@@ -197,7 +197,7 @@ impl Engine {
             };
             SessionStore::Redis(crate::session::RedisStore::connect(opts, &metrics.registry).await?)
         };
-        let parts = Parts::connect(a, &metrics.registry).await?;
+        let parts = Parts::connect(cfg, &metrics.registry).await?;
         Self::build(cfg, parts, sessions, metrics)
     }
 

@@ -1,0 +1,60 @@
+//! TLS from PEM files (`tls.*`, rustls through tonic): the server side every service serves
+//! with, and the client side answer-svc (and the CLI) call with, mutual when a CA is set.
+
+use std::path::Path;
+
+use anyhow::Context;
+use codeintel_config::TlsConfig;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {} (tls.*)", path.display()))
+}
+
+fn identity(t: &TlsConfig) -> anyhow::Result<Identity> {
+    anyhow::ensure!(!t.key.as_os_str().is_empty(), "tls.cert is set but tls.key is not: they go together (PEM files)");
+    Ok(Identity::from_pem(read(&t.cert, "certificate")?, read(&t.key, "private key")?))
+}
+
+/// The server's TLS, when `tls.cert` is set: with `tls.ca`, client certificates signed by it
+/// are required (or optional with `tls.client_auth = false`).
+pub fn server(t: &TlsConfig) -> anyhow::Result<Option<ServerTlsConfig>> {
+    if !t.serves() {
+        anyhow::ensure!(
+            t.key.as_os_str().is_empty(),
+            "tls.key is set but tls.cert is not: they go together (PEM files)"
+        );
+        return Ok(None);
+    }
+    let mut c = ServerTlsConfig::new().identity(identity(t)?);
+    if t.calls() {
+        c = c
+            .client_ca_root(Certificate::from_pem(read(&t.ca, "CA certificate")?))
+            .client_auth_optional(!t.client_auth);
+    }
+    Ok(Some(c))
+}
+
+/// The client's TLS for calls to `host`, when `tls.ca` is set: servers verified against it
+/// (named `tls.domain`, else `host`), and `tls.cert` presented for mutual TLS when set.
+pub fn client(t: &TlsConfig, host: &str) -> anyhow::Result<Option<ClientTlsConfig>> {
+    if !t.calls() {
+        return Ok(None);
+    }
+    let domain = if t.domain.is_empty() { host.trim_start_matches('[').trim_end_matches(']') } else { &t.domain };
+    let mut c = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(&t.ca, "CA certificate")?))
+        .domain_name(domain.to_string());
+    if t.serves() {
+        c = c.identity(identity(t)?);
+    }
+    Ok(Some(c))
+}
+
+/// `url` with `https://` when this process calls over TLS (configured URLs may say `http://`).
+pub fn scheme(t: &TlsConfig, url: &str) -> String {
+    match url.strip_prefix("http://") {
+        Some(rest) if t.calls() => format!("https://{rest}"),
+        _ => url.to_string(),
+    }
+}
