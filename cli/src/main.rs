@@ -289,6 +289,9 @@ enum BenchCmd {
         /// HTTP/2 connections the clients share.
         #[arg(long, default_value_t = 1)]
         connections: usize,
+        /// Retry at once after RESOURCE_EXHAUSTED instead of waiting the server's retry hint.
+        #[arg(long)]
+        ignore_pushback: bool,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -611,6 +614,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                     mode,
                     timeout_ms,
                     connections,
+                    ignore_pushback,
                     json,
                 } => {
                     anyhow::ensure!(
@@ -636,6 +640,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                         timeout: Duration::from_millis(*timeout_ms),
                         connections: *connections,
                         tls: cfg.tls.clone(),
+                        honour_pushback: !*ignore_pushback,
                     };
                     let figures = codeintel::bench::load(&opts).await?;
                     if let Some(f) = json {

@@ -80,6 +80,8 @@ pub struct LoadOptions {
     pub connections: usize,
     /// TLS of the connections (`tls.*`).
     pub tls: codeintel_config::TlsConfig,
+    /// Wait the server's retry hint after a RESOURCE_EXHAUSTED (false: retry at once).
+    pub honour_pushback: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,8 +311,18 @@ struct Job {
     top_k: u32,
     mode: i32,
     timeout: Duration,
+    /// Wait the server's `grpc-retry-pushback-ms` after a refusal.
+    honour_pushback: bool,
     /// The next query, round-robin over all clients.
     next: AtomicUsize,
+}
+
+/// The retry hint of a RESOURCE_EXHAUSTED status, milliseconds.
+fn pushback(status: &tonic::Status) -> Option<u64> {
+    if status.code() != Code::ResourceExhausted {
+        return None;
+    }
+    status.metadata().get("grpc-retry-pushback-ms")?.to_str().ok()?.parse().ok()
 }
 
 /// One request: the limit codes of its response (each once), or its status.
@@ -364,6 +376,13 @@ async fn client_loop(mut client: AnswerClient, job: Arc<Job>, measure_from: Inst
         let i = job.next.fetch_add(1, Ordering::Relaxed) % job.queries.len();
         let r = tokio::time::timeout(job.timeout, call(&mut client, &job, &job.queries[i])).await;
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        // A refusal's retry hint is honoured, as a well-behaved client would (unless the run
+        // asks for clients that hammer).
+        if let Ok(Err(status)) = &r {
+            if let Some(ms) = pushback(status).filter(|_| job.honour_pushback) {
+                tokio::time::sleep(Duration::from_millis(ms).min(end.saturating_duration_since(Instant::now()))).await;
+            }
+        }
         if start < measure_from {
             continue;
         }
@@ -392,6 +411,7 @@ pub async fn load(opts: &LoadOptions) -> anyhow::Result<LoadFigures> {
         top_k: opts.top_k,
         mode: opts.mode,
         timeout: opts.timeout,
+        honour_pushback: opts.honour_pushback,
         next: AtomicUsize::new(0),
     });
     let mut levels = Vec::new();

@@ -94,8 +94,8 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_concurrent: 32,
-            max_queue: 64,
+            max_concurrent: 8,
+            max_queue: 16,
             queue_wait_ms: 250,
             max_message_bytes: 4 << 20,
             max_header_bytes: 16 << 10,

@@ -67,9 +67,14 @@ pub fn start(name: &str, data_root: &Path, extra: &[String]) -> Proc {
 
 /// As [`start`], with more environment variables for the process.
 pub fn start_env(name: &str, data_root: &Path, extra: &[String], env: &[(&str, String)]) -> Proc {
+    start_at(name, "127.0.0.1:0", data_root, extra, env)
+}
+
+/// As [`start_env`], listening on `addr` (a restart on the address a process had).
+pub fn start_at(name: &str, addr: &str, data_root: &Path, extra: &[String], env: &[(&str, String)]) -> Proc {
     let mut cmd = Command::new(bin_dir().join(name));
     cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-    cmd.args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--data-root"])
+    cmd.args(["--addr", addr, "--metrics-addr", "127.0.0.1:0", "--data-root"])
         .arg(data_root)
         .args(["--set", "vector.reload_ms=200", "--set", "lexical.reload_ms=200", "--set", "hydrate.reload_ms=200"])
         .args(extra)

@@ -1,0 +1,180 @@
+//! The fault suite: each backend SIGKILLed in turn while answers run, then restarted on its
+//! address (answer-svc is never restarted); `codeintel index` and `codeintel compact`
+//! SIGKILLed at random moments. Each prints its figures (requests, completed, degraded, failed,
+//! recovery time) for the benchmark notes.
+
+use std::time::{Duration, Instant};
+
+use codeintel_e2e::{bin_dir, copy_tree, fixture, index, start_at, Mesh, Proc};
+use codeintel_proto::v1::answer_event::Event;
+use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
+use codeintel_proto::v1::AnswerRequest;
+use tonic::transport::Channel;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    requests: usize,
+    completed: usize,
+    degraded: usize,
+    failed: usize,
+}
+
+/// One Answer: Ok(limit codes) or the status. Limit codes are the retrieval ones only (the
+/// extractive answer of a mesh without a language model is the norm here).
+async fn answer(c: &mut AnswerServiceClient<Channel>) -> Result<Vec<String>, tonic::Status> {
+    let req = AnswerRequest {
+        query: "how is the cart total computed with tax".into(),
+        top_k: 3,
+        time_budget_ms: 3000,
+        ..Default::default()
+    };
+    let mut s = c.answer(req).await?.into_inner();
+    let mut codes = Vec::new();
+    while let Some(ev) = s.message().await? {
+        if let Some(Event::Limits(l)) = ev.event {
+            codes.extend(l.limits.into_iter().map(|l| l.code).filter(|c| c != "extractive"));
+        }
+    }
+    Ok(codes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_backend_killed_mid_answers_degrades_or_fails_precisely_then_recovers_without_restarting_answer_svc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    index(&fixture("shop"), "shop", &data);
+    let mut mesh = Mesh::start_with(&data, &["answer.eject_ms=200".to_string(), "answer.discovery_ms=200".to_string()]);
+    let ch = Channel::from_shared(format!("http://{}", mesh.answer.addr)).unwrap().connect().await.unwrap();
+    let mut c = AnswerServiceClient::new(ch);
+    assert_eq!(answer(&mut c).await.unwrap(), Vec::<String>::new(), "healthy mesh answers without limits");
+    let answer_pid = mesh.answer.child.id();
+    let mut rows = Vec::new();
+    for backend in ["vector-svc", "lexical-svc", "hydrate-svc"] {
+        let proc: &mut Proc = match backend {
+            "vector-svc" => &mut mesh.vector,
+            "lexical-svc" => &mut mesh.lexical,
+            _ => &mut mesh.hydrate,
+        };
+        let addr = proc.addr.clone();
+        proc.child.kill().unwrap();
+        proc.child.wait().unwrap();
+        // While it is down: answers keep coming, degraded with the retriever's limit, or (no
+        // hydration: nothing to cite) failing UNAVAILABLE naming hydrate-svc.
+        let mut during = Tally::default();
+        for _ in 0..10 {
+            during.requests += 1;
+            match answer(&mut c).await {
+                Ok(codes) if codes.is_empty() => during.completed += 1,
+                Ok(codes) => {
+                    let want = if backend == "vector-svc" { "dense_unavailable" } else { "lexical_unavailable" };
+                    assert!(codes.iter().any(|c| c == want), "{backend}: {codes:?}");
+                    during.degraded += 1;
+                }
+                Err(e) => {
+                    assert_eq!(backend, "hydrate-svc", "only a dead hydrate-svc may fail an answer: {e:?}");
+                    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+                    assert!(e.message().contains("hydrate-svc"), "{}", e.message());
+                    during.failed += 1;
+                }
+            }
+        }
+        if backend == "hydrate-svc" {
+            assert_eq!(during.failed, during.requests);
+        } else {
+            assert_eq!(during.degraded, during.requests, "{backend}: {during:?}");
+        }
+        // Restarted on its address: answers recover without a limit, answer-svc untouched.
+        let restarted = Instant::now();
+        *proc = start_at(backend, &addr, &data, &[], &[]);
+        let mut after = Tally::default();
+        let recovered = loop {
+            after.requests += 1;
+            match answer(&mut c).await {
+                Ok(codes) if codes.is_empty() => break restarted.elapsed(),
+                Ok(_) => after.degraded += 1,
+                Err(_) => after.failed += 1,
+            }
+            assert!(restarted.elapsed() < Duration::from_secs(30), "{backend} did not come back into answers in 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        rows.push((backend, during, after, recovered));
+    }
+    assert_eq!(mesh.answer.child.id(), answer_pid);
+    assert!(mesh.answer.child.try_wait().unwrap().is_none(), "answer-svc must not have died");
+    eprintln!(
+        "fault                 requests completed degraded failed | after restart: requests until clean, recovery ms"
+    );
+    for (b, d, a, r) in rows {
+        eprintln!(
+            "SIGKILL {b:<13} {:>8} {:>9} {:>8} {:>6} | {:>3} {:>8.0}",
+            d.requests,
+            d.completed,
+            d.degraded,
+            d.failed,
+            a.requests,
+            r.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// A small pseudo-random sequence (splitmix64), fixed seed.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_and_compact_killed_at_random_moments_leave_every_published_version_servable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, data) = (tmp.path().join("src"), tmp.path().join("data"));
+    copy_tree(&fixture("shop"), &src);
+    index(&src, "shop", &data);
+    let bin = bin_dir().join("codeintel");
+    // How long one incremental run takes here: the kills land uniformly inside it.
+    std::fs::write(src.join("warm.py"), "def warm():\n    return 1\n").unwrap();
+    let t = Instant::now();
+    index(&src, "shop", &data);
+    let run_ms = (t.elapsed().as_millis() as u64).max(50);
+    let mut seed = 0x20261202u64;
+    let mut killed = 0;
+    for round in 0..20 {
+        // An edit, so the run has something to write.
+        let f = src.join(format!("extra_{round}.py"));
+        std::fs::write(&f, format!("def extra_{round}(x):\n    return x * {round}\n")).unwrap();
+        let compact = round % 4 == 3;
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.arg("--data-root").arg(&data);
+        if compact {
+            cmd.args(["compact", "--repo", "shop", "--quiet"]);
+        } else {
+            cmd.arg("index").arg(&src).args(["--repo", "shop", "--quiet"]);
+        }
+        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        // Somewhere in its run: model loading, embedding, or the writes.
+        std::thread::sleep(Duration::from_millis(10 + next(&mut seed) % run_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        // Whatever it left: the published version opens in every service and answers.
+        let vector = codeintel_e2e::start("vector-svc", &data, &[]);
+        let lexical = codeintel_e2e::start("lexical-svc", &data, &[]);
+        let hydrate = codeintel_e2e::start("hydrate-svc", &data, &[]);
+        let answer_svc = codeintel_e2e::answer_over(&data, &[&vector], &[&lexical], &[&hydrate], &[]);
+        let ch = Channel::from_shared(format!("http://{}", answer_svc.addr)).unwrap().connect().await.unwrap();
+        let mut c = AnswerServiceClient::new(ch);
+        let codes = answer(&mut c).await.unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert!(codes.is_empty(), "round {round}: the published version is not whole: {codes:?}");
+    }
+    // The next run succeeds and publishes.
+    let out = index(&src, "shop", &data);
+    assert!(out.contains("indexed shop"), "{out}");
+    eprintln!(
+        "20 runs of codeintel index/compact (one run {run_ms} ms), {killed} SIGKILLed mid-run; every published version served"
+    );
+    assert!(killed >= 10, "only {killed} of 20 runs were killed while running");
+}
