@@ -276,13 +276,17 @@ impl Admission {
         let client = self.auth.check(headers)?;
         let Some(client) = client else { return Ok(None) };
         if let Some(b) = &client.bucket {
-            if let Err(wait) = b.lock().take(Instant::now()) {
+            // The guard is dropped before the message reads the rate (the lock is not reentrant).
+            let (taken, rate) = {
+                let mut g = b.lock();
+                (g.take(Instant::now()), g.rate)
+            };
+            if let Err(wait) = taken {
                 return Err(Refusal::exhausted(
                     "rate",
                     format!(
-                        "token {:?} is over its rate limit ({} requests/s); retry in {} ms",
+                        "token {:?} is over its rate limit ({rate} requests/s); retry in {} ms",
                         client.principal.name,
-                        b.lock().rate,
                         wait.as_millis().max(1)
                     ),
                     wait.max(Duration::from_millis(1)),
