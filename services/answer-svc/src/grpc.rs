@@ -14,6 +14,7 @@ use crate::error::AnswerError;
 use crate::pipeline::Engine;
 use crate::session::SESSION_HEADER;
 use codeintel_server::admission::Principal;
+use codeintel_server::rpc::parse_grpc_timeout;
 
 pub struct AnswerGrpc(pub Arc<Engine>);
 
@@ -40,8 +41,6 @@ fn grpc_timeout<T>(r: &Request<T>) -> Option<std::time::Duration> {
     let v = r.metadata().get("grpc-timeout")?.to_str().ok()?;
     parse_grpc_timeout(v)
 }
-
-pub use codeintel_server::rpc::parse_grpc_timeout;
 
 /// The caller's token, when tokens are configured (set by the admission layer).
 fn caller<T>(r: &Request<T>) -> Option<Principal> {
@@ -102,7 +101,6 @@ impl AnswerService for AnswerGrpc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn session_metadata_errors_are_invalid_argument_with_the_same_words() {
@@ -119,16 +117,5 @@ mod tests {
         let mut ok = Request::new(());
         ok.metadata_mut().insert(SESSION_HEADER, "s1".parse().unwrap());
         assert_eq!(required_session(&ok).unwrap(), "s1");
-    }
-
-    #[test]
-    fn grpc_timeouts_parse() {
-        assert_eq!(parse_grpc_timeout("1500m"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("100u"), Some(Duration::from_micros(100)));
-        assert_eq!(parse_grpc_timeout("5x"), None);
-        assert_eq!(parse_grpc_timeout("m"), None);
-        assert_eq!(parse_grpc_timeout("1234567890S"), None, "at most 8 digits");
     }
 }

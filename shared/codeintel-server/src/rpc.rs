@@ -283,10 +283,13 @@ mod tests {
 
     #[test]
     fn grpc_timeouts_parse_and_decode_failures_become_invalid_argument() {
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_grpc_timeout("x"), None);
-        assert_eq!(parse_grpc_timeout("10Q"), None);
+        assert_eq!(parse_grpc_timeout("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("100u"), Some(Duration::from_micros(100)));
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout("m"), None);
+        assert_eq!(parse_grpc_timeout("1234567890S"), None, "at most 8 digits");
         let mut h = http::HeaderMap::new();
         h.insert("grpc-status", "13".parse().unwrap());
         h.insert("grpc-message", "failed%20to%20decode%20Protobuf%20message:%20invalid%20wire%20type".parse().unwrap());

@@ -324,6 +324,12 @@ impl Gen {
     }
 }
 
+/// Reads a response stream to its end: Ok, or the status it failed with.
+async fn drain<T>(mut s: tonic::Streaming<T>) -> Result<(), tonic::Status> {
+    while s.message().await?.is_some() {}
+    Ok(())
+}
+
 type Tally = BTreeMap<(&'static str, String), usize>;
 
 fn record(tally: &mut Tally, rpc: &'static str, must_fail: bool, r: Result<(), tonic::Status>) {
@@ -396,18 +402,9 @@ async fn ten_thousand_malformed_requests_get_precise_codes_and_leave_every_servi
                 let bad_r = req.rerank_top_n > 1000;
                 let mut r = with_meta(req, &[]);
                 r.set_timeout(Duration::from_secs(5));
+                // A valid request streams; a stream that fails inside must fail precisely.
                 let res = match a.answer(r).await {
-                    Ok(stream) => {
-                        let mut s = stream.into_inner();
-                        // A valid request streams; a stream that fails inside must fail precisely.
-                        loop {
-                            match s.message().await {
-                                Ok(Some(_)) => continue,
-                                Ok(None) => break Ok(()),
-                                Err(e) => break Err(e),
-                            }
-                        }
-                    }
+                    Ok(stream) => drain(stream.into_inner()).await,
                     Err(e) => Err(e),
                 };
                 record(&mut tally, "answer.Answer", must_fail || bad_b || bad_r, res);
@@ -475,16 +472,7 @@ async fn ten_thousand_malformed_requests_get_precise_codes_and_leave_every_servi
                 let path =
                     tonic::codegen::http::uri::PathAndQuery::from_static("/arrow.flight.protocol.FlightService/DoGet");
                 let res = match grpc.server_streaming(tonic::Request::new(msg), path, Raw).await {
-                    Ok(s) => {
-                        let mut s = s.into_inner();
-                        loop {
-                            match s.message().await {
-                                Ok(Some(_)) => continue,
-                                Ok(None) => break Ok(()),
-                                Err(e) => break Err(e),
-                            }
-                        }
-                    }
+                    Ok(s) => drain(s.into_inner()).await,
                     Err(e) => Err(e),
                 };
                 record(&mut tally, "hydrate.DoGet", true, res);
