@@ -368,6 +368,23 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli, cfg))
 }
 
+/// An indexing error that ran out of disk says so, and what is still served.
+fn disk_full_hint(e: impl Into<anyhow::Error>, cfg: &Config, repo: &str) -> anyhow::Error {
+    let e: anyhow::Error = e.into();
+    let full = e.chain().any(|c| c.to_string().contains("os error 28") || c.to_string().contains("No space left"));
+    if !full {
+        return e;
+    }
+    let served = codeintel_index::manifest::current_version_name(&cfg.data.root, repo)
+        .map(|v| format!("version {v} of {repo} is untouched and still served"))
+        .unwrap_or_else(|| format!("nothing of {repo} was published"));
+    e.context(format!(
+        "the disk holding {} is full: free some space and run `codeintel index` again ({served}; the next run \
+         replaces what this one left)",
+        cfg.data.root.display()
+    ))
+}
+
 async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Index { path, repo, quiet, full, no_wait } => {
@@ -377,7 +394,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             let mut cfg = cfg.clone();
             let remote = pull_for_build(&mut cfg, repo).await?;
             let opts = index::IndexOptions { full: *full, quiet: *quiet, no_wait: *no_wait, fail_after_writes: None };
-            let r = index::run(&cfg, path, repo, &opts).await?;
+            let r = index::run(&cfg, path, repo, &opts).await.map_err(|e| disk_full_hint(e, &cfg, repo))?;
             if let Some(remote) = &remote {
                 if !matches!(r.mode, index::Mode::UpToDate) {
                     remote.push(repo).await?;
@@ -414,7 +431,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             codeintel_index::manifest::validate_repo_name(repo)?;
             let mut cfg = cfg.clone();
             let remote = pull_for_build(&mut cfg, repo).await?;
-            let m = index::compact(&cfg, repo, *quiet, None)?;
+            let m = index::compact(&cfg, repo, *quiet, None).map_err(|e| disk_full_hint(e, &cfg, repo))?;
             if let Some(remote) = &remote {
                 remote.push(repo).await?;
             }
@@ -553,11 +570,9 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             let models =
                 std::sync::Arc::new(codeintel::models::Models { embedder, model_id: cfg.embed.model_id.clone(), chat });
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {addr}"))?;
-            eprintln!("models listening on http {}", listener.local_addr()?);
-            tokio::select! {
-                r = codeintel::models::serve(listener, models) => r?,
-                _ = tokio::signal::ctrl_c() => {}
-            }
+            let scheme = if cfg.tls.serves() { "https" } else { "http" };
+            eprintln!("models listening on {scheme} {}", listener.local_addr()?);
+            codeintel::models::serve(listener, models, cfg.tls.clone()).await?;
         }
         Cmd::Bench { what } => {
             let work = codeintel::bench::default_workdir();

@@ -302,7 +302,11 @@ pub fn router(models: Arc<Models>) -> Router {
         .with_state(models)
 }
 
-/// Serves until the listener fails or the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, models: Arc<Models>) -> std::io::Result<()> {
-    axum::serve(listener, router(models)).await
+/// Serves until Ctrl-C or SIGTERM, over TLS when `tls.cert` is set.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    models: Arc<Models>,
+    tls: codeintel_config::TlsConfig,
+) -> anyhow::Result<()> {
+    codeintel_server::serve_app(listener, router(models), &tls, codeintel_server::shutdown_signal()).await
 }

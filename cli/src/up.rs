@@ -286,10 +286,11 @@ pub async fn run(cfg: &Config, config_file: Option<&Path>, sets: &[String]) -> a
             let mut child = launch.spawn(&s, &log, None)?;
             wait_listening(&s.addr, &mut child, s.name, &log).await?;
             println!(
-                "{:<12} pid {:<7} grpc {:<22} metrics http://{}/metrics  log {}",
+                "{:<12} pid {:<7} grpc {:<22} metrics {}://{}/metrics  log {}",
                 s.name,
                 child.id().unwrap_or(0),
                 s.addr,
+                if cfg.tls.serves() { "https" } else { "http" },
                 s.metrics,
                 log.display()
             );

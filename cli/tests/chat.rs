@@ -179,9 +179,9 @@ async fn chat_streams_token_by_token_through_the_vllm_client_and_stops_at_max_to
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, models));
+    tokio::spawn(serve(listener, models, Default::default()));
 
-    let client = ChatClient::new(&url, "SmolLM2-135M-Instruct", 12).unwrap();
+    let client = ChatClient::new(&url, "SmolLM2-135M-Instruct", 12, &Default::default()).unwrap();
     let mut s = Box::pin(client.stream("Write a long story about a cat who learns Rust.".into()).await.unwrap());
     let (mut tokens, mut usage) = (Vec::new(), None);
     while let Some(ev) = s.next().await {

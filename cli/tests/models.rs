@@ -15,14 +15,14 @@ async fn start() -> (String, Embedder) {
     let models = Arc::new(Models { embedder: embedder.clone(), model_id: cfg.embed.model_id.clone(), chat: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, models));
+    tokio::spawn(serve(listener, models, Default::default()));
     (url, embedder)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_embeddings_match_in_process_ones() {
     let (url, local) = start().await;
-    let remote = RemoteEmbedder::new(&url, "m", 2, Duration::from_secs(30)).unwrap();
+    let remote = RemoteEmbedder::new(&url, "m", 2, Duration::from_secs(30), &Default::default()).unwrap();
     let texts: Vec<String> = ["fn parse_header(s: &str)", "how are sessions refreshed", "def compute_total(cart): ..."]
         .map(String::from)
         .into();
@@ -45,7 +45,7 @@ async fn score_and_rerank_put_the_relevant_snippet_first() {
             .to_string(),
     ];
     // /rerank through answer-svc's client.
-    let c = answer_svc::rerank::RerankClient::new(&url, "m").unwrap();
+    let c = answer_svc::rerank::RerankClient::new(&url, "m", &Default::default()).unwrap();
     let r = c.rerank("refresh the session token", &docs, Duration::from_secs(30)).await.unwrap();
     assert_eq!(r.endpoint, "/rerank");
     assert_eq!(r.order[0].0, 1, "{:?}", r.order);
@@ -70,4 +70,43 @@ async fn score_and_rerank_put_the_relevant_snippet_first() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+/// `make certs` into `dir` (the project's script, openssl).
+fn certs(dir: &std::path::Path) -> codeintel_config::TlsConfig {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs.sh");
+    let out = std::process::Command::new("bash").arg(&script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "make certs failed: {}", String::from_utf8_lossy(&out.stderr));
+    codeintel_config::TlsConfig {
+        cert: dir.join("mesh.pem"),
+        key: dir.join("mesh-key.pem"),
+        ca: dir.join("ca.pem"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_serve_speaks_tls_and_can_require_client_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = certs(tmp.path());
+    let mut cfg = Config::default();
+    cfg.embed.workers = 1;
+    let embedder = Embedder::from_config(&cfg).await.unwrap();
+    let models = Arc::new(Models { embedder, model_id: cfg.embed.model_id.clone(), chat: None });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let strict = codeintel_config::TlsConfig { http_client_auth: true, ..tls.clone() };
+    tokio::spawn(serve(listener, models, strict));
+    let url = format!("https://localhost:{port}");
+    let texts = vec!["fn parse_header(s: &str)".to_string()];
+    // The services' own client, trusting the CA and presenting the mesh certificate.
+    let remote = RemoteEmbedder::new(&url, "m", 2, Duration::from_secs(30), &tls).unwrap();
+    assert_eq!(remote.embed(&texts).await.unwrap()[0].len(), 384);
+    // Trusting the CA but with no client certificate: refused in the handshake.
+    let ca_only = codeintel_config::TlsConfig { ca: tls.ca.clone(), ..Default::default() };
+    let anonymous = RemoteEmbedder::new(&url, "m", 2, Duration::from_secs(30), &ca_only).unwrap();
+    assert!(anonymous.embed(&texts).await.is_err(), "a client without a certificate was served");
+    // Plaintext to a TLS port gets nothing.
+    let plain = RemoteEmbedder::new(&format!("http://127.0.0.1:{port}"), "m", 2, Duration::from_secs(5), &tls).unwrap();
+    assert!(plain.embed(&texts).await.is_err());
 }

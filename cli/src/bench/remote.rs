@@ -56,7 +56,7 @@ pub async fn remote(cfg: &Config, n: usize, dim: usize, workdir: &Path) -> anyho
     };
     let m = super::vectors::bench_manifest(repo, &contract, &primary);
     manifest::publish(&indexer.data.root, &m)?;
-    let files = remote::version_files(&repo_dir, &m)?;
+    let files = manifest::version_files(&repo_dir, &m)?;
     let bytes: u64 = files.iter().map(|f| std::fs::metadata(repo_dir.join(f)).map_or(0, |m| m.len())).sum();
 
     eprintln!("[{n} x {dim}] uploading {:.0} MB to {}", bytes as f64 / 1e6, store.url());

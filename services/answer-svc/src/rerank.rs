@@ -52,8 +52,11 @@ pub struct Reranked {
 }
 
 impl RerankClient {
-    pub fn new(base_url: &str, model: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(1)).build()?;
+    pub fn new(base_url: &str, model: &str, tls: &codeintel_config::TlsConfig) -> anyhow::Result<Self> {
+        let http = codeintel_models::http_client(tls)
+            .map_err(anyhow::Error::msg)?
+            .connect_timeout(Duration::from_secs(1))
+            .build()?;
         Ok(Self { http, base: base_url.trim_end_matches('/').to_string(), model: model.to_string() })
     }
 

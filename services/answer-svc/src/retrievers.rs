@@ -139,7 +139,7 @@ impl Parts {
         let reranker: Option<Arc<dyn Reranker>> = if a.rerank_url.is_empty() {
             None
         } else {
-            Some(Arc::new(RerankClient::new(&a.rerank_url, &a.rerank_model)?))
+            Some(Arc::new(RerankClient::new(&a.rerank_url, &a.rerank_model, &cfg.tls)?))
         };
         let b = Backends::connect(a, &cfg.tls, registry).await?;
         let kind = |kind| Arc::new(BackendRetriever { backends: b.clone(), kind });

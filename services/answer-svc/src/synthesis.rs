@@ -71,8 +71,16 @@ pub struct ChatClient {
 }
 
 impl ChatClient {
-    pub fn new(base_url: &str, model: &str, max_tokens: u32) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).build()?;
+    pub fn new(
+        base_url: &str,
+        model: &str,
+        max_tokens: u32,
+        tls: &codeintel_config::TlsConfig,
+    ) -> anyhow::Result<Self> {
+        let http = codeintel_models::http_client(tls)
+            .map_err(anyhow::Error::msg)?
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
         Ok(Self {
             http,
             url: format!("{}/v1/chat/completions", base_url.trim_end_matches('/')),
@@ -103,6 +111,15 @@ impl ChatClient {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             return Err(format!("{} answered http {status}: {}", self.url, text.chars().take(300).collect::<String>()));
+        }
+        // A server that answers a streamed request with a JSON or HTML page is not speaking the
+        // OpenAI streaming protocol (a proxy's error page, a wrong URL); a missing type is let be.
+        let kind = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !kind.is_empty() && !kind.contains("event-stream") {
+            return Err(format!(
+                "{} answered {kind}, not an event stream (is it an OpenAI-compatible server?)",
+                self.url
+            ));
         }
         let mut bytes = resp.bytes_stream();
         let mut dec = SseDecoder::default();

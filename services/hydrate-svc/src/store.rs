@@ -11,6 +11,7 @@ use codeintel_config::Config;
 use codeintel_core::scope::ScopeFilter;
 use codeintel_core::ticket::{HydrateTicket, MAX_TICKET_IDS};
 use codeintel_index::catalog::Catalog;
+use codeintel_index::manifest;
 use codeintel_server::{Metrics, Readiness, SharedReadiness};
 use duckdb::types::Value as DbValue;
 use parking_lot::{Mutex, RwLock};
@@ -28,6 +29,8 @@ pub struct RepoSegments {
 pub struct ChunkStore {
     db: Mutex<duckdb::Connection>,
     pub catalog: Catalog<RepoSegments>,
+    /// `data.verify_checksums`: check a version's files before serving it.
+    verify: bool,
     pub readiness: SharedReadiness,
     pub metrics: Metrics,
 }
@@ -40,6 +43,7 @@ impl ChunkStore {
         let s = Arc::new(Self {
             db: Mutex::new(db),
             catalog: Catalog::new(&cfg.data.root),
+            verify: cfg.data.verify_checksums,
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("hydrate"),
         });
@@ -52,6 +56,9 @@ impl ChunkStore {
             let files: Vec<PathBuf> = m.segments.iter().map(|s| dir.join(s)).collect();
             if let Some(missing) = files.iter().find(|f| !f.is_file()) {
                 return Err(format!("segment {} is missing", missing.display()));
+            }
+            if self.verify {
+                manifest::verify(dir, m, manifest::Reader::Hydrate).map_err(|e| e.to_string())?;
             }
             let tombstones = codeintel_index::manifest::tombstones(dir, m).map_err(|e| e.to_string())?;
             Ok(RepoSegments { files, chunks: m.chunks, tombstones })

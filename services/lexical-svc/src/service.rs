@@ -7,6 +7,7 @@ use codeintel_config::Config;
 use codeintel_core::proto::v1::{InfoResponse, RepoInfo, RetrieveRequest, ScoredChunk};
 use codeintel_core::scope::validate_retrieve;
 use codeintel_index::catalog::Catalog;
+use codeintel_index::manifest;
 use codeintel_server::{Metrics, Readiness, SharedReadiness};
 use parking_lot::RwLock;
 
@@ -29,6 +30,8 @@ pub struct LexicalSearcher {
     encoder: Result<Arc<SpladeEncoder>, String>,
     sparse_model_id: String,
     query_max_terms: usize,
+    /// `data.verify_checksums`: check a version's files before serving it.
+    verify: bool,
     pub readiness: SharedReadiness,
     pub metrics: Metrics,
 }
@@ -58,6 +61,7 @@ impl LexicalSearcher {
                 bm25: crate::bm25::Bm25Params { k1: cfg.lexical.bm25_k1, b: cfg.lexical.bm25_b },
                 word_forms: cfg.lexical.word_forms_weight,
             },
+            verify: cfg.data.verify_checksums,
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("lexical"),
         });
@@ -67,6 +71,9 @@ impl LexicalSearcher {
 
     pub fn refresh(&self) {
         self.catalog.refresh(|dir, m| {
+            if self.verify {
+                manifest::verify(dir, m, manifest::Reader::Lexical).map_err(|e| e.to_string())?;
+            }
             let bm25 = RepoLexical::open(&dir.join(&m.tantivy_dir)).map_err(|e| e.to_string())?;
             let sparse = SparseIndex::open(dir, m).map_err(|e| e.to_string())?;
             Ok(RepoIndexes { bm25, sparse })

@@ -7,6 +7,7 @@ use codeintel_config::Config;
 use codeintel_core::proto::v1::{InfoResponse, RepoInfo, RetrieveRequest, ScoredChunk};
 use codeintel_core::scope::validate_retrieve;
 use codeintel_index::catalog::Catalog;
+use codeintel_index::manifest;
 use codeintel_index::manifest::EmbeddingContract;
 use codeintel_models::embed::Embedder;
 use codeintel_server::{Metrics, Readiness, SharedReadiness};
@@ -22,6 +23,8 @@ pub struct VectorSearcher {
     contract: EmbeddingContract,
     params: codeintel_config::VectorConfig,
     placement: Placement,
+    /// `data.verify_checksums`: check a version's files before serving it.
+    verify: bool,
     pub readiness: SharedReadiness,
     pub metrics: Metrics,
 }
@@ -64,6 +67,7 @@ impl VectorSearcher {
             contract,
             params: cfg.vector.clone(),
             placement,
+            verify: cfg.data.verify_checksums,
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("vector"),
         });
@@ -77,6 +81,9 @@ impl VectorSearcher {
         self.catalog.refresh(|dir, m| {
             if let Some(why) = contract_mismatch(&m.settings.embedding, &contract) {
                 return Err(why);
+            }
+            if self.verify {
+                manifest::verify(dir, m, manifest::Reader::Vector).map_err(|e| e.to_string())?;
             }
             #[allow(unused_mut)]
             let mut r = RepoVectors::open(dir, m, &self.params).map_err(|e| e.to_string())?;

@@ -51,11 +51,22 @@ pub struct TlsConfig {
     pub client_auth: bool,
     /// The name expected in servers' certificates; empty: the host of each configured URL.
     pub domain: String,
+    /// With `ca`: also refuse HTTP clients (metrics, ready, `codeintel models serve`) without a
+    /// certificate signed by it. Off by default so that Prometheus and kubelet probes, which
+    /// present no client certificate, can still scrape and probe over TLS.
+    pub http_client_auth: bool,
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        Self { cert: PathBuf::new(), key: PathBuf::new(), ca: PathBuf::new(), client_auth: true, domain: String::new() }
+        Self {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            ca: PathBuf::new(),
+            client_auth: true,
+            domain: String::new(),
+            http_client_auth: false,
+        }
     }
 }
 
@@ -194,6 +205,10 @@ pub struct DataConfig {
     pub cache: PathBuf,
     /// Local mirror of an object-store data root; empty = `<cache>/mirror/<url as a name>`.
     pub mirror: PathBuf,
+    /// Before serving a version, each service checks the files it reads against the sha256
+    /// its manifest recorded at publish, and refuses a damaged version (falling back to the
+    /// previous one).
+    pub verify_checksums: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -470,6 +485,7 @@ impl Default for DataConfig {
             root: home.join(".codeintel").join("data"),
             cache: PathBuf::from("/var/cache/codeintel"),
             mirror: PathBuf::new(),
+            verify_checksums: true,
         }
     }
 }

@@ -291,7 +291,19 @@ pub async fn run(
         tokio::task::spawn_blocking(move || writer_lock(&cfg, &repo, no_wait, quiet)).await??
     };
     let files = &tree.files;
-    let prev = manifest::load_current(data_root, repo).ok();
+    let mut prev = manifest::load_current(data_root, repo).ok();
+    // A new version shares its predecessor's files: a damaged predecessor is not built upon
+    // (nor are its vectors reused), the repo is rebuilt from scratch.
+    if let Some(p) = &prev {
+        let dir = data_root.join(repo);
+        let damaged = [manifest::Reader::Vector, manifest::Reader::Lexical, manifest::Reader::Hydrate]
+            .into_iter()
+            .find_map(|r| manifest::verify(&dir, p, r).err());
+        if let Some(e) = damaged {
+            eprintln!("version {} is damaged ({e}); rebuilding {repo} from scratch", p.version);
+            prev = None;
+        }
+    }
     let mut report = IndexReport { files: files.len(), ..Default::default() };
     let mut steps = Steps::new(opts.fail_after_writes);
     let settings = settings(cfg, contract);

@@ -11,6 +11,9 @@ use parking_lot::RwLock;
 
 use crate::manifest::{self, Manifest};
 
+/// How many versions older than a refused current one a starting process tries, newest first.
+pub const FALLBACK_VERSIONS: usize = 3;
+
 pub struct Loaded<T> {
     pub manifest: Manifest,
     pub value: T,
@@ -47,7 +50,9 @@ impl<T> Catalog<T> {
 
     /// Loads every repo whose `CURRENT` names a version other than the loaded one and drops
     /// repos that disappeared. Returns true when anything changed. A version that fails to load
-    /// leaves the previous one in service; the failure is kept in [`Catalog::errors`].
+    /// leaves the previous one in service; with none loaded yet (a start after the current
+    /// version was damaged), the newest of the [`FALLBACK_VERSIONS`] older versions that loads is
+    /// served. The failure, and the version served instead, is kept in [`Catalog::errors`].
     pub fn refresh(&self, load: impl Fn(&Path, &Manifest) -> Result<T, String>) -> bool {
         let mut changed = false;
         let mut errors = Vec::new();
@@ -59,17 +64,53 @@ impl<T> Catalog<T> {
             if want.is_some() && want == have {
                 continue;
             }
-            match manifest::load_current(&self.root, repo) {
-                Ok(m) => match load(&self.root.join(repo), &m) {
-                    Ok(value) => {
-                        tracing::info!(repo = %repo, version = m.version, "loaded index version");
-                        self.repos.write().insert(repo.clone(), Arc::new(Loaded { manifest: m, value }));
-                        changed = true;
+            let dir = self.root.join(repo);
+            let attempt = |m: Result<Manifest, manifest::ManifestError>| {
+                let m = m.map_err(|e| e.to_string())?;
+                load(&dir, &m).map(|value| Loaded { manifest: m, value })
+            };
+            let refused = match attempt(manifest::load_current(&self.root, repo)) {
+                Ok(l) => {
+                    tracing::info!(repo = %repo, version = l.manifest.version, "loaded index version");
+                    self.repos.write().insert(repo.clone(), Arc::new(l));
+                    changed = true;
+                    continue;
+                }
+                Err(e) => format!("{} refused: {e}", want.as_deref().unwrap_or("the current version")),
+            };
+            let why = match have {
+                Some(have) => format!("{refused}; still serving {have}"),
+                None => {
+                    let want_n = want.as_deref().and_then(|w| w.strip_prefix('v')).and_then(|n| n.parse::<u64>().ok());
+                    let older = manifest::list_versions(&self.root, repo)
+                        .into_iter()
+                        .filter(|v| want_n.is_none_or(|w| *v < w))
+                        .take(FALLBACK_VERSIONS);
+                    let mut served = None;
+                    for v in older {
+                        match attempt(manifest::load_version(&self.root, repo, v)) {
+                            Ok(l) => {
+                                served = Some(manifest::version_name(v));
+                                self.repos.write().insert(repo.clone(), Arc::new(l));
+                                changed = true;
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(repo = %repo, version = v, error = %e, "older version refused too")
+                            }
+                        }
                     }
-                    Err(e) => errors.push((repo.clone(), e)),
-                },
-                Err(e) => errors.push((repo.clone(), e.to_string())),
+                    match served {
+                        Some(v) => format!("{refused}; serving {v} instead"),
+                        None => refused,
+                    }
+                }
+            };
+            // Said once, not on every poll.
+            if !self.errors.read().iter().any(|(r, w)| r == repo && *w == why) {
+                tracing::warn!(repo = %repo, "{why}");
             }
+            errors.push((repo.clone(), why));
         }
         let mut repos = self.repos.write();
         let before = repos.len();
@@ -127,7 +168,7 @@ mod tests {
         let catalog: Catalog<()> = Catalog::new(d.path());
         catalog.refresh(|_, m| if m.repo == "bad" { Err("vector/v1.faiss: not a FAISS index".into()) } else { Ok(()) });
 
-        assert_eq!(catalog.errors(), vec!["repo bad: vector/v1.faiss: not a FAISS index".to_string()]);
+        assert_eq!(catalog.errors(), vec!["repo bad: v000001 refused: vector/v1.faiss: not a FAISS index".to_string()]);
         let served = catalog.in_scope(&scoped("good")).unwrap();
         assert_eq!(served.iter().map(|l| l.manifest.repo.as_str()).collect::<Vec<_>>(), ["good"]);
         match catalog.in_scope(&scoped("bad")) {
@@ -153,5 +194,42 @@ mod tests {
         catalog.refresh(|_, _| Ok(()));
         assert!(catalog.errors().is_empty());
         assert_eq!(catalog.in_scope(&scoped("bad")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_refused_current_version_falls_back_to_the_newest_older_one_that_loads() {
+        let d = tempfile::tempdir().unwrap();
+        for v in 1..=3 {
+            let m = manifest("r", v);
+            write_artifacts(d.path(), &m);
+            manifest::publish(d.path(), &m).unwrap();
+        }
+        // v3 (current) and v2 refuse to load: a fresh process serves v1 and says why.
+        let catalog: Catalog<u64> = Catalog::new(d.path());
+        let load = |_: &Path, m: &Manifest| {
+            if m.version >= 2 {
+                Err(format!("v{} is damaged", m.version))
+            } else {
+                Ok(m.version)
+            }
+        };
+        assert!(catalog.refresh(load));
+        assert_eq!(catalog.get("r").unwrap().value, 1);
+        assert_eq!(
+            catalog.errors(),
+            vec!["repo r: v000003 refused: v3 is damaged; serving v000001 instead".to_string()]
+        );
+        // A process that already serves a version keeps it.
+        assert!(!catalog.refresh(load));
+        assert_eq!(catalog.errors(), vec!["repo r: v000003 refused: v3 is damaged; still serving v000001".to_string()]);
+        // Once the current version loads, it is served and the error goes.
+        assert!(catalog.refresh(|_, m| Ok(m.version)));
+        assert_eq!(catalog.get("r").unwrap().value, 3);
+        assert!(catalog.errors().is_empty());
+        // With nothing older that loads, the repo is not served.
+        let none: Catalog<u64> = Catalog::new(d.path());
+        none.refresh(|_, _| Err("damaged".into()));
+        assert!(none.get("r").is_none());
+        assert_eq!(none.errors(), vec!["repo r: v000003 refused: damaged".to_string()]);
     }
 }

@@ -140,8 +140,11 @@ pub struct Manifest {
     pub files: u64,
     /// repo-relative path -> sha256 of its content, for incremental indexing.
     pub file_hashes: BTreeMap<String, String>,
-    /// Every file of this version (repo-relative) -> its sha256: set in the manifests an object
-    /// store holds ([`crate::remote`]), which services check downloads against; empty on disk.
+    /// Every file of this version (repo-relative, the tantivy folder's files included) -> its
+    /// sha256, written by [`publish`]. Services check the files they read against it before
+    /// serving a version ([`verify`]), and against it downloads from an object store
+    /// ([`crate::remote`]). Empty in manifests written before checksums were kept: those are
+    /// served unchecked.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checksums: BTreeMap<String, String>,
 }
@@ -204,7 +207,7 @@ pub enum ManifestError {
     NotIndexed(String),
     #[error("invalid repo name {0:?}: use 1 to 128 letters, digits, '-', '_' and '.', not starting with '.'")]
     BadRepoName(String),
-    #[error("manifest {path}: {message}")]
+    #[error("{path}: {message}")]
     Corrupt { path: String, message: String },
     #[error("io error at {path}: {source}")]
     Io { path: String, source: std::io::Error },
@@ -454,13 +457,172 @@ pub fn publish(root: &Path, m: &Manifest) -> Result<PathBuf, ManifestError> {
     restrict_tree(&dir)?;
     let name = version_name(m.version);
     let path = mdir.join(format!("{name}.json"));
-    // Checksums describe a version in an object store; a local publish (an incremental build
-    // from a pulled predecessor, say) starts without them.
-    let json =
-        serde_json::to_vec_pretty(&Manifest { checksums: BTreeMap::new(), ..m.clone() }).expect("manifest serializes");
+    // Every file's checksum: a file this version shares with its predecessor keeps the sum
+    // recorded then (published files are never written again), every other one is hashed.
+    let mut checksums = BTreeMap::new();
+    for rel in version_files(&dir, m)? {
+        let sum = match m.checksums.get(&rel) {
+            Some(s) => s.clone(),
+            None => sha256_file(&dir.join(&rel))?,
+        };
+        checksums.insert(rel, sum);
+    }
+    let json = serde_json::to_vec_pretty(&Manifest { checksums, ..m.clone() }).expect("manifest serializes");
     write_atomic(&path, &json)?;
     write_atomic(&dir.join(CURRENT), format!("{name}\n").as_bytes())?;
     Ok(path)
+}
+
+/// Every file of version `m` under `dir` (its repo folder), repo-relative and sorted: the
+/// artifacts it names and every file of its tantivy folder.
+pub fn version_files(dir: &Path, m: &Manifest) -> Result<Vec<String>, ManifestError> {
+    let mut out: Vec<String> = m.files().into_iter().cloned().collect();
+    // A vector-only version (benchmarks) names a file as its tantivy folder.
+    let mut stack: Vec<PathBuf> = vec![dir.join(&m.tantivy_dir)].into_iter().filter(|p| p.is_dir()).collect();
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(io_err(&d))? {
+            let p = e.map_err(io_err(&d))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The hex sha256 of a file's content, streamed.
+pub fn sha256_file(path: &Path) -> Result<String, ManifestError> {
+    use sha2::Digest;
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Which service reads a version, for [`verify`]: each checks only the files it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// FAISS indexes, chunk metadata, vectors, tombstones.
+    Vector,
+    /// The tantivy folder, SPLADE documents, tombstones.
+    Lexical,
+    /// Parquet segments, tombstones.
+    Hydrate,
+}
+
+impl Manifest {
+    /// Whether `rel` (repo-relative) is a file `reader` opens.
+    pub fn read_by(&self, rel: &str, reader: Reader) -> bool {
+        let is = |f: &Option<String>| f.as_deref() == Some(rel);
+        if is(&self.tombstones) {
+            return true;
+        }
+        match reader {
+            Reader::Vector => {
+                rel == self.faiss_index
+                    || rel == self.chunk_meta
+                    || is(&self.primary_vectors)
+                    || self
+                        .secondary
+                        .as_ref()
+                        .is_some_and(|s| [&s.faiss_index, &s.chunk_meta, &s.vectors].contains(&&rel.to_string()))
+            }
+            Reader::Lexical => {
+                self.sparse.iter().any(|s| s == rel)
+                    || rel.strip_prefix(self.tantivy_dir.as_str()).is_some_and(|r| r.starts_with('/'))
+            }
+            Reader::Hydrate => self.segments.iter().any(|s| s == rel),
+        }
+    }
+}
+
+/// What this process last found hashing a file: its inode, size, mtime and ctime then, and
+/// its sha256.
+struct Checked {
+    stamp: (u64, u64, i64, i64, i64, i64),
+    sha256: String,
+}
+
+fn stamp(md: &fs::Metadata) -> (u64, u64, i64, i64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (md.ino(), md.len(), md.mtime(), md.mtime_nsec(), md.ctime(), md.ctime_nsec())
+}
+
+/// Files hashed by this process, so that a version is hashed once rather than on every reload
+/// poll, and again only when a file's inode, size, mtime or ctime changes.
+static CHECKED: std::sync::LazyLock<parking_lot::Mutex<std::collections::HashMap<PathBuf, Checked>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The sha256 of `path`, from [`CHECKED`] when its size and mtime have not changed.
+fn sha256_checked(path: &Path, md: &fs::Metadata) -> Result<String, ManifestError> {
+    if let Some(c) = CHECKED.lock().get(path) {
+        if c.stamp == stamp(md) {
+            return Ok(c.sha256.clone());
+        }
+    }
+    let sha256 = sha256_file(path)?;
+    let mut cache = CHECKED.lock();
+    if cache.len() >= 100_000 {
+        cache.retain(|p, _| p.exists()); // files of collected versions
+    }
+    cache.insert(path.to_path_buf(), Checked { stamp: stamp(md), sha256: sha256.clone() });
+    Ok(sha256)
+}
+
+/// Checks every file `reader` opens against the sha256 the manifest recorded when it was
+/// published: a file missing, or changed or damaged since, refuses the version with the file
+/// named. Returns the bytes checked. A manifest without checksums (written before they were
+/// kept) passes unchecked. Each file is hashed once per process unless its inode, size,
+/// mtime or ctime changes.
+pub fn verify(repo_dir: &Path, m: &Manifest, reader: Reader) -> Result<u64, ManifestError> {
+    let mut bytes = 0;
+    for (rel, want) in m.checksums.iter().filter(|(rel, _)| m.read_by(rel, reader)) {
+        let path = repo_dir.join(rel);
+        let corrupt = |message: String| ManifestError::Corrupt { path: path.display().to_string(), message };
+        let md = match fs::metadata(&path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(corrupt(format!("missing, though version {} names it", m.version)))
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let got = sha256_checked(&path, &md)?;
+        if &got != want {
+            return Err(corrupt(format!(
+                "sha256 {got} differs from the {want} recorded when version {} was published: the file was damaged or \
+                 written since, so the version is refused (the next `codeintel index` of the repo rebuilds it from scratch)",
+                m.version
+            )));
+        }
+        bytes += md.len();
+    }
+    Ok(bytes)
+}
+
+/// Every published version of `repo`, newest first.
+pub fn list_versions(root: &Path, repo: &str) -> Vec<u64> {
+    let Ok(dir) = repo_dir(root, repo) else { return Vec::new() };
+    let Ok(rd) = fs::read_dir(dir.join("manifests")) else { return Vec::new() };
+    let mut v: Vec<u64> = rd
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.strip_prefix('v').and_then(|s| s.strip_suffix(".json")).and_then(|s| s.parse().ok())
+        })
+        .collect();
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    v
 }
 
 /// Reads one version's manifest by number.
@@ -578,7 +740,12 @@ pub(crate) mod tests {
         assert!(matches!(load_current(root, "r"), Err(ManifestError::NotIndexed(_))));
         write_artifacts(root, &m1);
         publish(root, &m1).unwrap();
-        assert_eq!(load_current(root, "r").unwrap(), m1);
+        let loaded = load_current(root, "r").unwrap();
+        // Published with every file's checksum ("x" each), and otherwise as given.
+        let x = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881";
+        assert_eq!(loaded.checksums.len(), 3, "{:?}", loaded.checksums);
+        assert!(loaded.checksums.values().all(|s| s == x), "{:?}", loaded.checksums);
+        assert_eq!(Manifest { checksums: BTreeMap::new(), ..loaded }, m1);
         assert_eq!(next_version(root, "r").unwrap(), 2);
 
         // Version 2 half-written (manifest present but CURRENT not yet renamed): still v1.
@@ -590,6 +757,36 @@ pub(crate) mod tests {
         publish(root, &m2).unwrap();
         assert_eq!(load_current(root, "r").unwrap().version, 2);
         assert_eq!(list_repos(root), vec!["r".to_string()]);
+    }
+
+    #[test]
+    fn each_reader_checks_its_own_files_and_a_damaged_one_refuses_the_version_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let m = manifest("r", 1);
+        write_artifacts(root, &m);
+        fs::write(root.join("r/lexical/v000001/meta.json"), b"{}").unwrap();
+        publish(root, &m).unwrap();
+        let m = load_current(root, "r").unwrap();
+        let dir = root.join("r");
+        assert!(m.checksums.contains_key("lexical/v000001/meta.json"), "{:?}", m.checksums);
+        for reader in [Reader::Vector, Reader::Lexical, Reader::Hydrate] {
+            assert!(verify(&dir, &m, reader).unwrap() > 0, "{reader:?}");
+        }
+        // The segment rewritten: hydrate-svc refuses the version and names the file; vector-svc
+        // and lexical-svc do not read it.
+        fs::write(dir.join("segments/v000001.parquet"), b"yy").unwrap();
+        let e = verify(&dir, &m, Reader::Hydrate).unwrap_err().to_string();
+        assert!(e.contains("segments/v000001.parquet") && e.contains("sha256"), "{e}");
+        verify(&dir, &m, Reader::Vector).unwrap();
+        verify(&dir, &m, Reader::Lexical).unwrap();
+        // A file of the tantivy folder is lexical-svc's; a missing one is named too.
+        fs::remove_file(dir.join("lexical/v000001/meta.json")).unwrap();
+        let e = verify(&dir, &m, Reader::Lexical).unwrap_err().to_string();
+        assert!(e.contains("lexical/v000001/meta.json") && e.contains("missing"), "{e}");
+        // Manifests from before checksums pass unchecked.
+        let old = Manifest { checksums: BTreeMap::new(), ..m };
+        assert_eq!(verify(&dir, &old, Reader::Hydrate).unwrap(), 0);
     }
 
     #[test]

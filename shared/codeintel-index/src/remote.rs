@@ -16,7 +16,6 @@
 //!   keeps serving.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -276,13 +275,15 @@ impl Remote {
         // Checksums of files the previous version in the store already has are carried over.
         let prev = self.previous_checksums(repo).await;
         let mut checksums = BTreeMap::new();
-        for rel in version_files(&dir, &m)? {
+        for rel in manifest::version_files(&dir, &m)? {
             let path = dir.join(&rel);
             let key = self.key(&format!("{repo}/{rel}"));
             let present = existing.contains(key.as_ref());
-            let sum = match prev.get(&rel) {
-                Some(s) if present => s.clone(),
-                _ => sha256_file(&path)?,
+            // The local manifest's sum was taken at publish; the store's previous one at upload.
+            let sum = match (m.checksums.get(&rel), prev.get(&rel)) {
+                (Some(s), _) => s.clone(),
+                (None, Some(s)) if present => s.clone(),
+                _ => manifest::sha256_file(&path)?,
             };
             if !present {
                 self.upload(&path, &key).await?;
@@ -339,45 +340,4 @@ pub async fn follow(cfg: &mut Config, serves: &[String], period: std::time::Dura
         }
     });
     Ok(())
-}
-
-/// Every file of version `m` under `dir`, repo-relative: the artifacts it names and every file
-/// of its tantivy folder.
-pub fn version_files(dir: &Path, m: &Manifest) -> Result<Vec<String>, RemoteError> {
-    let mut out: Vec<String> = m.files().into_iter().cloned().collect();
-    // A vector-only version (benchmarks) names a file as its tantivy folder.
-    let mut stack: Vec<PathBuf> = vec![dir.join(&m.tantivy_dir)].into_iter().filter(|p| p.is_dir()).collect();
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(io(&d))? {
-            let e = e.map_err(io(&d))?;
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(dir) {
-                out.push(rel.to_string_lossy().replace('\\', "/"));
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-fn sha256_file(path: &Path) -> Result<String, RemoteError> {
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut HashWriter(&mut h)).map_err(io(path))?;
-    Ok(hex::encode(h.finalize()))
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

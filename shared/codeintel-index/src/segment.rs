@@ -17,20 +17,19 @@ use crate::error::IndexError;
 pub fn write_segment(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result<String, IndexError> {
     let rel = format!("segments/{version}.parquet");
     let path = repo_dir.join(&rel);
-    let io = |e: std::io::Error| IndexError::Segment(format!("{}: {e}", path.display()));
-    crate::manifest::create_private_dir_all(path.parent().expect("has parent")).map_err(io)?;
-    let file = crate::manifest::create_private_file(&path).map_err(io)?;
+    let at = |e: &dyn std::fmt::Display| IndexError::Segment(format!("{}: {e}", path.display()));
+    crate::manifest::create_private_dir_all(path.parent().expect("has parent")).map_err(|e| at(&e))?;
+    let file = crate::manifest::create_private_file(&path).map_err(|e| at(&e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(8192))
         .build();
-    let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| IndexError::Segment(e.to_string()))?;
+    let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| at(&e))?;
     for part in chunks.chunks(8192) {
-        w.write(&to_batch(part).map_err(|e| IndexError::Segment(e.to_string()))?)
-            .map_err(|e| IndexError::Segment(e.to_string()))?;
+        w.write(&to_batch(part).map_err(|e| IndexError::Segment(e.to_string()))?).map_err(|e| at(&e))?;
     }
-    let file = w.into_inner().map_err(|e| IndexError::Segment(e.to_string()))?;
-    file.sync_all().map_err(io)?;
+    let file = w.into_inner().map_err(|e| at(&e))?;
+    file.sync_all().map_err(|e| at(&e))?;
     Ok(rel)
 }
 

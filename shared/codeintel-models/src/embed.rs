@@ -146,8 +146,15 @@ pub struct RemoteEmbedder {
 }
 
 impl RemoteEmbedder {
-    pub fn new(url: &str, model: &str, batch_size: usize, timeout: Duration) -> Result<Self, EmbedError> {
-        let client = reqwest::Client::builder()
+    pub fn new(
+        url: &str,
+        model: &str,
+        batch_size: usize,
+        timeout: Duration,
+        tls: &codeintel_config::TlsConfig,
+    ) -> Result<Self, EmbedError> {
+        let client = crate::http_client(tls)
+            .map_err(|message| EmbedError::Remote { url: url.into(), message })?
             .timeout(timeout)
             .build()
             .map_err(|e| EmbedError::Remote { url: url.into(), message: e.to_string() })?;
@@ -222,6 +229,7 @@ impl Embedder {
                 &cfg.embed.model_id,
                 cfg.embed.remote_batch_size,
                 Duration::from_millis(cfg.embed.timeout_ms),
+                &cfg.tls,
             )?;
             Ok(Embedder::Remote(Arc::new(r)))
         }

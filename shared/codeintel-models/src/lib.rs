@@ -5,3 +5,24 @@
 pub mod chat;
 pub mod embed;
 pub mod sparse;
+
+/// An HTTP client builder for the model servers (embeddings, rerank, chat): the public roots
+/// reqwest trusts, plus `tls.ca` when set, and `tls.cert`/`tls.key` as the client certificate
+/// when a CA is set (mutual TLS with `codeintel models serve --set tls.http_client_auth=true`).
+pub fn http_client(t: &codeintel_config::TlsConfig) -> Result<reqwest::ClientBuilder, String> {
+    let mut b = reqwest::Client::builder();
+    if t.calls() {
+        let read =
+            |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("cannot read {} (tls.*): {e}", p.display()));
+        let ca =
+            reqwest::Certificate::from_pem(&read(&t.ca)?).map_err(|e| format!("tls.ca {}: {e}", t.ca.display()))?;
+        b = b.add_root_certificate(ca);
+        if t.serves() {
+            let mut pem = read(&t.cert)?;
+            pem.push(b'\n');
+            pem.extend(read(&t.key)?);
+            b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| format!("tls.cert/tls.key: {e}"))?);
+        }
+    }
+    Ok(b)
+}

@@ -221,8 +221,14 @@ pub async fn shutdown_signal() {
 /// not (the overall name `""` and the service's own name follow readiness). For liveness probes.
 pub const LIVENESS_SERVICE: &str = "codeintel.Liveness";
 
-/// Serves `/metrics` (Prometheus text) and `/ready` (JSON readiness; 503 when down).
-pub async fn serve_http(listener: TcpListener, metrics: Metrics, readiness: SharedReadiness) -> anyhow::Result<()> {
+/// Serves `/metrics` (Prometheus text) and `/ready` (JSON readiness; 503 when down), over TLS
+/// when `tls.cert` is set.
+pub async fn serve_http(
+    listener: TcpListener,
+    metrics: Metrics,
+    readiness: SharedReadiness,
+    tls: &codeintel_config::TlsConfig,
+) -> anyhow::Result<()> {
     let m = metrics.clone();
     let app = axum::Router::new()
         .route(
@@ -250,14 +256,65 @@ pub async fn serve_http(listener: TcpListener, metrics: Metrics, readiness: Shar
                 }
             }),
         );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    serve_app(listener, app, tls, shutdown_signal()).await
+}
+
+/// Serves an HTTP app until `shutdown` resolves, then lets open requests finish: plaintext
+/// (HTTP/1.1) without `tls.cert`, else TLS ([`tls::http_acceptor`]) with HTTP/2 or HTTP/1.1 by
+/// ALPN. A client whose handshake fails or stalls (10 s) is dropped without affecting others.
+pub async fn serve_app(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: &codeintel_config::TlsConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Some(acceptor) = tls::http_acceptor(tls)? else {
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "serving plaintext HTTP on a non-loopback address; set tls.cert and tls.key");
+        }
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        return Ok(());
+    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
     Ok(())
 }
 
 /// Prints where a service listens, in the form `codeintel up` and scripts read.
-pub fn announce(service: &str, grpc: SocketAddr, http: Option<SocketAddr>) {
+pub fn announce(service: &str, grpc: SocketAddr, http: Option<SocketAddr>, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
     match http {
-        Some(h) => eprintln!("{service} listening on grpc {grpc} metrics http://{h}/metrics"),
+        Some(h) => eprintln!("{service} listening on grpc {grpc} metrics {scheme}://{h}/metrics"),
         None => eprintln!("{service} listening on grpc {grpc}"),
     }
 }
@@ -355,9 +412,9 @@ pub async fn serve(spec: ServeSpec<'_>, add: impl FnOnce(GrpcRouter) -> GrpcRout
     let http = if metrics_addr.is_empty() { None } else { Some(bind(metrics_addr, "metrics").await?) };
     let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
     if let Some(l) = http {
-        let (m, r) = (metrics.clone(), readiness.clone());
+        let (m, r, t) = (metrics.clone(), readiness.clone(), tls_cfg.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_http(l, m, r).await {
+            if let Err(e) = serve_http(l, m, r, &t).await {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });
@@ -398,7 +455,7 @@ pub async fn serve(spec: ServeSpec<'_>, add: impl FnOnce(GrpcRouter) -> GrpcRout
         .add_service(v1)
         .add_service(v1a);
     let router = add(router);
-    announce(service, grpc_addr, http_addr);
+    announce(service, grpc_addr, http_addr, tls_cfg.serves());
     router.serve_with_incoming_shutdown(incoming(listener), shutdown_signal()).await?;
     tracing::info!(service, "stopped");
     Ok(())

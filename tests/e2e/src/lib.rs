@@ -91,7 +91,7 @@ pub fn start_at(name: &str, addr: &str, data_root: &Path, extra: &[String], env:
             if !sent {
                 if let Some(rest) = line.split("listening on grpc ").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let http = rest.split("http://").nth(1).map(|h| h.trim_end_matches("/metrics").trim().to_string());
+                    let http = rest.split("://").nth(1).map(|h| h.trim_end_matches("/metrics").trim().to_string());
                     let _ = tx.send((addr, http));
                     sent = true;
                     continue;

@@ -20,6 +20,8 @@ pub enum Behaviour {
     /// `POST /rerank` answers 404; `POST /score` scores document i with i (so the last ranks
     /// first).
     ScoreReversed,
+    /// Answers every request with this status line, content type and body (garbage, errors).
+    Respond { status: &'static str, content_type: &'static str, body: String },
 }
 
 #[derive(Default)]
@@ -92,8 +94,12 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<(String, String)>
 }
 
 async fn respond(conn: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    respond_as(conn, status, "application/json", body).await
+}
+
+async fn respond_as(conn: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
     let msg = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     conn.write_all(msg.as_bytes()).await
@@ -127,6 +133,7 @@ async fn serve(mut conn: TcpStream, behaviour: Behaviour, seen: Arc<Seen>) -> st
             }
             Ok(())
         }
+        Behaviour::Respond { status, content_type, body } => respond_as(&mut conn, status, content_type, &body).await,
         Behaviour::ScoreReversed => {
             if path == "/rerank" {
                 return respond(&mut conn, "404 Not Found", r#"{"detail":"Not Found"}"#).await;

@@ -178,3 +178,166 @@ async fn index_and_compact_killed_at_random_moments_leave_every_published_versio
     );
     assert!(killed >= 10, "only {killed} of 20 runs were killed while running");
 }
+
+/// A version's manifest as JSON.
+fn manifest_json(data: &std::path::Path, repo: &str, version: u64) -> serde_json::Value {
+    let p = data.join(repo).join("manifests").join(format!("v{version:06}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+fn current(data: &std::path::Path, repo: &str) -> String {
+    std::fs::read_to_string(data.join(repo).join("CURRENT")).unwrap().trim().to_string()
+}
+
+/// Flips one byte in the middle of a file, keeping its size.
+fn damage(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The paths of the hits a hybrid search returns.
+async fn search_paths(c: &mut AnswerServiceClient<Channel>, query: &str) -> Vec<String> {
+    let req = codeintel_proto::v1::SearchRequest { query: query.into(), top_k: 10, ..Default::default() };
+    c.search(req).await.unwrap().into_inner().hits.into_iter().map(|h| h.path).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_artifact_refuses_its_version_by_name_and_the_previous_version_is_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, data) = (tmp.path().join("src"), tmp.path().join("data"));
+    copy_tree(&fixture("shop"), &src);
+    index(&src, "shop", &data);
+    std::fs::write(src.join("zebra.py"), "def zebra_discount(cart):\n    return cart.total * 0.5\n").unwrap();
+    index(&src, "shop", &data);
+    assert_eq!(current(&data, "shop"), "v000002");
+    // One file of version 2 that version 1 does not have, for each service: its own segment,
+    // its secondary vectors and its tantivy folder's meta.json.
+    let m2 = manifest_json(&data, "shop", 2);
+    let segment = m2["segments"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    let vectors = m2["secondary"]["vectors"].as_str().expect("an incremental version has a secondary").to_string();
+    let meta = format!("{}/meta.json", m2["tantivy_dir"].as_str().unwrap());
+    for rel in [&segment, &vectors, &meta] {
+        assert!(!manifest_json(&data, "shop", 1).to_string().contains(rel.as_str()), "{rel} is shared with v1");
+        damage(&data.join("shop").join(rel));
+    }
+    // Fresh processes: each refuses version 2, names the file, and serves version 1.
+    let mesh = Mesh::start(&data);
+    for (p, rel) in [(&mesh.vector, &vectors), (&mesh.lexical, &meta), (&mesh.hydrate, &segment)] {
+        let r = p.ready();
+        assert_eq!(r["status"], "degraded", "{}: {r}", p.name);
+        let why = r["reasons"].to_string();
+        assert!(why.contains(rel.as_str()) && why.contains("serving v000001 instead"), "{}: {why}", p.name);
+    }
+    let ch = Channel::from_shared(format!("http://{}", mesh.answer.addr)).unwrap().connect().await.unwrap();
+    let mut c = AnswerServiceClient::new(ch);
+    assert!(answer(&mut c).await.unwrap().is_empty(), "version 1 answers whole");
+    assert!(!search_paths(&mut c, "zebra_discount").await.contains(&"zebra.py".to_string()), "v2 content was served");
+    // The next index run sees the damage, does not build on it, and publishes a whole version
+    // from scratch, which every service takes.
+    let out = std::process::Command::new(bin_dir().join("codeintel"))
+        .arg("--data-root")
+        .arg(&data)
+        .arg("index")
+        .arg(&src)
+        .args(["--repo", "shop", "--quiet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("version 2 is damaged") && stderr.contains("rebuilding shop from scratch"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(full)"), "{}", String::from_utf8_lossy(&out.stdout));
+    let t = Instant::now();
+    while [&mesh.vector, &mesh.lexical, &mesh.hydrate].iter().any(|p| p.ready()["status"] != "ready") {
+        assert!(t.elapsed() < Duration::from_secs(20), "services did not take v3");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(search_paths(&mut c, "zebra_discount").await.contains(&"zebra.py".to_string()));
+    eprintln!("damaged v2 (segment, vectors, tantivy meta): refused by name, v1 served, v3 taken in {:?}", t.elapsed());
+}
+
+/// A tmpfs mounted for the life of the guard (the fault suite runs as root, as CI here does).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+
+    fn avail_bytes(&self) -> u64 {
+        let out = std::process::Command::new("df").args(["--output=avail", "-B1"]).arg(&self.0).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_indexing_is_a_clear_error_and_the_previous_version_stays_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, data) = (tmp.path().join("src"), tmp.path().join("data"));
+    copy_tree(&fixture("shop"), &src);
+    let is_root = std::process::Command::new("id").arg("-u").output().unwrap().stdout.starts_with(b"0\n");
+    let Some(disk) = Tmpfs::mount(&data, "64m") else {
+        assert!(!is_root, "root could not mount a tmpfs");
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    };
+    index(&src, "shop", &data);
+    let mesh = Mesh::start(&data);
+    let ch = Channel::from_shared(format!("http://{}", mesh.answer.addr)).unwrap().connect().await.unwrap();
+    let mut c = AnswerServiceClient::new(ch);
+    assert!(answer(&mut c).await.unwrap().is_empty());
+    // Fill the disk but for 16 KiB, then index a change that needs more than that.
+    let avail = disk.avail_bytes();
+    let filler = data.join("filler");
+    std::fs::write(&filler, vec![0u8; (avail - 16 * 1024) as usize]).unwrap();
+    let body: String =
+        (0..400).map(|i| format!("def grown_{i}(x):\n    return x + {i}  # {}\n", "pad ".repeat(20))).collect();
+    std::fs::write(src.join("grown.py"), body).unwrap();
+    let run = || {
+        std::process::Command::new(bin_dir().join("codeintel"))
+            .arg("--data-root")
+            .arg(&data)
+            .arg("index")
+            .arg(&src)
+            .args(["--repo", "shop", "--quiet"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "indexing onto a full disk succeeded:\n{stderr}");
+    assert!(stderr.contains("No space left on device"), "the error does not say the disk is full:\n{stderr}");
+    assert!(stderr.contains(data.to_str().unwrap()), "the error names no path under the data root:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The published version is untouched and still answers, in every service.
+    assert_eq!(current(&data, "shop"), "v000001");
+    assert!(answer(&mut c).await.unwrap().is_empty());
+    for p in [&mesh.vector, &mesh.lexical, &mesh.hydrate] {
+        assert_eq!(p.ready()["status"], "ready", "{}", p.name);
+    }
+    // With room again, the next run succeeds over what the failed one left.
+    std::fs::remove_file(&filler).unwrap();
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(current(&data, "shop"), "v000002");
+    let t = Instant::now();
+    while !search_paths(&mut c, "grown_7").await.contains(&"grown.py".to_string()) {
+        assert!(t.elapsed() < Duration::from_secs(20), "v2 was not served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("full disk: index failed with ENOSPC naming the path, v1 kept serving, the next run published v2");
+    drop(mesh);
+}

@@ -191,3 +191,88 @@ async fn a_client_that_cancels_aborts_the_language_model_request() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A loopback URL where nothing listens (a model server that is down).
+fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+fn garbage(status: &'static str, content_type: &'static str, body: &str) -> Behaviour {
+    Behaviour::Respond { status, content_type, body: body.to_string() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_language_model_that_is_down_or_answers_garbage_leaves_the_retrieved_code_within_budget() {
+    let (_tmp, data) = indexed_shop();
+    let sse_garbage = ModelServer::start(garbage("200 OK", "text/event-stream", "data: {\"choices\": [oops\n\n")).await;
+    let html_500 = ModelServer::start(garbage("500 Internal Server Error", "text/html", "<html>boom</html>")).await;
+    let not_json = ModelServer::start(garbage("200 OK", "application/json", "\u{0}\u{1}garbage")).await;
+    let cases = [
+        ("down", dead_url(), "synthesis_failed"),
+        ("sse garbage", sse_garbage.url.clone(), "synthesis_interrupted"),
+        ("http 500", html_500.url.clone(), "synthesis_failed"),
+        ("not an event stream", not_json.url.clone(), "synthesis_failed"),
+    ];
+    let mesh = Mesh::start(&data);
+    for (what, url, want) in cases {
+        let answer_svc = mesh.another_answer(&data, &[format!("answer.llm_url={url}")]);
+        let ch = Channel::from_shared(format!("http://{}", answer_svc.addr)).unwrap().connect().await.unwrap();
+        let mut c = AnswerServiceClient::new(ch);
+        answer_all(&mut c, request(5_000, 0)).await; // warm up
+        let (evs, took) = answer_all(&mut c, request(2_000, 0)).await;
+        assert!(took <= Duration::from_millis(2_100), "{what}: answer took {took:?} on a 2000 ms budget");
+        let got = limits(&evs);
+        assert!(got.iter().any(|l| l == want || l.starts_with("synthesis_")), "{what}: {got:?}");
+        assert!(!cited(&evs).is_empty(), "{what}");
+        assert_eq!(trace(&evs).synthesizer, "extractive", "{what}");
+        let tokens: String = evs
+            .iter()
+            .filter_map(|e| match &e.event {
+                Some(Event::Token(t)) => Some(t.text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(tokens.contains("[1] shop/"), "{what}: the retrieved code is the answer: {tokens}");
+        assert!(!tokens.contains("oops") && !tokens.contains("boom"), "{what}: garbage reached the answer: {tokens}");
+        eprintln!("language model {what}: {got:?} in {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reranker_that_is_down_or_answers_garbage_leaves_fusion_order() {
+    let (_tmp, data) = indexed_shop();
+    let bad_index = ModelServer::start(garbage(
+        "200 OK",
+        "application/json",
+        r#"{"results":[{"index":999,"relevance_score":1.0},{"index":0,"relevance_score":0.5}]}"#,
+    ))
+    .await;
+    let not_json = ModelServer::start(garbage("200 OK", "application/json", "<<not json>>")).await;
+    let nan = ModelServer::start(garbage(
+        "200 OK",
+        "application/json",
+        r#"{"results":[{"index":0,"relevance_score":"NaN"}]}"#,
+    ))
+    .await;
+    let cases = [
+        ("down", dead_url()),
+        ("index out of range", bad_index.url.clone()),
+        ("not json", not_json.url.clone()),
+        ("bad score", nan.url.clone()),
+    ];
+    let mesh = Mesh::start(&data);
+    let mut plain = client(&mesh).await;
+    let fusion = fusion_order(&mut plain, 3).await;
+    for (what, url) in cases {
+        let answer_svc = mesh.another_answer(&data, &[format!("answer.rerank_url={url}")]);
+        let ch = Channel::from_shared(format!("http://{}", answer_svc.addr)).unwrap().connect().await.unwrap();
+        let mut c = AnswerServiceClient::new(ch);
+        let (evs, took) = answer_all(&mut c, request(2_000, 10)).await;
+        assert!(took <= Duration::from_millis(2_100), "{what}: {took:?}");
+        assert!(limits(&evs).contains(&"rerank_unavailable".to_string()), "{what}: {:?}", limits(&evs));
+        assert_eq!(cited(&evs), fusion, "{what}: fusion order is kept when the reranker fails");
+        assert_eq!(trace(&evs).reranker, "fusion", "{what}");
+        eprintln!("reranker {what}: rerank_unavailable, fusion order kept, {took:?}");
+    }
+}

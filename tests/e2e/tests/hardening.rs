@@ -575,4 +575,18 @@ async fn mutual_tls_between_the_services_refuses_plaintext_and_peers_without_a_c
         Ok(ch) => VectorServiceClient::new(ch).info(InfoRequest {}).await.is_err(),
     };
     assert!(plain, "a plaintext peer was served");
+
+    // The HTTP endpoints serve the same certificate: /ready and /metrics over TLS to a client
+    // that trusts the CA (Prometheus and probes present no client certificate by default), and
+    // nothing to a plaintext client.
+    let http = mesh.vector.http.clone().expect("a metrics address");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.pem")).unwrap()).unwrap();
+    let https = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+    let ready = https.get(format!("https://{http}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<serde_json::Value>().await.unwrap()["status"], "ready");
+    let metrics = https.get(format!("https://{http}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("codeintel_requests_total"), "{metrics}");
+    let plain = reqwest::get(format!("http://{http}/ready")).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "plaintext /ready was answered");
 }

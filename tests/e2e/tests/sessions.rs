@@ -136,13 +136,27 @@ async fn redis_going_away_degrades_and_its_return_recovers() {
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
 
     // Redis comes back empty (no persistence): s1's scope is gone from the store, but the
-    // session keeps the scope it had, and the response says the store lost it.
+    // session keeps the scope it had (the response says the store lost it), and answer-svc,
+    // seeing the store's epoch change, writes the scopes it knows back.
     redis.restart();
+    assert_eq!(redis.cli(&["EXISTS", "codeintel:scope:s1"]).trim(), "0");
     wait_status(&mesh.answer, "ready", Duration::from_secs(15)).await;
     assert!(mesh.answer.metrics().contains("codeintel_scope_store_up{service=\"answer\"} 1"));
-    let (langs, limits) = search_langs_limits(&mut c, "s1").await;
-    assert!(!langs.is_empty() && langs.iter().all(|l| l == "python"), "the lost scope widened the session: {langs:?}");
-    assert!(limits.contains(&"session_scope_lost".to_string()), "{limits:?}");
+    let t = Instant::now();
+    loop {
+        let (langs, limits) = search_langs_limits(&mut c, "s1").await;
+        assert!(
+            !langs.is_empty() && langs.iter().all(|l| l == "python"),
+            "the lost scope widened the session: {langs:?}"
+        );
+        if limits.is_empty() {
+            break;
+        }
+        assert_eq!(limits, ["session_scope_lost"]);
+        assert!(t.elapsed() < Duration::from_secs(5), "the scope was not written back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(redis.cli(&["EXISTS", "codeintel:scope:s1"]).trim(), "1", "s1's scope is back in redis");
     // ClearScope drops it for good: the session sees everything again, without a limit.
     c.clear_scope(with_session(codeintel_proto::v1::ClearScopeRequest {}, "s1")).await.unwrap();
     let (langs, limits) = search_langs_limits(&mut c, "s1").await;
@@ -181,4 +195,133 @@ async fn concurrent_misses_for_one_session_make_one_redis_read() {
     // Later lookups are L1 hits: still one read.
     assert_eq!(reader.get("hot").await.unwrap().scope, Some(lang_scope("rust")));
     assert_eq!(redis.calls("get") - before, 1);
+}
+
+/// (completed, failed, answers carrying a session limit, answers that saw outside their scope).
+#[derive(Debug, Default, Clone, Copy)]
+struct LoadTally {
+    completed: usize,
+    failed: usize,
+    session_limited: usize,
+    widened: usize,
+}
+
+/// One Answer for `session`: its cited languages and limit codes, or the status.
+async fn answer_langs(
+    c: &mut AnswerServiceClient<Channel>,
+    session: &str,
+) -> Result<(Vec<String>, Vec<String>), tonic::Status> {
+    use codeintel_proto::v1::answer_event::Event;
+    let req = codeintel_proto::v1::AnswerRequest {
+        query: "token session cart total".into(),
+        top_k: 5,
+        time_budget_ms: 3000,
+        ..Default::default()
+    };
+    let mut s = c.answer(with_session(req, session)).await?.into_inner();
+    let (mut langs, mut limits, mut done) = (Vec::new(), Vec::new(), false);
+    while let Some(ev) = s.message().await? {
+        match ev.event {
+            Some(Event::Citations(cs)) => langs.extend(cs.citations.into_iter().map(|c| c.language)),
+            Some(Event::Limits(l)) => limits.extend(l.limits.into_iter().map(|l| l.code)),
+            Some(Event::Done(_)) => done = true,
+            _ => {}
+        }
+    }
+    if !done {
+        return Err(tonic::Status::unknown("the answer stream ended without its done event"));
+    }
+    Ok((langs, limits))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_under_load_fails_no_answer_and_the_scopes_come_back() {
+    let (_tmp, data) = indexed_shop();
+    let mut redis = RedisServer::start();
+    let opt = [format!("answer.redis_url={}", redis.url()), "answer.scope_cache_ttl_ms=200".to_string()];
+    let mesh = Mesh::start_with(&data, &opt);
+    let second = mesh.another_answer(&data, &opt);
+    let sessions: Vec<(String, &str)> =
+        (0..8).map(|i| (format!("load-{i}"), if i % 2 == 0 { "python" } else { "javascript" })).collect();
+    let mut a = client(&mesh.answer).await;
+    for (s, lang) in &sessions {
+        set_scope(&mut a, s, lang_scope(lang)).await;
+    }
+    // Both processes answer every session once before the fault, so each knows its scope.
+    let mut b = client(&second).await;
+    for (s, lang) in &sessions {
+        for c in [&mut a, &mut b] {
+            let (langs, _) = answer_langs(c, s).await.unwrap();
+            assert!(!langs.is_empty() && langs.iter().all(|l| l == lang), "{s}: {langs:?}");
+        }
+    }
+    // Eight clients, half on each process, answering in a loop for 9 s; Redis is killed at
+    // 1.5 s and restarted (empty) at 4.5 s.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (i, (s, lang)) in sessions.iter().cloned().enumerate() {
+        let addr = if i % 2 == 0 { mesh.answer.addr.clone() } else { second.addr.clone() };
+        let (stop, lang) = (stop.clone(), lang.to_string());
+        tasks.push(tokio::spawn(async move {
+            let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+            let mut c = AnswerServiceClient::new(ch);
+            let mut t = LoadTally::default();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match answer_langs(&mut c, &s).await {
+                    Ok((langs, limits)) => {
+                        t.completed += 1;
+                        t.widened += usize::from(langs.iter().any(|l| *l != lang));
+                        t.session_limited += usize::from(limits.iter().any(|l| l.starts_with("session_")));
+                    }
+                    Err(e) => {
+                        eprintln!("{s}: {e:?}");
+                        t.failed += 1;
+                    }
+                }
+            }
+            t
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    redis.restart();
+    let restarted = Instant::now();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut total = LoadTally::default();
+    for t in tasks {
+        let t = t.await.unwrap();
+        total.completed += t.completed;
+        total.failed += t.failed;
+        total.session_limited += t.session_limited;
+        total.widened += t.widened;
+    }
+    eprintln!("redis killed for 3 s under 8 answering clients: {total:?}");
+    assert_eq!(total.failed, 0, "{total:?}");
+    assert_eq!(total.widened, 0, "a session saw code outside its scope: {total:?}");
+    assert!(total.session_limited > 0, "no answer said the session store was away: {total:?}");
+    assert!(total.completed > 16, "{total:?}");
+    // Coherent again: each process gave back the scopes it knew, so a process that never saw
+    // these sessions resolves each one from Redis, without a limit.
+    let t = Instant::now();
+    let third = mesh.another_answer(&data, &opt);
+    let mut c = client(&third).await;
+    for (s, lang) in &sessions {
+        let (langs, limits) = answer_langs(&mut c, s).await.unwrap();
+        assert!(!langs.is_empty() && langs.iter().all(|l| l == lang), "{s}: {langs:?}");
+        assert!(limits.iter().all(|l| !l.starts_with("session_")), "{s}: {limits:?}");
+    }
+    eprintln!(
+        "every scope resolved whole by a fresh process {:?} after the restart (that check took {:?})",
+        restarted.elapsed(),
+        t.elapsed()
+    );
+    let restored: u64 = mesh
+        .answer
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("codeintel_scope_restored_total{service=\"answer\"} ").map(|v| v.parse().unwrap()))
+        .expect("the restored counter");
+    assert!(restored >= 8, "answer-svc restored {restored} scopes");
 }

@@ -213,7 +213,7 @@ impl Engine {
         let chat = if a.llm_url.is_empty() {
             None
         } else {
-            Some(ChatClient::new(&a.llm_url, &a.llm_model, a.llm_max_tokens)?)
+            Some(ChatClient::new(&a.llm_url, &a.llm_model, a.llm_max_tokens, &cfg.tls)?)
         };
         let traces = a.traces.then(|| {
             let dir = if !a.trace_dir.as_os_str().is_empty() {

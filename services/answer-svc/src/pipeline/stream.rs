@@ -84,6 +84,7 @@ impl Engine {
                 Ok(Ok(stream)) => {
                     synthesizer = chat.model.clone();
                     let mut stream = std::pin::pin!(stream);
+                    let limits_before = limits.len();
                     loop {
                         let item = match tokio::time::timeout_at(deadline, stream.next()).await {
                             Ok(Some(item)) => item,
@@ -120,6 +121,12 @@ impl Engine {
                                 break;
                             }
                         }
+                    }
+                    if !streamed && limits.len() == limits_before {
+                        limits.push(limit(
+                            "synthesis_empty",
+                            "the language model's stream ended without a token; showing the retrieved code instead",
+                        ));
                     }
                 }
                 Ok(Err(e)) => limits.push(limit(

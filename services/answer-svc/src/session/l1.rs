@@ -50,6 +50,11 @@ impl L1 {
         self.known.get(k).map(|(s, _)| s.clone())
     }
 
+    /// Every known copy (session, scope), to give back to a store that lost them.
+    pub(super) fn known_all(&self) -> Vec<(String, Scope)> {
+        self.known.iter().map(|(k, (s, _))| (k.clone(), s.clone())).collect()
+    }
+
     fn remember(&mut self, k: &str, scope: &Option<Scope>) {
         match scope {
             Some(s) => {

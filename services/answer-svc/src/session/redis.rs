@@ -15,6 +15,10 @@ use parking_lot::{Mutex, RwLock};
 use prost::Message;
 
 const KEY_PREFIX: &str = "codeintel:scope:";
+/// A key without expiry that the first process to reach a store writes with a random value:
+/// when a process finds another value, or none, the store lost its data (restarted without
+/// persistence, flushed) and the process gives back the scopes it knows.
+const EPOCH_KEY: &str = "codeintel:epoch";
 
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
@@ -44,6 +48,10 @@ pub struct RedisStore {
     lookups: prometheus::IntCounterVec,
     /// 1 while Redis answers, 0 while it does not.
     up: prometheus::IntGauge,
+    /// The store's [`EPOCH_KEY`] as this process last read it.
+    epoch: Mutex<String>,
+    /// Scopes written back to a store that had lost them.
+    restored: prometheus::IntCounter,
 }
 
 fn redis_err(e: &redis::RedisError) -> String {
@@ -71,6 +79,11 @@ impl RedisStore {
         let up = prometheus::IntGauge::new("scope_store_up", "1 while the session scope store (Redis) answers")?;
         registry.register(Box::new(up.clone()))?;
         up.set(1);
+        let restored = prometheus::IntCounter::new(
+            "scope_restored_total",
+            "Session scopes written back to a session store that had lost its data",
+        )?;
+        registry.register(Box::new(restored.clone()))?;
         let l1 = Arc::new(Mutex::new(L1::new(opts.cache_entries)));
         let invalidations = Invalidations::start(client, conn.clone(), l1.clone(), Duration::from_secs(3)).await;
         let s = Arc::new(Self {
@@ -83,7 +96,12 @@ impl RedisStore {
             reason: RwLock::new(String::new()),
             lookups,
             up,
+            epoch: Mutex::new(String::new()),
+            restored,
         });
+        if let Err(e) = s.check_epoch().await {
+            tracing::warn!(error = %e, "could not read the session store's epoch");
+        }
         tokio::spawn(Self::prober(Arc::downgrade(&s)));
         Ok(s)
     }
@@ -129,12 +147,57 @@ impl RedisStore {
                     Err(_) => Err(redis::RedisError::from((redis::ErrorKind::IoError, "ping timed out"))),
                 };
             match r {
-                Ok(_) => s.mark(true, ""),
+                Ok(_) => {
+                    s.mark(true, "");
+                    if let Err(e) = s.check_epoch().await {
+                        tracing::debug!(error = %e, "could not read the session store's epoch");
+                    }
+                }
                 Err(e) => s.mark(false, &redis_err(&e)),
             }
             drop(s);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Reads the store's epoch (writing one when it has none); when it is not the one this
+    /// process saw last, the store lost its data, and every scope this process knows is written
+    /// back (`SET NX`, so a scope set since the loss wins). Other processes do the same with
+    /// theirs, so the sessions they knew are whole again for every process.
+    async fn check_epoch(&self) -> redis::RedisResult<()> {
+        let mut c = self.conn.clone();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let fresh = format!("{nanos:x}-{:x}", std::process::id());
+        let (epoch,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(EPOCH_KEY)
+            .arg(&fresh)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(EPOCH_KEY)
+            .query_async(&mut c)
+            .await?;
+        let epoch = epoch.unwrap_or_default();
+        let before = std::mem::replace(&mut *self.epoch.lock(), epoch.clone());
+        if before.is_empty() || before == epoch {
+            return Ok(());
+        }
+        let known = self.l1.lock().known_all();
+        tracing::warn!(
+            sessions = known.len(),
+            "the session store lost its data (its epoch changed); writing back the scopes this process knows"
+        );
+        let ttl = self.opts.ttl_s.max(1);
+        for chunk in known.chunks(256) {
+            let mut p = redis::pipe();
+            for (session, scope) in chunk {
+                p.cmd("SET").arg(Self::key(session)).arg(scope.encode_to_vec()).arg("EX").arg(ttl).arg("NX").ignore();
+            }
+            p.query_async::<()>(&mut c).await?;
+            self.restored.inc_by(chunk.len() as u64);
+        }
+        Ok(())
     }
 
     /// Sets (`Some`) or clears (`None`) a session's scope in Redis, then invalidates every
