@@ -292,6 +292,14 @@ enum BenchCmd {
         /// Retry at once after RESOURCE_EXHAUSTED instead of waiting the server's retry hint.
         #[arg(long)]
         ignore_pushback: bool,
+        /// Metrics endpoints (`host:port`, comma-separated) whose resident memory is sampled
+        /// through the run: a soak. `--memory-from config` takes the four services'
+        /// `*.metrics_addr`.
+        #[arg(long, value_delimiter = ',')]
+        memory_from: Vec<String>,
+        /// Seconds between memory samples.
+        #[arg(long, default_value_t = 60.0)]
+        sample_every: f64,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -630,6 +638,8 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                     timeout_ms,
                     connections,
                     ignore_pushback,
+                    memory_from,
+                    sample_every,
                     json,
                 } => {
                     anyhow::ensure!(
@@ -656,13 +666,28 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                         connections: *connections,
                         tls: cfg.tls.clone(),
                         honour_pushback: !*ignore_pushback,
+                        memory_from: if memory_from.iter().any(|m| m == "config") {
+                            [&cfg.vector.metrics_addr, &cfg.lexical.metrics_addr, &cfg.hydrate.metrics_addr, &cfg.answer.metrics_addr]
+                                .into_iter()
+                                .filter(|a| !a.is_empty())
+                                .cloned()
+                                .collect()
+                        } else {
+                            memory_from.clone()
+                        },
+                        sample_every: Duration::from_secs_f64(sample_every.max(0.1)),
                     };
                     let figures = codeintel::bench::load(&opts).await?;
                     if let Some(f) = json {
                         std::fs::write(f, serde_json::to_string_pretty(&figures)?)
                             .with_context(|| format!("cannot write {}", f.display()))?;
                     }
-                    codeintel::bench::load_table(&figures.levels).trim_end().to_string()
+                    let mut out = codeintel::bench::load_table(&figures.levels).trim_end().to_string();
+                    if !figures.memory.is_empty() {
+                        out.push_str("\n\nresident memory\n");
+                        out.push_str(codeintel::bench::memory_table(&figures.memory).trim_end());
+                    }
+                    out
                 }
             };
             let _ = std::fs::remove_dir_all(&work);

@@ -82,6 +82,105 @@ pub struct LoadOptions {
     pub tls: codeintel_config::TlsConfig,
     /// Wait the server's retry hint after a RESOURCE_EXHAUSTED (false: retry at once).
     pub honour_pushback: bool,
+    /// Metrics endpoints (`host:port` or a URL) whose resident memory is sampled while the load
+    /// runs (a soak), every `sample_every`.
+    pub memory_from: Vec<String>,
+    pub sample_every: Duration,
+}
+
+/// The resident memory of each sampled service at one moment of the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemorySample {
+    /// Seconds since the first level started.
+    pub t_s: f64,
+    /// Service (its metrics' `service` label, else the endpoint) -> resident MiB; absent when
+    /// the endpoint did not answer.
+    pub rss_mib: BTreeMap<String, f64>,
+}
+
+/// The `service` label and value of `codeintel_process_resident_memory_bytes` in a Prometheus
+/// text exposition.
+pub fn resident_bytes(metrics: &str) -> Option<(Option<String>, f64)> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix("codeintel_process_resident_memory_bytes")?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once('}')?,
+            None => ("", rest),
+        };
+        let service = labels
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("service=\"").and_then(|v| v.strip_suffix('"')))
+            .map(String::from);
+        Some((service, value.trim().parse().ok()?))
+    })
+}
+
+/// One row per sample: seconds, then each service's resident MiB.
+pub fn memory_table(samples: &[MemorySample]) -> String {
+    let names: std::collections::BTreeSet<&String> = samples.iter().flat_map(|s| s.rss_mib.keys()).collect();
+    let mut out = format!("{:>8}", "t s");
+    for n in &names {
+        let _ = write!(out, "  {:>12}", format!("{n} MiB"));
+    }
+    out.push('\n');
+    for s in samples {
+        let _ = write!(out, "{:>8.0}", s.t_s);
+        for n in &names {
+            match s.rss_mib.get(*n) {
+                Some(v) => {
+                    let _ = write!(out, "  {v:>12.1}");
+                }
+                None => {
+                    let _ = write!(out, "  {:>12}", "-");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Samples the resident memory behind `endpoints` every `every` until `stop` is set.
+async fn sample_memory(
+    endpoints: Vec<String>,
+    every: Duration,
+    started: Instant,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    http: reqwest::Client,
+    scheme: &'static str,
+) -> Vec<MemorySample> {
+    let mut out = Vec::new();
+    loop {
+        let mut rss_mib = BTreeMap::new();
+        for ep in &endpoints {
+            let url = if ep.contains("://") {
+                format!("{}/metrics", ep.trim_end_matches('/'))
+            } else {
+                format!("{scheme}://{ep}/metrics")
+            };
+            let text = match http.get(&url).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if let Some((service, bytes)) = resident_bytes(&text) {
+                rss_mib.insert(service.unwrap_or_else(|| ep.clone()), bytes / (1024.0 * 1024.0));
+            }
+        }
+        let s = MemorySample { t_s: started.elapsed().as_secs_f64(), rss_mib };
+        eprintln!(
+            "memory at {:.0} s: {}",
+            s.t_s,
+            s.rss_mib.iter().map(|(k, v)| format!("{k} {v:.1} MiB")).collect::<Vec<_>>().join(", ")
+        );
+        out.push(s);
+        let until = Instant::now() + every;
+        while Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(100).min(every)).await;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +233,8 @@ pub struct LoadFigures {
     pub connections: usize,
     pub queries: usize,
     pub levels: Vec<LevelFigures>,
+    /// Resident memory of the `memory_from` services through the run (empty without them).
+    pub memory: Vec<MemorySample>,
 }
 
 /// The queries of a JSON-lines file (`query`, as `codeintel eval` reads them; other fields are
@@ -414,6 +515,23 @@ pub async fn load(opts: &LoadOptions) -> anyhow::Result<LoadFigures> {
         honour_pushback: opts.honour_pushback,
         next: AtomicUsize::new(0),
     });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Metrics endpoints serve TLS where the services do (`tls.cert`); the CA is `tls.ca`.
+    let http = codeintel_models::http_client(&opts.tls)
+        .map_err(anyhow::Error::msg)?
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let scheme = if opts.tls.calls() { "https" } else { "http" };
+    let sampler = (!opts.memory_from.is_empty()).then(|| {
+        tokio::spawn(sample_memory(
+            opts.memory_from.clone(),
+            opts.sample_every,
+            Instant::now(),
+            stop.clone(),
+            http,
+            scheme,
+        ))
+    });
     let mut levels = Vec::new();
     for &concurrency in &opts.concurrency {
         eprintln!(
@@ -438,6 +556,11 @@ pub async fn load(opts: &LoadOptions) -> anyhow::Result<LoadFigures> {
         );
         levels.push(level);
     }
+    stop.store(true, Ordering::SeqCst);
+    let memory = match sampler {
+        Some(t) => t.await.context("the memory sampler panicked")?,
+        None => Vec::new(),
+    };
     Ok(LoadFigures {
         rpc: opts.rpc,
         addr: opts.addr.clone(),
@@ -448,6 +571,7 @@ pub async fn load(opts: &LoadOptions) -> anyhow::Result<LoadFigures> {
         connections: opts.connections,
         queries: opts.queries.len(),
         levels,
+        memory,
     })
 }
 
@@ -457,6 +581,26 @@ mod tests {
 
     fn sample(ms: f64, outcome: Outcome, limits: &[&str]) -> Sample {
         Sample { latency_ms: ms, outcome, limits: limits.iter().map(|s| s.to_string()).collect() }
+    }
+
+    #[test]
+    fn resident_memory_is_read_from_the_process_collector_and_tabled() {
+        let text = "# HELP codeintel_process_resident_memory_bytes Resident memory size in bytes.\n\
+                    codeintel_process_resident_memory_bytes{service=\"vector\"} 1.048576e+08\n\
+                    codeintel_process_open_fds{service=\"vector\"} 12\n";
+        assert_eq!(resident_bytes(text), Some((Some("vector".to_string()), 104_857_600.0)));
+        assert_eq!(resident_bytes("codeintel_process_resident_memory_bytes 2048\n"), Some((None, 2048.0)));
+        assert_eq!(resident_bytes("codeintel_requests_total 3\n"), None);
+        let samples = vec![
+            MemorySample { t_s: 0.0, rss_mib: BTreeMap::from([("answer".into(), 20.0), ("vector".into(), 100.0)]) },
+            MemorySample { t_s: 60.0, rss_mib: BTreeMap::from([("vector".into(), 100.5)]) },
+        ];
+        let t = memory_table(&samples);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].contains("answer MiB") && lines[0].contains("vector MiB"), "{t}");
+        assert!(lines[1].trim_end().ends_with("100.0") && lines[1].contains("20.0"), "{t}");
+        assert!(lines[2].contains('-') && lines[2].contains("100.5"), "{t}");
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub use gpu::gpu;
 pub use gpu::{Agreement, BatchFigures, ConcurrentFigures, GpuFigures};
 pub use lifecycle::{lifecycle, LifecycleFigures};
 pub use load::{
-    load, parse_queries, table as load_table, LevelFigures, LoadFigures, LoadOptions, Rpc, BUILTIN_QUERIES,
+    load, memory_table, parse_queries, table as load_table, LevelFigures, LoadFigures, LoadOptions, MemorySample, Rpc,
+    BUILTIN_QUERIES,
 };
 pub use remote::{remote, RemoteFigures};
 pub use scope::{scope, ScopeFigures};

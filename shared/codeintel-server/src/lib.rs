@@ -116,6 +116,10 @@ impl Metrics {
             &["stage"],
         )
         .expect("metric");
+        // Resident memory, CPU seconds, open files and threads of this process
+        // (`codeintel_process_resident_memory_bytes`, ...).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("register");
         registry.register(Box::new(requests.clone())).expect("register");
         registry.register(Box::new(latency.clone())).expect("register");
         registry.register(Box::new(stages.clone())).expect("register");
