@@ -284,20 +284,8 @@ pub fn list_repos(root: &Path) -> Vec<String> {
 
 /// The next version number for `repo` (one past the highest manifest on disk).
 pub fn next_version(root: &Path, repo: &str) -> Result<u64, ManifestError> {
-    let dir = repo_dir(root, repo)?.join("manifests");
-    let mut max = 0;
-    if let Ok(rd) = fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            if let Some(v) =
-                n.strip_prefix('v').and_then(|s| s.strip_suffix(".json")).and_then(|s| s.parse::<u64>().ok())
-            {
-                max = max.max(v);
-            }
-        }
-    }
-    Ok(max + 1)
+    repo_dir(root, repo)?;
+    Ok(list_versions(root, repo).first().map_or(1, |v| v + 1))
 }
 
 /// Mode of the folders under the data root.

@@ -105,15 +105,20 @@ pub fn start_at(name: &str, addr: &str, data_root: &Path, extra: &[String], env:
     Proc { name: name.into(), child, addr, http }
 }
 
-/// Runs `codeintel index` on `path` into `data_root`; returns its summary line.
-pub fn index(path: &Path, repo: &str, data_root: &Path) -> String {
-    let out = Command::new(bin_dir().join("codeintel"))
+/// Runs `codeintel index` on `path` into `data_root`, whatever its outcome.
+pub fn index_output(path: &Path, repo: &str, data_root: &Path) -> std::process::Output {
+    Command::new(bin_dir().join("codeintel"))
         .args(["index"])
         .arg(path)
         .args(["--repo", repo, "--quiet", "--data-root"])
         .arg(data_root)
         .output()
-        .expect("run codeintel index");
+        .expect("run codeintel index")
+}
+
+/// Runs `codeintel index` on `path` into `data_root`; returns its summary line.
+pub fn index(path: &Path, repo: &str, data_root: &Path) -> String {
+    let out = index_output(path, repo, data_root);
     assert!(out.status.success(), "codeintel index failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

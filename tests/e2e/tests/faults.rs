@@ -59,6 +59,16 @@ fn cited(evs: &[AnswerEvent]) -> Vec<u64> {
         .expect("a citations event")
 }
 
+/// The answer's text: its tokens, in order.
+fn answer_text(evs: &[AnswerEvent]) -> String {
+    evs.iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Token(t)) => Some(t.text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn trace(evs: &[AnswerEvent]) -> codeintel_proto::v1::Trace {
     evs.iter()
         .find_map(|e| match &e.event {
@@ -79,13 +89,7 @@ async fn a_stalled_language_model_gives_a_retrieval_only_answer_within_budget() 
     assert!(took <= Duration::from_millis(1_600), "answer took {took:?} on a 1500 ms budget");
     assert!(limits(&evs).contains(&"synthesis_timeout".to_string()), "{:?}", limits(&evs));
     assert!(!cited(&evs).is_empty());
-    let tokens: String = evs
-        .iter()
-        .filter_map(|e| match &e.event {
-            Some(Event::Token(t)) => Some(t.text.clone()),
-            _ => None,
-        })
-        .collect();
+    let tokens = answer_text(&evs);
     assert!(tokens.contains("[1] shop/"), "the retrieved code is the answer: {tokens}");
     assert_eq!(trace(&evs).synthesizer, "extractive");
     assert!(matches!(evs.last().and_then(|e| e.event.as_ref()), Some(Event::Done(_))));
@@ -226,13 +230,7 @@ async fn a_language_model_that_is_down_or_answers_garbage_leaves_the_retrieved_c
         assert!(got.iter().any(|l| l == want || l.starts_with("synthesis_")), "{what}: {got:?}");
         assert!(!cited(&evs).is_empty(), "{what}");
         assert_eq!(trace(&evs).synthesizer, "extractive", "{what}");
-        let tokens: String = evs
-            .iter()
-            .filter_map(|e| match &e.event {
-                Some(Event::Token(t)) => Some(t.text.clone()),
-                _ => None,
-            })
-            .collect();
+        let tokens = answer_text(&evs);
         assert!(tokens.contains("[1] shop/"), "{what}: the retrieved code is the answer: {tokens}");
         assert!(!tokens.contains("oops") && !tokens.contains("boom"), "{what}: garbage reached the answer: {tokens}");
         eprintln!("language model {what}: {got:?} in {took:?}");

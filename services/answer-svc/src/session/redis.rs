@@ -140,19 +140,14 @@ impl RedisStore {
     async fn prober(me: std::sync::Weak<Self>) {
         loop {
             let Some(s) = me.upgrade() else { return };
-            let mut c = s.conn.clone();
-            let r: redis::RedisResult<String> =
-                match tokio::time::timeout(Duration::from_millis(800), redis::cmd("PING").query_async(&mut c)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(redis::RedisError::from((redis::ErrorKind::IoError, "ping timed out"))),
-                };
+            // Reading the epoch is the ping: one round trip says Redis answers and whether it
+            // lost its data.
+            let r = match tokio::time::timeout(Duration::from_millis(800), s.check_epoch()).await {
+                Ok(r) => r,
+                Err(_) => Err(redis::RedisError::from((redis::ErrorKind::IoError, "ping timed out"))),
+            };
             match r {
-                Ok(_) => {
-                    s.mark(true, "");
-                    if let Err(e) = s.check_epoch().await {
-                        tracing::debug!(error = %e, "could not read the session store's epoch");
-                    }
-                }
+                Ok(()) => s.mark(true, ""),
                 Err(e) => s.mark(false, &redis_err(&e)),
             }
             drop(s);
