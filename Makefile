@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check test-deps-s3 certs
+	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,7 +43,7 @@ build-gpu: deps ## vector-svc and codeintel with GPU exact search (CUDA loaded a
 run: build ## index $(REPO) as $(NAME), start the mesh, ask $(QUESTION), stop
 	@scripts/demo.sh "$(BIN)" "$(REPO)" "$(NAME)" "$(QUESTION)"
 
-test: deps test-deps-s3 ## all tests (unit, integration, end-to-end), release profile
+test: deps test-deps-s3 test-deps-mcp ## all tests (unit, integration, end-to-end), release profile
 	cargo build --release --workspace --bins
 	cargo test --release --workspace --all-targets
 	@# vector-svc's GPU code compiled and its CPU fallback tested (GPU-only tests are ignored here).
@@ -81,6 +81,19 @@ $(S3_VENV)/.installed: tests/e2e/requirements-s3.txt
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null && \
 	  python3 -m venv $(S3_VENV); }
 	$(S3_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements-s3.txt
+	@touch $@
+
+MCP_VENV := $(CODEINTEL_CACHE)/venv-mcp
+
+test-deps-mcp: $(MCP_VENV)/.installed ## the official MCP Python SDK (PyPI `mcp`), the client of the MCP e2e test
+
+$(MCP_VENV)/.installed: tests/e2e/requirements-mcp.txt
+	@test -x $(MCP_VENV)/bin/python || python3 -m venv $(MCP_VENV) || { \
+	  echo "installing: python3-venv"; rm -rf $(MCP_VENV); \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null && \
+	  python3 -m venv $(MCP_VENV); }
+	$(MCP_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements-mcp.txt
 	@touch $@
 
 HELM_VENV := $(CODEINTEL_CACHE)/venv-deploy

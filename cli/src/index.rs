@@ -146,7 +146,8 @@ pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> 
     let embedder = Embedder::from_config(cfg).await?;
     let contract = embedder.contract(&cfg.embed.model_id).await?;
     let models = Models { cfg, embedder, splade: OnceLock::new() };
-    let tree = Tree { source: root.display().to_string(), files };
+    let git = crate::git::inspect(&root, files.iter().map(|f| (f.path.as_str(), f.text.as_bytes())));
+    let tree = Tree { source: root.display().to_string(), git, files };
     let mut report = codeintel_index::build::run(cfg, &tree, repo, contract, &models, opts).await?;
     report.read_time = read_time;
     report.skipped = stats.skipped().into_iter().map(|(why, n)| (why.to_string(), n)).collect();

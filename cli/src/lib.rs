@@ -3,8 +3,10 @@
 
 pub mod bench;
 pub mod client;
+pub mod git;
 pub mod health;
 pub use codeintel_models::chat;
 pub mod index;
+pub mod mcp;
 pub mod models;
 pub mod up;

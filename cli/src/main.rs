@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use codeintel_config::Config;
 use codeintel_core::proto::v1::answer_event::Event;
-use codeintel_core::proto::v1::{AnswerRequest, Scope, SearchMode, SearchRequest};
+use codeintel_core::proto::v1::{AnswerRequest, Scope, SearchMode, SearchRequest, SymbolRequest};
 use codeintel_index::remote::{Remote, RemoteError};
 
 #[derive(Parser)]
@@ -131,6 +131,42 @@ enum Cmd {
         /// Rerank the fused candidates with the configured rerank server.
         #[arg(long)]
         rerank: bool,
+    },
+    /// Where a symbol is defined (`parse`, `Parser.parse`, `Command::new`).
+    Defs {
+        symbol: String,
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where a symbol is used: calls, type uses, imports, macro uses, surest first.
+    Refs {
+        symbol: String,
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The MCP server for coding agents (tools: search_code, ask, read_code, find_definition,
+    /// find_references, list_symbols, list_repos, index_status), over stdio; a client of the
+    /// running mesh.
+    Mcp {
+        /// Serve streamable HTTP at `/mcp` on `mcp.http_addr` instead of stdio.
+        #[arg(long)]
+        http: bool,
+        /// Address for `--http` (overrides `mcp.http_addr`).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Default size budget of a tool result in characters (overrides `mcp.max_chars`).
+        #[arg(long)]
+        max_chars: Option<usize>,
     },
     /// Local models over HTTP in vLLM's shapes (embeddings, score, rerank, chat).
     Models {
@@ -563,6 +599,68 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                         h.symbol
                     );
                 }
+            }
+        }
+        Cmd::Defs { symbol, repo, limit, json } => {
+            let mut c = codeintel::client::connect_nav(&cfg.answer.addr, &cfg.tls).await?;
+            let req = SymbolRequest { symbol: symbol.clone(), repos: repo.iter().cloned().collect(), limit: *limit };
+            let r = c.find_definitions(req).await.map_err(status_err)?.into_inner();
+            if *json {
+                for d in &r.definitions {
+                    println!(
+                        "{}",
+                        serde_json::json!({"repo": d.repo, "path": d.path, "start_line": d.start_line,
+                            "end_line": d.end_line, "symbol": d.symbol, "kind": d.kind, "language": d.language,
+                            "signature": d.signature, "version": d.version})
+                    );
+                }
+            } else {
+                print!("{}", codeintel::mcp::render::definitions(symbol, &r, usize::MAX / 2));
+            }
+        }
+        Cmd::Refs { symbol, repo, limit, json } => {
+            let mut c = codeintel::client::connect_nav(&cfg.answer.addr, &cfg.tls).await?;
+            let req = SymbolRequest { symbol: symbol.clone(), repos: repo.iter().cloned().collect(), limit: *limit };
+            let r = c.find_references(req).await.map_err(status_err)?.into_inner();
+            if *json {
+                for x in &r.references {
+                    println!(
+                        "{}",
+                        serde_json::json!({"repo": x.repo, "path": x.path, "line": x.line, "name": x.name,
+                            "qualifier": x.qualifier, "kind": x.kind, "enclosing": x.enclosing, "text": x.text,
+                            "resolution": x.resolution, "version": x.version})
+                    );
+                }
+            } else {
+                print!("{}", codeintel::mcp::render::references(symbol, &r, usize::MAX / 2));
+            }
+        }
+        Cmd::Mcp { http, addr, max_chars } => {
+            let max_chars = max_chars.unwrap_or(cfg.mcp.max_chars);
+            let channel = codeintel::client::lazy_channel(&cfg.answer.addr, &cfg.tls)?;
+            let server = codeintel::mcp::CodeIntelMcp::new(channel, &cfg.answer.addr, max_chars)?;
+            if *http {
+                codeintel_server::init_tracing();
+                let addr = addr.clone().unwrap_or_else(|| cfg.mcp.http_addr.clone());
+                let listener =
+                    tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
+                let scheme = if cfg.tls.serves() { "https" } else { "http" };
+                let local = listener.local_addr()?;
+                if !local.ip().is_loopback() && !cfg.tls.serves() {
+                    tracing::warn!(%local, "MCP over plaintext HTTP on a non-loopback address: set tls.cert and tls.key");
+                }
+                eprintln!("mcp listening on {scheme}://{local}/mcp");
+                codeintel::mcp::serve_http(
+                    server,
+                    listener,
+                    &cfg.mcp.allowed_hosts,
+                    &cfg.tls,
+                    codeintel_server::shutdown_signal(),
+                )
+                .await?;
+            } else {
+                // stdout is the protocol: logs go to stderr only (init_tracing writes there).
+                codeintel::mcp::serve_stdio(server).await?;
             }
         }
         Cmd::Models { what: ModelsCmd::Serve { addr } } => {

@@ -4,11 +4,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Read at run time: a build script compiled in another checkout sharing the build cache
     // would otherwise look for the protos under that checkout's path.
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files: Vec<PathBuf> =
-        ["common.proto", "retrieval.proto", "answer.proto"].iter().map(|f| root.join("codeintel/v1").join(f)).collect();
+    let files: Vec<PathBuf> = ["common.proto", "retrieval.proto", "answer.proto", "navigation.proto"]
+        .iter()
+        .map(|f| root.join("codeintel/v1").join(f))
+        .collect();
     let flight = root.join("arrow/flight/Flight.proto");
     // Relative to this package, so that every checkout sharing a build cache is watched.
-    for f in ["common.proto", "retrieval.proto", "answer.proto"] {
+    for f in ["common.proto", "retrieval.proto", "answer.proto", "navigation.proto"] {
         println!("cargo:rerun-if-changed=../../proto/codeintel/v1/{f}");
     }
     println!("cargo:rerun-if-changed=../../proto/arrow/flight/Flight.proto");

@@ -10,7 +10,7 @@ use arrow::array::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::Ticket;
+use arrow_flight::{Action, Ticket};
 use codeintel_config::AnswerConfig;
 use codeintel_core::proto::v1::lexical_service_client::LexicalServiceClient;
 use codeintel_core::proto::v1::vector_service_client::VectorServiceClient;
@@ -123,6 +123,29 @@ impl Backends {
             .retrieve(scope, k, d, |ch, scope, d| async move {
                 let r = LexicalServiceClient::new(ch).sparse_search(Self::request(query, &scope, k, d, "")).await?;
                 Ok(r.into_inner().hits)
+            })
+            .await
+    }
+
+    /// One navigation action through Flight `DoAction`: hydrate-svc answers with one result
+    /// holding the protobuf answer.
+    pub async fn navigate(&self, action: &str, body: Vec<u8>, d: Duration) -> Result<Vec<u8>, CallError> {
+        let body = bytes::Bytes::from(body);
+        self.hydrate
+            .call(&Scope::default(), d, |ch, _scope, d| {
+                let body = body.clone();
+                async move {
+                    let mut c = FlightServiceClient::new(ch).max_decoding_message_size(64 << 20);
+                    let mut req = tonic::Request::new(Action { r#type: action.to_string(), body });
+                    req.set_timeout(d);
+                    codeintel_server::telemetry::inject(req.metadata_mut());
+                    codeintel_server::admission::authorize(req.metadata_mut());
+                    let mut results = c.do_action(req).await?.into_inner();
+                    let first = results.message().await?.ok_or_else(|| {
+                        tonic::Status::internal(format!("hydrate-svc answered {action} with no result"))
+                    })?;
+                    Ok(first.body.to_vec())
+                }
             })
             .await
     }

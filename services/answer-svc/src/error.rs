@@ -21,6 +21,9 @@ pub enum AnswerError {
     /// without sparse documents).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A file or repo the indexes do not hold.
+    #[error("{0}")]
+    NotFound(String),
     /// Too much work in flight: the caller should back off and retry.
     #[error("{0}")]
     Overloaded(String),
@@ -37,6 +40,7 @@ impl AnswerError {
             AnswerError::PermissionDenied(_) => Code::PermissionDenied,
             AnswerError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             AnswerError::FailedPrecondition(_) => Code::FailedPrecondition,
+            AnswerError::NotFound(_) => Code::NotFound,
             AnswerError::Overloaded(_) => Code::ResourceExhausted,
             AnswerError::Internal(_) => Code::Internal,
         }

@@ -5,6 +5,7 @@ pub mod backends;
 pub mod error;
 pub mod fusion;
 pub mod grpc;
+pub mod navigation;
 pub mod pipeline;
 pub mod pool;
 pub mod rerank;

@@ -1,7 +1,9 @@
 use answer_svc::grpc::AnswerGrpc;
+use answer_svc::navigation::NavigationGrpc;
 use answer_svc::Engine;
 use clap::Parser;
 use codeintel_core::proto::v1::answer_service_server::AnswerServiceServer;
+use codeintel_core::proto::v1::navigation_service_server::NavigationServiceServer;
 use codeintel_server::{self as server, CommonArgs};
 
 /// answer-svc: hybrid retrieval, fusion, hydration and streamed answers.
@@ -31,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
     });
     let grpc =
         AnswerServiceServer::new(AnswerGrpc(engine.clone())).max_decoding_message_size(cfg.limits.max_message_bytes);
+    let nav = NavigationServiceServer::new(NavigationGrpc(engine.clone()))
+        .max_decoding_message_size(cfg.limits.max_message_bytes);
     let served = server::serve(
         server::ServeSpec {
             service: "answer-svc",
@@ -44,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
             tls: &cfg.tls,
             extra_descriptors: &[],
         },
-        |r| r.add_service(grpc),
+        |r| r.add_service(grpc).add_service(nav),
     )
     .await;
     engine.flush_traces().await;

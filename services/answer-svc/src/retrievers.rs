@@ -90,6 +90,13 @@ pub trait Retriever: Send + Sync {
 pub trait Hydrator: Send + Sync {
     /// The chunks of `ids` that lie in `scope`, keyed by chunk id, within `deadline`.
     async fn hydrate(&self, ids: &[u64], scope: &Scope, deadline: Duration) -> Result<HashMap<u64, Chunk>, CallError>;
+
+    /// One navigation action of hydrate-svc (`FindDefinitions`, `FindReferences`, `Outline`,
+    /// `ReadFile`, `ListRepos`): the protobuf request in, the protobuf answer out.
+    async fn navigate(&self, action: &str, body: Vec<u8>, deadline: Duration) -> Result<Vec<u8>, CallError> {
+        let _ = (body, deadline);
+        Err(CallError::Status(tonic::Status::unimplemented(format!("this hydrator does not answer {action}"))))
+    }
 }
 
 /// A reranker's answer: document indexes with their scores, best first (every index once), and
@@ -190,6 +197,10 @@ impl Retriever for BackendRetriever {
 impl Hydrator for Backends {
     async fn hydrate(&self, ids: &[u64], scope: &Scope, deadline: Duration) -> Result<HashMap<u64, Chunk>, CallError> {
         Backends::hydrate(self, ids, scope, deadline).await
+    }
+
+    async fn navigate(&self, action: &str, body: Vec<u8>, deadline: Duration) -> Result<Vec<u8>, CallError> {
+        Backends::navigate(self, action, body, deadline).await
     }
 }
 

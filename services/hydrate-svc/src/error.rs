@@ -16,6 +16,9 @@ pub enum HydrateError {
     Unsupported(String),
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// A file or symbol that the served versions do not hold.
+    #[error("{0}")]
+    NotFound(String),
     #[error("hydrate-svc is overloaded: {0}")]
     Overloaded(String),
 }
@@ -28,6 +31,7 @@ impl HydrateError {
             HydrateError::Db(_) | HydrateError::Internal(_) => Code::Internal,
             HydrateError::Unsupported(_) => Code::Unimplemented,
             HydrateError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            HydrateError::NotFound(_) => Code::NotFound,
             HydrateError::Overloaded(_) => Code::ResourceExhausted,
         }
     }

@@ -1,5 +1,6 @@
 //! Arrow Flight adapter: `DoGet` streams the record batches a ticket names; `GetFlightInfo`
-//! and `GetSchema` describe them; `ListFlights` lists the repos. The service is read-only.
+//! and `GetSchema` describe them; `ListFlights` lists the repos; `DoAction` answers navigation
+//! requests ([`crate::nav`]). The service is read-only.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -112,11 +113,24 @@ impl FlightService for HydrateFlight {
         Err(read_only("DoExchange"))
     }
 
-    async fn do_action(&self, _r: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        Err(read_only("DoAction"))
+    /// Navigation (`crate::nav::ACTIONS`): a protobuf request in, one result holding the
+    /// protobuf answer out.
+    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        let action = request.into_inner();
+        let store = self.0.clone();
+        let started = Instant::now();
+        let body = tokio::task::spawn_blocking(move || crate::nav::run_action(&store, &action.r#type, &action.body))
+            .await
+            .map_err(|e| HydrateError::Internal(format!("navigation task failed: {e}")))??;
+        self.0.metrics.stage("navigation", started.elapsed().as_secs_f64());
+        let result = arrow_flight::Result { body: body.into() };
+        Ok(Response::new(stream::iter([Ok(result)]).boxed()))
     }
 
     async fn list_actions(&self, _r: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
-        Ok(Response::new(stream::empty().boxed()))
+        let actions = crate::nav::ACTIONS
+            .iter()
+            .map(|(kind, what)| Ok(ActionType { r#type: kind.to_string(), description: what.to_string() }));
+        Ok(Response::new(stream::iter(actions).boxed()))
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod flight;
+pub mod nav;
 pub mod store;
 
 pub use error::HydrateError;

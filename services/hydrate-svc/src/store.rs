@@ -24,10 +24,12 @@ pub struct RepoSegments {
     pub chunks: u64,
     /// Dead chunk ids whose rows are still in a segment: never returned.
     pub tombstones: std::collections::HashSet<u64>,
+    /// Every segment has the `refs` column (chunk format 3 on): references can be asked.
+    pub has_refs: bool,
 }
 
 pub struct ChunkStore {
-    db: Mutex<duckdb::Connection>,
+    pub(crate) db: Mutex<duckdb::Connection>,
     pub catalog: Catalog<RepoSegments>,
     /// `data.verify_checksums`: check a version's files before serving it.
     verify: bool,
@@ -61,10 +63,23 @@ impl ChunkStore {
                 manifest::verify(dir, m, manifest::Reader::Hydrate).map_err(|e| e.to_string())?;
             }
             let tombstones = codeintel_index::manifest::tombstones(dir, m).map_err(|e| e.to_string())?;
-            Ok(RepoSegments { files, chunks: m.chunks, tombstones })
+            let has_refs =
+                !files.is_empty() && files.iter().all(|f| self.has_column(f, codeintel_core::wire::REFS_COLUMN));
+            Ok(RepoSegments { files, chunks: m.chunks, tombstones, has_refs })
         });
         let served = self.catalog.snapshot().len();
         *self.readiness.write() = Readiness::of_repos(served, self.catalog.errors(), Vec::new());
+    }
+
+    /// Whether a Parquet file has a top-level column `name` (its footer only is read).
+    fn has_column(&self, file: &std::path::Path, name: &str) -> bool {
+        let Ok(conn) = self.db.lock().try_clone() else { return false };
+        conn.query_row(
+            "SELECT count(*) FROM parquet_schema(?) WHERE name = ?",
+            duckdb::params![file.display().to_string(), name],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n > 0)
     }
 
     pub fn validate(&self, t: &HydrateTicket) -> Result<ScopeFilter, HydrateError> {

@@ -1,67 +1,22 @@
 //! hydrate-svc over a real Flight server on loopback: identical batches under concurrency,
 //! scope filters that exclude what they should, and hostile filter strings treated as data.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use arrow::array::AsArray;
 use arrow::datatypes::UInt64Type;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::Ticket;
-use codeintel_chunk::chunk_file;
 use codeintel_config::Config;
-use codeintel_core::chunk::ChunkOptions;
 use codeintel_core::ticket::HydrateTicket;
-use codeintel_index::manifest::{self, BuildSettings, EmbeddingContract, FirstArtifacts, Manifest, VectorFiles};
+use codeintel_index::manifest;
 use futures::TryStreamExt;
-use hydrate_svc::flight::HydrateFlight;
 use hydrate_svc::ChunkStore;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 
-/// Publishes a repo whose segment holds real chunks of a few files; the vector and lexical
-/// artifacts the manifest names are not used by hydrate-svc and are left empty.
-fn publish_repo(root: &std::path::Path, repo: &str, files: &[(&str, &str, &str)]) -> Vec<codeintel_core::chunk::Chunk> {
-    let chunks: Vec<_> =
-        files.iter().flat_map(|(path, lang, src)| chunk_file(repo, path, lang, src, ChunkOptions::default())).collect();
-    let dir = root.join(repo);
-    let v = manifest::version_name(1);
-    let segment = codeintel_index::segment::write_segment(&dir, &v, &chunks).unwrap();
-    std::fs::create_dir_all(dir.join("vector")).unwrap();
-    std::fs::write(dir.join("vector/unused.faiss"), b"").unwrap();
-    std::fs::write(dir.join("vector/unused.json"), b"[]").unwrap();
-    std::fs::create_dir_all(dir.join("lexical/unused")).unwrap();
-    let contract = EmbeddingContract { model_id: "m".into(), dim: 4, metric: "inner_product".into(), normalized: true };
-    let primary = VectorFiles {
-        faiss_index: "vector/unused.faiss".into(),
-        chunk_meta: "vector/unused.json".into(),
-        vectors: "vector/unused.faiss".into(),
-        kind: "flat".into(),
-        count: chunks.len() as u64,
-    };
-    let a = FirstArtifacts { segments: vec![segment], primary, tantivy_dir: "lexical/unused".into(), sparse: None };
-    let hashes: BTreeMap<String, String> = files.iter().map(|(p, _, _)| (p.to_string(), "h".to_string())).collect();
-    let m = Manifest::new(repo, 1, "test".into(), BuildSettings::vectors_only(contract), a, hashes);
-    manifest::publish(root, &m).unwrap();
-    chunks
-}
-
-async fn serve(store: Arc<ChunkStore>) -> FlightServiceClient<Channel> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        Server::builder()
-            .add_service(FlightServiceServer::new(HydrateFlight(store)))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
-    let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    FlightServiceClient::new(ch)
-}
+mod common;
+use common::{publish_repo, serve};
 
 async fn get(c: &mut FlightServiceClient<Channel>, t: &HydrateTicket) -> Result<Vec<RecordBatch>, tonic::Status> {
     let stream = c.do_get(Ticket::new(t.encode())).await?.into_inner();

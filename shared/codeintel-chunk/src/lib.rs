@@ -4,10 +4,11 @@
 //! without a grammar. Line numbers are 1-based and inclusive. Also the walk of a source tree
 //! ([`walk`]) and the rules that keep secrets out of the index ([`secrets`]).
 
+mod refs;
 pub mod secrets;
 pub mod walk;
 
-use codeintel_core::chunk::{chunk_id, sha256_hex, Chunk, ChunkOptions};
+use codeintel_core::chunk::{chunk_id, sha256_hex, Chunk, ChunkOptions, Reference};
 use tree_sitter::{Language, Node, Parser};
 
 /// Chunk kinds that define a type and so carry `Chunk::members`.
@@ -337,6 +338,7 @@ pub fn chunk_file(repo: &str, path: &str, language: &str, source: &str, opts: Ch
         return Vec::new();
     }
     let mut defs = Vec::new();
+    let mut file_refs = Vec::new();
     if let Some(spec) = spec(language) {
         let mut parser = Parser::new();
         if parser.set_language(&(spec.language)()).is_ok() {
@@ -344,6 +346,7 @@ pub fn chunk_file(repo: &str, path: &str, language: &str, source: &str, opts: Ch
                 let mut w = Walker { src: source.as_bytes(), spec: &spec, defs: Vec::new() };
                 w.visit(tree.root_node(), "");
                 defs = w.defs;
+                file_refs = refs::references(tree.root_node(), source.as_bytes(), language);
             }
         }
     }
@@ -395,10 +398,12 @@ pub fn chunk_file(repo: &str, path: &str, language: &str, source: &str, opts: Ch
         i = j;
     }
     spans.sort_by_key(|s| (s.0, s.1));
+    let mut chunk_refs = refs_by_span(&spans.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(), lines.len(), file_refs);
     let mut members = members_by_parent(&defs);
     spans
         .into_iter()
-        .map(|(s, e, symbol, kind, parent)| {
+        .zip(chunk_refs.iter_mut())
+        .map(|((s, e, symbol, kind, parent), refs)| {
             let text = lines[s..=e].join("\n");
             // The first chunk of a type carries its members.
             let members = if TYPE_KINDS.contains(&kind.as_str()) {
@@ -445,9 +450,39 @@ pub fn chunk_file(repo: &str, path: &str, language: &str, source: &str, opts: Ch
                 members,
                 content_hash,
                 text,
+                refs: std::mem::take(refs),
             }
         })
         .collect()
+}
+
+/// Hands each reference (0-based row) to the innermost span (0-based, inclusive) holding its
+/// row: the shortest, of equally long ones the later-starting. A reference on a row no span
+/// holds is dropped. Each span's references come sorted by (line, name).
+fn refs_by_span(spans: &[(usize, usize)], rows: usize, refs: Vec<(usize, Reference)>) -> Vec<Vec<Reference>> {
+    let mut out: Vec<Vec<Reference>> = vec![Vec::new(); spans.len()];
+    if refs.is_empty() {
+        return out;
+    }
+    // Paint rows with their owner, outermost first, so inner spans overwrite.
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(spans[i].1 - spans[i].0), spans[i].0));
+    let mut owner: Vec<Option<usize>> = vec![None; rows];
+    for i in order {
+        let (s, e) = spans[i];
+        for o in owner.iter_mut().take(e + 1).skip(s) {
+            *o = Some(i);
+        }
+    }
+    for (row, r) in refs {
+        if let Some(Some(i)) = owner.get(row) {
+            out[*i].push(r);
+        }
+    }
+    for v in &mut out {
+        v.sort_by(|a, b| (a.line, &a.name, &a.kind, &a.qualifier).cmp(&(b.line, &b.name, &b.kind, &b.qualifier)));
+    }
+    out
 }
 
 /// Member names per enclosing type (qualified as the members' `parent`), in source order,

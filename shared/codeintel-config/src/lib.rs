@@ -26,6 +26,7 @@ pub struct Config {
     pub index: IndexConfig,
     pub sparse: SparseConfig,
     pub models: ModelsConfig,
+    pub mcp: McpConfig,
     pub telemetry: TelemetryConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
@@ -162,6 +163,26 @@ pub struct TelemetryConfig {
 impl Default for TelemetryConfig {
     fn default() -> Self {
         Self { otlp_endpoint: String::new(), sample_ratio: 1.0, export_interval_ms: 5_000 }
+    }
+}
+
+/// `codeintel mcp`: the MCP server for coding agents, a client of answer-svc.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Default size budget of one tool result, characters (a call's `max_chars` overrides it);
+    /// whole lines are dropped past it, with a marker saying how many.
+    pub max_chars: usize,
+    /// Address of the streamable HTTP transport (`/mcp`) with `codeintel mcp --http`.
+    pub http_addr: String,
+    /// `Host` header values accepted over HTTP besides loopback names (DNS rebinding
+    /// protection): the names clients use to reach a non-loopback `http_addr`.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self { max_chars: 8000, http_addr: "127.0.0.1:8765".into(), allowed_hosts: Vec::new() }
     }
 }
 
@@ -643,6 +664,7 @@ impl Default for Config {
             index: IndexConfig::default(),
             sparse: SparseConfig::default(),
             models: ModelsConfig::default(),
+            mcp: McpConfig::default(),
             telemetry: TelemetryConfig::default(),
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
@@ -674,6 +696,11 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (200..=1_000_000).contains(&self.mcp.max_chars),
+            "mcp.max_chars must be in 200..=1000000, got {}",
+            self.mcp.max_chars
+        );
         let lim = &self.limits;
         anyhow::ensure!(lim.max_concurrent >= 1, "limits.max_concurrent must be at least 1");
         anyhow::ensure!(lim.max_message_bytes >= 1024, "limits.max_message_bytes must be at least 1024");

@@ -29,6 +29,26 @@ pub struct Chunk {
     /// Hash of what the chunk indexes: its text and, when present, its members.
     pub content_hash: String,
     pub text: String,
+    /// The names this chunk uses (calls, type uses, imports, macro invocations), in source
+    /// order, each once per line. A line belongs to the innermost chunk that holds it, so a
+    /// use is recorded once however chunks nest. Stored in the segment's `refs` column.
+    #[serde(default)]
+    pub refs: Vec<Reference>,
+}
+
+/// One use of a name inside a chunk, as tree-sitter saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The name used, its last path segment: `parse` for `self.parse(..)`, `HashMap` for
+    /// `std::collections::HashMap`.
+    pub name: String,
+    /// `call`, `type`, `import` or `macro`.
+    pub kind: String,
+    /// 1-based line in the file.
+    pub line: u32,
+    /// What qualifies the name as written, without the name: `self`, `Command`, `os.path`,
+    /// `std::collections`; empty when the name stands alone. At most 120 characters.
+    pub qualifier: String,
 }
 
 /// Bumped whenever [`Chunk::embedding_text`] or [`Chunk::name_text`] changes, so stored
@@ -157,8 +177,9 @@ pub struct ChunkOptions {
 }
 
 /// Bumped whenever [`chunk_file`] cuts or describes chunks differently (2: small classes are
-/// whole chunks, types carry their members), so an index is rebuilt rather than updated.
-pub const CHUNK_FORMAT: u32 = 2;
+/// whole chunks, types carry their members; 3: chunks carry the names they use, segments a
+/// `refs` column), so an index is rebuilt rather than updated.
+pub const CHUNK_FORMAT: u32 = 3;
 
 impl ChunkOptions {
     /// What a manifest records of how its chunks were cut.

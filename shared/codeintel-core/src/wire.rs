@@ -4,8 +4,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type, UInt64Type};
+use arrow::array::{
+    Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringArray, StringBuilder, StructBuilder, UInt32Array,
+    UInt32Builder, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, UInt32Type, UInt64Type};
 
 use crate::chunk::Chunk;
 
@@ -30,6 +33,55 @@ pub fn column_list() -> String {
 /// Columns of a segment, in order; also the schema of every Flight batch.
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(COLUMNS.iter().map(|(n, t)| Field::new(*n, t.clone(), false)).collect::<Vec<_>>()))
+}
+
+/// The fields of one entry of a segment's `refs` column (see [`crate::chunk::Reference`]).
+pub fn ref_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("line", DataType::UInt32, false),
+        Field::new("qualifier", DataType::Utf8, false),
+    ])
+}
+
+/// A segment's `refs` column: per chunk, the names it uses.
+pub const REFS_COLUMN: &str = "refs";
+
+fn refs_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Struct(ref_fields()), true)))
+}
+
+/// The schema of a Parquet segment: [`schema`]'s columns, then [`REFS_COLUMN`]. Flight batches
+/// carry [`schema`] only; the references are read through their own queries.
+pub fn segment_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(REFS_COLUMN, refs_type(), false));
+    Arc::new(Schema::new(fields))
+}
+
+/// `chunks` as one batch of [`segment_schema`], references included.
+pub fn to_segment_batch(chunks: &[Chunk]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let base = to_batch(chunks)?;
+    let mut refs = ListBuilder::new(StructBuilder::from_fields(ref_fields(), 0)).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Struct(ref_fields()),
+        true,
+    )));
+    for c in chunks {
+        let entries = refs.values();
+        for r in &c.refs {
+            entries.field_builder::<StringBuilder>(0).expect("name").append_value(&r.name);
+            entries.field_builder::<StringBuilder>(1).expect("kind").append_value(&r.kind);
+            entries.field_builder::<UInt32Builder>(2).expect("line").append_value(r.line);
+            entries.field_builder::<StringBuilder>(3).expect("qualifier").append_value(&r.qualifier);
+            entries.append(true);
+        }
+        refs.append(true);
+    }
+    let mut cols = base.columns().to_vec();
+    cols.push(Arc::new(refs.finish()) as ArrayRef);
+    RecordBatch::try_new(segment_schema(), cols)
 }
 
 /// `chunks` as one batch of [`schema`].
@@ -111,7 +163,30 @@ mod tests {
             members: String::new(),
             content_hash: "h".into(),
             text: "fn f() {}".into(),
+            refs: vec![crate::chunk::Reference {
+                name: "g".into(),
+                kind: "call".into(),
+                line: 3,
+                qualifier: "self".into(),
+            }],
         }
+    }
+
+    #[test]
+    fn a_segment_batch_carries_each_chunks_references() {
+        let mut none = chunk(2);
+        none.refs.clear();
+        let b = to_segment_batch(&[chunk(1), none]).unwrap();
+        assert_eq!(b.schema(), segment_schema());
+        let refs = b.column_by_name(REFS_COLUMN).unwrap().as_list::<i32>();
+        assert_eq!((refs.value_length(0), refs.value_length(1)), (1, 0));
+        let first = refs.value(0);
+        let entry = first.as_struct();
+        assert_eq!(entry.column_by_name("name").unwrap().as_string::<i32>().value(0), "g");
+        assert_eq!(entry.column_by_name("qualifier").unwrap().as_string::<i32>().value(0), "self");
+        assert_eq!(entry.column_by_name("line").unwrap().as_primitive::<UInt32Type>().value(0), 3);
+        // Hydration still decodes a segment batch (the extra column is ignored).
+        assert_eq!(decode(&b).unwrap()[0].path, "src/f1.rs");
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub struct SourceFile {
 pub struct Tree {
     /// Where it was read from (recorded in the manifest).
     pub source: String,
+    /// Its git commit, when it is a git work tree (recorded in the manifest).
+    pub git: Option<manifest::GitInfo>,
     pub files: Vec<SourceFile>,
 }
 
@@ -446,14 +448,17 @@ async fn full(
         steps.wrote();
     }
     steps.check("the manifest")?;
-    let m = Manifest::new(
-        repo,
-        version,
-        tree.source.clone(),
-        settings,
-        FirstArtifacts { segments: vec![segment], primary, tantivy_dir, sparse: sparse_file },
-        files.iter().map(|f| (f.path.clone(), f.hash.clone())).collect(),
-    );
+    let m = Manifest {
+        git: tree.git.clone(),
+        ..Manifest::new(
+            repo,
+            version,
+            tree.source.clone(),
+            settings,
+            FirstArtifacts { segments: vec![segment], primary, tantivy_dir, sparse: sparse_file },
+            files.iter().map(|f| (f.path.clone(), f.hash.clone())).collect(),
+        )
+    };
     let mpath = manifest::publish(data_root, &m)?;
     report.write_time = t.elapsed();
     report.version = version;
@@ -600,6 +605,7 @@ async fn incremental(
         version,
         created_unix_ms: manifest::now_unix_ms(),
         source: tree.source.clone(),
+        git: tree.git.clone(),
         segments,
         secondary,
         tombstoned: tomb.len() as u64,

@@ -109,6 +109,9 @@ pub struct Manifest {
     pub created_unix_ms: u64,
     /// Where the repository was indexed from (informational).
     pub source: String,
+    /// The git commit the indexed folder was at, when it is a git work tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitInfo>,
     #[serde(flatten)]
     pub settings: BuildSettings,
     /// Paths relative to the repo folder.
@@ -149,6 +152,21 @@ pub struct Manifest {
     pub checksums: BTreeMap<String, String>,
 }
 
+/// The git state of an indexed folder: HEAD's commit and branch, and whether the indexed files
+/// differ from HEAD's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitInfo {
+    pub commit: String,
+    /// HEAD's branch (`main`); empty when HEAD is detached.
+    #[serde(default)]
+    pub branch: String,
+    /// Some indexed file differs from HEAD's or is not in HEAD.
+    #[serde(default)]
+    pub dirty: bool,
+    #[serde(default)]
+    pub changed_files: u64,
+}
+
 /// The first version of a repo's artifacts (or a full rebuild's): one segment, one primary,
 /// one lexical index, at most one sparse file.
 #[derive(Debug, Clone)]
@@ -177,6 +195,7 @@ impl Manifest {
             version,
             created_unix_ms: now_unix_ms(),
             source,
+            git: None,
             settings,
             segments: a.segments,
             chunks: a.primary.count,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use arrow::array::UInt64Array;
 use codeintel_core::chunk::Chunk;
-use codeintel_core::wire::{schema, to_batch};
+use codeintel_core::wire::{segment_schema, to_segment_batch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -24,9 +24,9 @@ pub fn write_segment(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(8192))
         .build();
-    let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| at(&e))?;
+    let mut w = ArrowWriter::try_new(file, segment_schema(), Some(props)).map_err(|e| at(&e))?;
     for part in chunks.chunks(8192) {
-        w.write(&to_batch(part).map_err(|e| IndexError::Segment(e.to_string()))?).map_err(|e| at(&e))?;
+        w.write(&to_segment_batch(part).map_err(|e| IndexError::Segment(e.to_string()))?).map_err(|e| at(&e))?;
     }
     let file = w.into_inner().map_err(|e| at(&e))?;
     file.sync_all().map_err(|e| at(&e))?;
@@ -35,6 +35,8 @@ pub fn write_segment(repo_dir: &Path, version: &str, chunks: &[Chunk]) -> Result
 
 /// Compaction: one new segment `segments/<version>.parquet` with every row of `segments` whose
 /// chunk id is not in `dead`, each chunk id once. Returns its repo-relative path and row count.
+/// The new segment has the columns of the first (a version's segments share one chunk format:
+/// a change of format rebuilds the repo).
 pub fn compact_segments(
     repo_dir: &Path,
     segments: &[String],
@@ -49,13 +51,30 @@ pub fn compact_segments(
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(8192))
         .build();
-    let mut w = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| internal(&e))?;
+    let mut w: Option<(ArrowWriter<std::fs::File>, arrow::datatypes::SchemaRef)> = None;
+    let mut file = Some(file);
     let mut seen = std::collections::HashSet::new();
     let mut rows = 0u64;
     for seg in segments {
         let src = repo_dir.join(seg);
         let f = std::fs::File::open(&src).map_err(|e| internal(&e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(f).and_then(|b| b.build()).map_err(|e| internal(&e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| internal(&e))?;
+        let seg_schema = builder.schema().clone();
+        let (w, _) = match &mut w {
+            Some((_, first)) if first.fields() != seg_schema.fields() => {
+                return Err(IndexError::Segment(format!(
+                    "{}: its columns differ from the other segments' of this version; run `codeintel index` to rebuild",
+                    src.display()
+                )))
+            }
+            Some(w) => w,
+            None => w.insert((
+                ArrowWriter::try_new(file.take().expect("one writer"), seg_schema.clone(), Some(props.clone()))
+                    .map_err(|e| internal(&e))?,
+                seg_schema,
+            )),
+        };
+        let reader = builder.build().map_err(|e| internal(&e))?;
         for batch in reader {
             let batch = batch.map_err(|e| internal(&e))?;
             let ids = batch
@@ -72,7 +91,13 @@ pub fn compact_segments(
             }
         }
     }
-    let file = w.into_inner().map_err(|e| internal(&e))?;
+    let file = match w {
+        Some((w, _)) => w.into_inner().map_err(|e| internal(&e))?,
+        // No segments: an empty one of today's columns.
+        None => ArrowWriter::try_new(file.take().expect("unused"), segment_schema(), Some(props))
+            .and_then(|w| w.into_inner())
+            .map_err(|e| internal(&e))?,
+    };
     file.sync_all().map_err(|e| internal(&e))?;
     Ok((rel, rows))
 }

@@ -9,9 +9,11 @@ use bytes::{Buf, BufMut};
 use codeintel_e2e::{fixture, index, Mesh, Proc};
 use codeintel_proto::v1::answer_service_client::AnswerServiceClient;
 use codeintel_proto::v1::lexical_service_client::LexicalServiceClient;
+use codeintel_proto::v1::navigation_service_client::NavigationServiceClient;
 use codeintel_proto::v1::vector_service_client::VectorServiceClient;
 use codeintel_proto::v1::{
-    AnswerRequest, GetScopeRequest, InfoRequest, RetrieveRequest, Scope, SearchMode, SearchRequest, SetScopeRequest,
+    AnswerRequest, FileRequest, GetScopeRequest, InfoRequest, RetrieveRequest, Scope, SearchMode, SearchRequest,
+    SetScopeRequest, SymbolRequest,
 };
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
@@ -365,12 +367,15 @@ async fn ten_thousand_malformed_requests_get_precise_codes_and_leave_every_servi
     let mut a = AnswerServiceClient::new(answer_ch.clone());
     let mut v = VectorServiceClient::new(vector_ch.clone());
     let mut l = LexicalServiceClient::new(lexical_ch.clone());
+    let mut nav = NavigationServiceClient::new(answer_ch.clone());
     let mut g = Gen(0x5EED_2026);
     let mut tally = Tally::new();
     let raw_paths = [
         "/codeintel.v1.AnswerService/Search",
         "/codeintel.v1.AnswerService/Answer",
         "/codeintel.v1.AnswerService/SetScope",
+        "/codeintel.v1.NavigationService/FindReferences",
+        "/codeintel.v1.NavigationService/ReadFile",
         "/codeintel.v1.VectorService/Search",
         "/codeintel.v1.LexicalService/Search",
         "/codeintel.v1.LexicalService/SparseSearch",
@@ -383,7 +388,7 @@ async fn ten_thousand_malformed_requests_get_precise_codes_and_leave_every_servi
         let (top_k, bad_k) = g.top_k();
         let (scope, bad_s) = g.scope();
         let must_fail = bad_q || bad_k || bad_s;
-        match i % 9 {
+        match i % 10 {
             0 => {
                 let req = SearchRequest { top_k, ..search(&query, scope) };
                 let r = a.search(req).await.map(|_| ());
@@ -477,10 +482,57 @@ async fn ten_thousand_malformed_requests_get_precise_codes_and_leave_every_servi
                 };
                 record(&mut tally, "hydrate.DoGet", true, res);
             }
+            7 => {
+                // Navigation: symbols, paths, repos and limits at and past their bounds.
+                let (symbol, bad_sym) = *g.pick(&[
+                    ("", true),
+                    ("   ", true),
+                    ("a b(", true),
+                    ("::", true),
+                    ("Cart.compute_total", false),
+                    ("compute_total", false),
+                    ("Cart::compute_total", false),
+                    ("no_such_symbol", false),
+                ]);
+                let long = "x".repeat(513 + g.below(4000) as usize);
+                let (symbol, bad_sym) = if g.below(8) == 0 { (long.as_str(), true) } else { (symbol, bad_sym) };
+                let (repos, bad_repo) = g.pick(&[(vec![], false), (vec!["shop"], false), (vec!["../x"], true)]).clone();
+                let limit = *g.pick(&[0u32, 5, 1000, 1001, u32::MAX]);
+                let req = SymbolRequest {
+                    symbol: symbol.to_string(),
+                    repos: repos.iter().map(|r| r.to_string()).collect(),
+                    limit,
+                };
+                let bad = bad_sym || bad_repo || limit > 1000;
+                if g.below(2) == 0 {
+                    record(&mut tally, "nav.FindDefinitions", bad, nav.find_definitions(req).await.map(|_| ()));
+                } else {
+                    record(&mut tally, "nav.FindReferences", bad, nav.find_references(req).await.map(|_| ()));
+                }
+                let (path, bad_path) = *g.pick(&[
+                    ("src/shop/cart.py", false),
+                    ("src/missing.py", false),
+                    ("../../etc/passwd", true),
+                    ("/etc/passwd", true),
+                    ("", true),
+                    ("src/../../x", true),
+                ]);
+                let (repo, bad_r) = *g.pick(&[("shop", false), ("", true), ("../x", true)]);
+                let (start, end) = *g.pick(&[(0u32, 0u32), (1, 5), (5, 1), (100_000, 0), (u32::MAX, u32::MAX)]);
+                // A range past the end or backwards is refused; a missing file is NOT_FOUND.
+                let bad_range = path == "src/shop/cart.py" && (start > 19 || (end != 0 && end < start));
+                let req = FileRequest { repo: repo.into(), path: path.into(), start_line: start, end_line: end };
+                let must = bad_path || bad_r || bad_range;
+                if g.below(2) == 0 {
+                    record(&mut tally, "nav.ReadFile", must, nav.read_file(req).await.map(|_| ()));
+                } else {
+                    record(&mut tally, "nav.Outline", bad_path || bad_r, nav.outline(req).await.map(|_| ()));
+                }
+            }
             _ => {
                 // Raw bytes that are not the RPC's message.
                 let path = *g.pick(&raw_paths);
-                let ch = if path.contains("AnswerService") {
+                let ch = if path.contains("AnswerService") || path.contains("NavigationService") {
                     answer_ch.clone()
                 } else if path.contains("Vector") {
                     vector_ch.clone()

@@ -244,6 +244,16 @@ impl Engine {
         }
     }
 
+    /// One navigation action of hydrate-svc (see [`crate::navigation`]).
+    pub async fn navigate(
+        &self,
+        action: &str,
+        body: Vec<u8>,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<u8>, crate::retrievers::CallError> {
+        self.parts.hydrator.navigate(action, body, deadline).await
+    }
+
     pub fn default_budget_ms(&self) -> u32 {
         self.cfg.answer.time_budget_ms.min(u32::MAX as u64) as u32
     }
