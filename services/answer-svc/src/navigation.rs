@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(allowed_repos(Some(&p), vec!["shop".into()]).unwrap(), vec!["shop".to_string()]);
         let e = allowed_repos(Some(&p), vec!["bank".into()]).unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
-        assert!(e.to_string().contains("may not read repo bank"), "{e}");
+        assert!(e.to_string().contains("may not read repo \"bank\""), "{e}");
         assert!(allowed_repos(None, vec![]).unwrap().is_empty(), "no token: every repo");
     }
 

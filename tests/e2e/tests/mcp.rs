@@ -45,7 +45,7 @@ fn drive(args: &[String], calls: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("client output is not JSON ({e})"))
 }
 
-fn call<'a>(report: &'a Value, i: usize) -> (&'a str, bool) {
+fn call(report: &Value, i: usize) -> (&str, bool) {
     let c = &report["calls"][i];
     (c["text"].as_str().unwrap(), c["is_error"].as_bool().unwrap())
 }
