@@ -237,18 +237,20 @@ impl ChunkStore {
         (marks, repo.files.iter().map(|f| DbValue::Text(f.display().to_string())).collect())
     }
 
-    /// Definition rows of `q` in one repo version (live chunks only).
-    fn definition_rows(&self, l: &Loaded<RepoSegments>, q: &SymbolName) -> Result<Vec<DefRow>, HydrateError> {
+    /// Live definition rows of one repo version that `filter` (SQL over the segment's columns,
+    /// its `?` bound to `params`) selects.
+    fn def_rows(
+        &self,
+        l: &Loaded<RepoSegments>,
+        filter: &str,
+        extra: Vec<DbValue>,
+    ) -> Result<Vec<DefRow>, HydrateError> {
         let (marks, mut params) = Self::files_param(&l.value);
         let sql = format!(
             "SELECT DISTINCT chunk_id, repo, path, language, start_line, end_line, symbol, kind, text \
-             FROM read_parquet([{marks}]) \
-             WHERE kind <> 'window' AND (replace(symbol, '::', '.') = ? OR ends_with(replace(symbol, '::', '.'), ?)) \
-             LIMIT 20000"
+             FROM read_parquet([{marks}]) WHERE kind <> 'window' AND ({filter}) LIMIT 20000"
         );
-        let wanted = if q.parent.is_empty() { q.name.clone() } else { q.qualified.clone() };
-        params.push(DbValue::Text(wanted.clone()));
-        params.push(DbValue::Text(format!(".{wanted}")));
+        params.extend(extra);
         let mut out = Vec::new();
         for b in self.query(&sql, params)? {
             let (ids, repo, path, lang) =
@@ -281,6 +283,13 @@ impl ChunkStore {
             }
         }
         Ok(out)
+    }
+
+    /// Definition rows of `q` in one repo version (live chunks only).
+    fn definition_rows(&self, l: &Loaded<RepoSegments>, q: &SymbolName) -> Result<Vec<DefRow>, HydrateError> {
+        let wanted = if q.parent.is_empty() { q.name.clone() } else { q.qualified.clone() };
+        let filter = "replace(symbol, '::', '.') = ? OR ends_with(replace(symbol, '::', '.'), ?)";
+        self.def_rows(l, filter, vec![DbValue::Text(wanted.clone()), DbValue::Text(format!(".{wanted}"))])
     }
 
     fn all_definitions(&self, repos: &[String], q: &SymbolName) -> Result<Vec<Definition>, HydrateError> {
@@ -420,43 +429,7 @@ impl ChunkStore {
         if !l.manifest.file_hashes.contains_key(&req.path) {
             return Err(not_indexed(&req.repo, &req.path));
         }
-        let (marks, mut params) = Self::files_param(&l.value);
-        let sql = format!(
-            "SELECT DISTINCT chunk_id, repo, path, language, start_line, end_line, symbol, kind, text \
-             FROM read_parquet([{marks}]) WHERE path = ? AND kind <> 'window'"
-        );
-        params.push(DbValue::Text(req.path.clone()));
-        let mut rows = Vec::new();
-        for b in self.query(&sql, params)? {
-            let ids = u64s(&b, "chunk_id")?;
-            let (start, end, symbol, kind, text, lang) = (
-                u32s(&b, "start_line")?,
-                u32s(&b, "end_line")?,
-                strings(&b, "symbol")?,
-                strings(&b, "kind")?,
-                strings(&b, "text")?,
-                strings(&b, "language")?,
-            );
-            for i in 0..b.num_rows() {
-                if l.value.tombstones.contains(&ids[i]) {
-                    continue;
-                }
-                rows.push(DefRow {
-                    chunk_id: ids[i],
-                    def: Definition {
-                        repo: req.repo.clone(),
-                        path: req.path.clone(),
-                        language: lang[i].clone(),
-                        start_line: start[i],
-                        end_line: end[i],
-                        symbol: symbol[i].clone(),
-                        kind: kind[i].clone(),
-                        signature: signature(&text[i]),
-                        version: l.manifest.version,
-                    },
-                });
-            }
-        }
+        let rows = self.def_rows(&l, "path = ?", vec![DbValue::Text(req.path.clone())])?;
         let mut defs = merge_pieces(rows);
         defs.sort_by_key(|d| (d.start_line, std::cmp::Reverse(d.end_line)));
         let total = defs.len() as u32;
