@@ -85,7 +85,20 @@ $(S3_VENV)/.installed: tests/e2e/requirements-s3.txt
 
 MCP_VENV := $(CODEINTEL_CACHE)/venv-mcp
 
-test-deps-mcp: $(MCP_VENV)/.installed ## the official MCP Python SDK (PyPI `mcp`), the client of the MCP e2e test
+MCP_INSPECTOR := $(CODEINTEL_CACHE)/mcp-inspector
+
+test-deps-mcp: $(MCP_VENV)/.installed $(MCP_INSPECTOR)/.installed ## the official MCP Python SDK (PyPI `mcp`) and the MCP Inspector's CLI (npm), the clients of the MCP e2e test
+
+# Pinned by tests/e2e/mcp/inspector/package-lock.json (integrity hashes); 0.15.0 is the last
+# release that runs on Node 20.
+$(MCP_INSPECTOR)/.installed: tests/e2e/mcp/inspector/package.json tests/e2e/mcp/inspector/package-lock.json
+	@command -v npm >/dev/null || { echo "installing: nodejs npm"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	mkdir -p $(MCP_INSPECTOR)
+	cp tests/e2e/mcp/inspector/package.json tests/e2e/mcp/inspector/package-lock.json $(MCP_INSPECTOR)/
+	cd $(MCP_INSPECTOR) && npm ci --silent --no-audit --no-fund
+	@touch $@
 
 $(MCP_VENV)/.installed: tests/e2e/requirements-mcp.txt
 	@test -x $(MCP_VENV)/bin/python || python3 -m venv $(MCP_VENV) || { \

@@ -105,9 +105,6 @@ fn read_tree(cfg: &Config, root: &Path, quiet: bool) -> anyhow::Result<(Vec<Sour
     for (path, rule) in &stats.skipped_secrets {
         tracing::info!(path = %path, rule = %rule, "not indexed: looks like a secret");
     }
-    if stats.skipped_symlink_outside > 0 {
-        tracing::info!(files = stats.skipped_symlink_outside, "not indexed: symlinks leaving the repository");
-    }
     if stats.skipped_bad_path > 0 {
         tracing::info!(files = stats.skipped_bad_path, "not indexed: paths with control characters or not UTF-8");
     }
@@ -133,20 +130,56 @@ pub fn skipped_lines(r: &IndexReport, listed: usize) -> Vec<String> {
     lines
 }
 
+/// What `codeintel index` reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The files of a folder as they are on disk (its git commit recorded when it has one).
+    Folder(&'a Path),
+    /// The tree of a commit of the git repository holding `folder` (`--rev`), read from the object
+    /// database; the work tree is not read.
+    Rev { folder: &'a Path, rev: &'a str },
+}
+
 /// Indexes the tree at `path` as `repo` (see `codeintel_index::build::run`).
 pub async fn run(cfg: &Config, path: &Path, repo: &str, opts: &IndexOptions) -> anyhow::Result<IndexReport> {
+    run_from(cfg, Source::Folder(path), repo, opts).await
+}
+
+/// Indexes `source` as `repo` (see `codeintel_index::build::run`).
+pub async fn run_from(
+    cfg: &Config,
+    source: Source<'_>,
+    repo: &str,
+    opts: &IndexOptions,
+) -> anyhow::Result<IndexReport> {
     codeintel_index::manifest::validate_repo_name(repo)?;
+    let path = match source {
+        Source::Folder(p) | Source::Rev { folder: p, .. } => p,
+    };
     let root = path.canonicalize().with_context(|| format!("cannot read {}", path.display()))?;
     let t = Instant::now();
-    let (files, stats) = read_tree(cfg, &root, opts.quiet)?;
+    let (files, stats, git) = match source {
+        Source::Folder(_) => {
+            let (files, stats) = read_tree(cfg, &root, opts.quiet)?;
+            let git = crate::git::inspect(&root, files.iter().map(|f| (f.path.as_str(), f.text.as_bytes())));
+            (files, stats, git)
+        }
+        Source::Rev { rev, .. } => {
+            let t = crate::git::read_rev(&root, rev, cfg.index.max_file_bytes, &secret_policy(cfg)?)?;
+            (t.files, t.stats, Some(t.git))
+        }
+    };
     let read_time = t.elapsed();
     if !opts.quiet {
-        eprintln!("read {} files in {:.1}s", files.len(), read_time.as_secs_f64());
+        let at = git.as_ref().map(|g| format!(" at {}", &g.commit[..g.commit.len().min(12)])).unwrap_or_default();
+        eprintln!("read {} files{at} in {:.1}s", files.len(), read_time.as_secs_f64());
+    }
+    if stats.skipped_symlink_outside > 0 {
+        tracing::info!(files = stats.skipped_symlink_outside, "not indexed: symlinks leaving the repository");
     }
     let embedder = Embedder::from_config(cfg).await?;
     let contract = embedder.contract(&cfg.embed.model_id).await?;
     let models = Models { cfg, embedder, splade: OnceLock::new() };
-    let git = crate::git::inspect(&root, files.iter().map(|f| (f.path.as_str(), f.text.as_bytes())));
     let tree = Tree { source: root.display().to_string(), git, files };
     let mut report = codeintel_index::build::run(cfg, &tree, repo, contract, &models, opts).await?;
     report.read_time = read_time;

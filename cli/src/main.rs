@@ -96,6 +96,11 @@ enum Cmd {
         /// Fail at once if another indexer is writing this repo, instead of waiting for it.
         #[arg(long)]
         no_wait: bool,
+        /// Index this commit (a branch, tag, commit id or any `git rev-parse` spelling) of the git
+        /// repository holding PATH, read from its object database: no checkout, the work tree is
+        /// not read.
+        #[arg(long, value_name = "REV")]
+        rev: Option<String>,
     },
     /// Fold a repo's secondary vector index and tombstones into a new, retrained primary.
     Compact {
@@ -153,10 +158,13 @@ enum Cmd {
         /// Print JSON lines.
         #[arg(long)]
         json: bool,
+        /// The callers view: the definitions that call the symbol, each with its call lines.
+        #[arg(long)]
+        callers: bool,
     },
     /// The MCP server for coding agents (tools: search_code, ask, read_code, find_definition,
-    /// find_references, list_symbols, list_repos, index_status), over stdio; a client of the
-    /// running mesh.
+    /// find_references, find_callers, list_symbols, list_repos, index_status), over stdio; a
+    /// client of the running mesh.
     Mcp {
         /// Serve streamable HTTP at `/mcp` on `mcp.http_addr` instead of stdio.
         #[arg(long)]
@@ -431,16 +439,20 @@ fn disk_full_hint(e: impl Into<anyhow::Error>, cfg: &Config, repo: &str) -> anyh
 
 async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     match &cli.cmd {
-        Cmd::Index { path, repo, quiet, full, no_wait } => {
+        Cmd::Index { path, repo, quiet, full, no_wait, rev } => {
             codeintel_server::init_tracing();
             // Before anything touches the data root or an object store under this name.
             codeintel_index::manifest::validate_repo_name(repo)?;
             let mut cfg = cfg.clone();
             let remote = pull_for_build(&mut cfg, repo).await?;
             let opts = index::IndexOptions { full: *full, quiet: *quiet, no_wait: *no_wait, fail_after_writes: None };
-            let r = index::run(&cfg, path, repo, &opts).await.map_err(|e| disk_full_hint(e, &cfg, repo))?;
+            let source = match rev {
+                Some(rev) => index::Source::Rev { folder: path, rev },
+                None => index::Source::Folder(path),
+            };
+            let r = index::run_from(&cfg, source, repo, &opts).await.map_err(|e| disk_full_hint(e, &cfg, repo))?;
             if let Some(remote) = &remote {
-                if !matches!(r.mode, index::Mode::UpToDate) {
+                if !matches!(r.mode, index::Mode::UpToDate) || r.recorded_commit {
                     remote.push(repo).await?;
                     println!("published {repo} version {} to {}", r.version, remote.url());
                 }
@@ -448,6 +460,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             let mode = match r.mode {
                 index::Mode::Full => "full",
                 index::Mode::Incremental => "incremental",
+                index::Mode::UpToDate if r.recorded_commit => "up to date, new commit recorded",
                 index::Mode::UpToDate => "up to date",
             };
             println!(
@@ -560,7 +573,8 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             }
             println!("\n\nSources:");
             for c in &sources {
-                println!("  [{}] {}/{}:{}-{} {}", c.index, c.repo, c.path, c.start_line, c.end_line, c.symbol);
+                let stale = if c.stale { "  (stale: the file changed on disk since indexing)" } else { "" };
+                println!("  [{}] {}/{}:{}-{} {}{stale}", c.index, c.repo, c.path, c.start_line, c.end_line, c.symbol);
             }
         }
         Cmd::Search { query, mode, top_k, json, scope, rerank } => {
@@ -585,18 +599,20 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                             "start_line": h.start_line, "end_line": h.end_line, "language": h.language,
                             "symbol": h.symbol, "score": h.score, "dense_rank": h.dense_rank,
                             "lexical_rank": h.lexical_rank, "sparse_rank": h.sparse_rank, "text": h.text,
+                            "commit": h.commit, "stale": h.stale,
                         })
                     );
                 } else {
                     println!(
-                        "{:>2}. {:.4}  {}/{}:{}-{}  {}",
+                        "{:>2}. {:.4}  {}/{}:{}-{}  {}{}",
                         i + 1,
                         h.score,
                         h.repo,
                         h.path,
                         h.start_line,
                         h.end_line,
-                        h.symbol
+                        h.symbol,
+                        if h.stale { "  (stale: the file changed on disk since indexing)" } else { "" }
                     );
                 }
             }
@@ -618,7 +634,24 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 print!("{}", codeintel::mcp::render::definitions(symbol, &r, usize::MAX / 2));
             }
         }
-        Cmd::Refs { symbol, repo, limit, json } => {
+        Cmd::Refs { symbol, repo, limit, json, callers: true } => {
+            let mut c = codeintel::client::connect_nav(&cfg.answer.addr, &cfg.tls).await?;
+            let req = SymbolRequest { symbol: symbol.clone(), repos: repo.iter().cloned().collect(), limit: *limit };
+            let r = c.find_callers(req).await.map_err(status_err)?.into_inner();
+            if *json {
+                for x in &r.callers {
+                    println!(
+                        "{}",
+                        serde_json::json!({"repo": x.repo, "path": x.path, "symbol": x.symbol,
+                            "start_line": x.start_line, "end_line": x.end_line, "lines": x.lines,
+                            "resolution": x.resolution, "text": x.text})
+                    );
+                }
+            } else {
+                print!("{}", codeintel::mcp::render::callers(symbol, &r, usize::MAX / 2));
+            }
+        }
+        Cmd::Refs { symbol, repo, limit, json, callers: false } => {
             let mut c = codeintel::client::connect_nav(&cfg.answer.addr, &cfg.tls).await?;
             let req = SymbolRequest { symbol: symbol.clone(), repos: repo.iter().cloned().collect(), limit: *limit };
             let r = c.find_references(req).await.map_err(status_err)?.into_inner();

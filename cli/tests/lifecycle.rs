@@ -521,3 +521,80 @@ async fn two_indexers_on_one_repo_take_turns_and_never_rewrite_a_published_file(
     assert!(e.contains("being written by another indexer") && e.contains("pid"), "{e}");
     drop(held);
 }
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_indexed_from_the_object_database_and_a_moved_commit_is_recorded() {
+    let (_tmp, src, cfg) = setup();
+    git(&src, &["init", "-q"]);
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "one"]);
+    let one = git(&src, &["rev-parse", "HEAD"]);
+    let refund = format!("{CART}\n\ndef refund_order(order):\n    return order.total\n");
+    write(&src, "shop/cart.py", &refund);
+    git(&src, &["commit", "-q", "-am", "two"]);
+    let two = git(&src, &["rev-parse", "HEAD"]);
+    // Work in progress that is never committed.
+    write(&src, "shop/cart.py", &format!("{refund}\n\ndef uncommitted_discount():\n    return 0\n"));
+    let rev = |rev| index::Source::Rev { folder: &src, rev };
+    let s = Searchers::new(&cfg).await;
+    let all = |s: &Searchers| {
+        s.refresh();
+        let m = manifest::load_current(&cfg.data.root, "shop").unwrap();
+        let ids: Vec<u64> = s.lexical_ids("cart order discount refund total");
+        (m, s.rows(&ids).into_iter().map(|(_, t)| t).collect::<Vec<_>>().join("\n"))
+    };
+
+    let r1 = index::run_from(&cfg, rev(one.as_str()), "shop", &opts()).await.unwrap();
+    assert_eq!(r1.mode, Mode::Full);
+    let (m1, text) = all(&s);
+    let g = m1.git.clone().expect("the commit is recorded");
+    assert_eq!((g.commit.as_str(), g.dirty), (one.as_str(), false));
+    assert_eq!(m1.file_hashes["shop/cart.py"], codeintel_core::chunk::sha256_hex(CART.as_bytes()));
+    assert!(
+        text.contains("compute_total") && !text.contains("refund_order") && !text.contains("uncommitted"),
+        "{text}"
+    );
+
+    // The branch: only the file that changed between the commits is re-embedded.
+    let r2 = index::run_from(&cfg, rev("main"), "shop", &opts()).await.unwrap();
+    assert_eq!((r2.mode, r2.changed_files), (Mode::Incremental, 1));
+    let (m2, text) = all(&s);
+    let g = m2.git.clone().unwrap();
+    assert_eq!((g.commit.as_str(), g.branch.as_str()), (two.as_str(), "main"));
+    assert!(text.contains("refund_order") && !text.contains("uncommitted"), "{text}");
+
+    // A commit that touches no indexed file: nothing re-embedded, the new commit recorded in a
+    // version that shares every artifact.
+    std::fs::write(src.join(".gitignore"), "*.tmp\n").unwrap();
+    git(&src, &["add", ".gitignore"]);
+    git(&src, &["commit", "-q", "-m", "three"]);
+    let three = git(&src, &["rev-parse", "HEAD"]);
+    let r3 = index::run_from(&cfg, rev("main"), "shop", &opts()).await.unwrap();
+    assert_eq!((r3.mode, r3.recorded_commit, r3.embedded), (Mode::UpToDate, true, 0));
+    let (m3, text) = all(&s);
+    assert_eq!(m3.version, m2.version + 1);
+    assert_eq!(m3.git.as_ref().unwrap().commit, three);
+    assert_eq!((m3.segments.clone(), m3.chunks), (m2.segments.clone(), m2.chunks));
+    assert!(text.contains("refund_order"), "{text}");
+    let again = index::run_from(&cfg, rev("main"), "shop", &opts()).await.unwrap();
+    assert_eq!((again.mode, again.recorded_commit, again.version), (Mode::UpToDate, false, m3.version));
+
+    // The work tree itself, dirty: indexed from disk with the uncommitted function.
+    let r4 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    assert_eq!(r4.mode, Mode::Incremental);
+    let (m4, text) = all(&s);
+    let g = m4.git.unwrap();
+    assert_eq!((g.commit.as_str(), g.dirty, g.changed_files), (three.as_str(), true, 1));
+    assert!(text.contains("uncommitted_discount"), "{text}");
+}

@@ -377,6 +377,29 @@ impl CodeIntelMcp {
     }
 
     #[tool(
+        description = "Find who calls a symbol: the definitions whose code calls it (or invokes it as a macro), surest first, each as `repo/path:start-end caller` with its call lines. The callers view of find_references; resolution by name and scope hints, not types."
+    )]
+    async fn find_callers(
+        &self,
+        Parameters(a): Parameters<SymbolArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let mut client = match self.nav(&ctx) {
+            Ok(c) => c,
+            Err(why) => return self.refused("find_callers", why),
+        };
+        let req = SymbolRequest {
+            symbol: a.symbol.clone(),
+            repos: a.repo.into_iter().collect(),
+            limit: a.limit.unwrap_or(50),
+        };
+        match client.find_callers(request(req, CALL_DEADLINE)).await {
+            Ok(r) => text(render::callers(&a.symbol, &r.into_inner(), self.budget(a.max_chars))),
+            Err(s) => self.failure("find_callers", s),
+        }
+    }
+
+    #[tool(
         description = "The outline of one indexed file: its definitions in line order with spans, kinds and signatures, members indented under their type."
     )]
     async fn list_symbols(
@@ -450,7 +473,7 @@ impl ServerHandler for CodeIntelMcp {
             .with_server_info(Implementation::new("codeintel", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "CodeIntel: a code index. search_code finds code by words or names; ask answers with cited \
-                 sources; find_definition / find_references / list_symbols navigate; read_code reads indexed \
+                 sources; find_definition / find_references / find_callers / list_symbols navigate; read_code reads indexed \
                  lines (check `stale` before editing); list_repos and index_status say what is indexed. \
                  Every result starts with repo/path:start-end.",
             )

@@ -3,7 +3,7 @@
 //! many and how to see them) rather than cutting one.
 
 use codeintel_core::proto::v1::{
-    Citation, DefinitionsResponse, FileResponse, Limit, ReferencesResponse, RepoSummary, SearchHit,
+    CallersResponse, Citation, DefinitionsResponse, FileResponse, Limit, ReferencesResponse, RepoSummary, SearchHit,
 };
 
 /// Longest line shown; longer ones (minified code, data) end with `…`.
@@ -88,6 +88,18 @@ fn limits(out: &mut Out, limits: &[Limit]) {
     }
 }
 
+/// ` @<commit>` (its first 12 digits) when the lines are from a known commit.
+fn at_commit(commit: &str) -> String {
+    match commit.is_empty() {
+        true => String::new(),
+        false => format!(" @{}", &commit[..commit.len().min(12)]),
+    }
+}
+
+/// The warning under a hit or citation whose file changed on disk since it was indexed.
+const STALE_LINE: &str =
+    "    stale: the file on disk changed since it was indexed; these line numbers may have moved (read_code shows it as indexed; reindex before editing)";
+
 /// `search_code`: each hit's span and name, then its first [`HIT_LINES`] lines.
 pub fn hits(hits: &[SearchHit], lims: &[Limit], max_chars: usize) -> String {
     let mut out = Out::new(max_chars);
@@ -97,12 +109,16 @@ pub fn hits(hits: &[SearchHit], lims: &[Limit], max_chars: usize) -> String {
     for (i, h) in hits.iter().enumerate() {
         let name = if h.symbol.is_empty() { String::new() } else { format!(" {}", h.symbol) };
         out.line(&format!(
-            "[{}] {}{name} ({}) score {:.3}",
+            "[{}] {}{name} ({}) score {:.3}{}",
             i + 1,
             span(&h.repo, &h.path, h.start_line, h.end_line),
             h.language,
-            h.score
+            h.score,
+            at_commit(&h.commit)
         ));
+        if h.stale {
+            out.line(STALE_LINE);
+        }
         let rest = code(&mut out, &h.text, h.start_line, HIT_LINES);
         if rest > 0 {
             let from = h.start_line + HIT_LINES as u32;
@@ -118,7 +134,15 @@ pub fn answer(text: &str, citations: &[Citation], lims: &[Limit], max_chars: usi
     let mut out = Out::new(max_chars);
     for c in citations {
         let name = if c.symbol.is_empty() { String::new() } else { format!(" {}", c.symbol) };
-        out.line(&format!("[{}] {}{name}", c.index, span(&c.repo, &c.path, c.start_line, c.end_line)));
+        out.line(&format!(
+            "[{}] {}{name}{}",
+            c.index,
+            span(&c.repo, &c.path, c.start_line, c.end_line),
+            at_commit(&c.commit)
+        ));
+        if c.stale {
+            out.line(STALE_LINE);
+        }
     }
     out.line("");
     for l in text.trim().lines() {
@@ -183,6 +207,27 @@ pub fn references(symbol: &str, r: &ReferencesResponse, max_chars: usize) -> Str
             x.resolution,
             x.text
         ));
+    }
+    out.finish()
+}
+
+/// `find_callers`: one line per calling definition, its span first, then its call lines.
+pub fn callers(symbol: &str, r: &CallersResponse, max_chars: usize) -> String {
+    let mut out = Out::new(max_chars);
+    let shown =
+        if (r.total as usize) > r.callers.len() { format!(" (showing {})", r.callers.len()) } else { String::new() };
+    out.line(&format!("{} caller{} of {symbol}{shown}", r.total, if r.total == 1 { "" } else { "s" }));
+    for d in r.definitions.iter().take(5) {
+        out.line(&format!("defined at {}", definition_line(d)));
+    }
+    for c in &r.callers {
+        let at = match (c.start_line, c.symbol.is_empty()) {
+            (0, _) | (_, true) => format!("{}/{}", c.repo, c.path),
+            (start, false) => span(&c.repo, &c.path, start, c.end_line),
+        };
+        let who = if c.symbol.is_empty() { "(file level)".to_string() } else { c.symbol.clone() };
+        let lines: Vec<String> = c.lines.iter().map(u32::to_string).collect();
+        out.line(&format!("{at} {who} [{}] calls at line {}: {}", c.resolution, lines.join(", "), c.text));
     }
     out.finish()
 }
@@ -311,6 +356,38 @@ mod tests {
         assert!(s.contains("10 | x10"), "{s}");
         assert!(s.contains("49 | x49") && !s.contains("50 | x50"), "{s}");
         assert!(s.contains("… 20 more lines: read_code shop src/cart.py 50-69"), "{s}");
+        assert!(!s.contains("stale"), "{s}");
+    }
+
+    #[test]
+    fn hits_and_citations_name_their_commit_and_flag_a_stale_file() {
+        let h = SearchHit {
+            repo: "shop".into(),
+            path: "a.py".into(),
+            start_line: 1,
+            end_line: 2,
+            language: "python".into(),
+            text: "x = 1\ny = 2".into(),
+            commit: "0123456789abcdef0123".into(),
+            stale: true,
+            ..Default::default()
+        };
+        let s = hits(&[h], &[], 10_000);
+        let mut lines = s.lines();
+        assert_eq!(lines.next().unwrap(), "[1] shop/a.py:1-2 (python) score 0.000 @0123456789ab");
+        assert!(lines.next().unwrap().contains("stale: the file on disk changed"), "{s}");
+        let c = Citation {
+            index: 1,
+            repo: "shop".into(),
+            path: "a.py".into(),
+            start_line: 1,
+            end_line: 2,
+            commit: "0123456789abcdef0123".into(),
+            ..Default::default()
+        };
+        let s = answer("It sets x [1].", &[c], &[], 10_000);
+        assert!(s.starts_with("[1] shop/a.py:1-2 @0123456789ab\n"), "{s}");
+        assert!(!s.contains("stale"), "{s}");
     }
 
     #[test]

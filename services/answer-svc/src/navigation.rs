@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use codeintel_core::proto::v1::navigation_service_server::NavigationService;
 use codeintel_core::proto::v1::{
-    DefinitionsResponse, FileRequest, FileResponse, ListReposRequest, ListReposResponse, ReferencesResponse, Scope,
-    SymbolRequest,
+    CallersResponse, DefinitionsResponse, FileRequest, FileResponse, ListReposRequest, ListReposResponse,
+    ReferencesResponse, Scope, SymbolRequest,
 };
 use codeintel_server::admission::Principal;
 use prost::Message;
@@ -82,6 +82,13 @@ impl NavigationService for NavigationGrpc {
         let mut req = r.into_inner();
         req.repos = allowed_repos(who.as_ref(), req.repos)?;
         Ok(Response::new(self.call("FindReferences", &req, d).await?))
+    }
+
+    async fn find_callers(&self, r: Request<SymbolRequest>) -> Result<Response<CallersResponse>, Status> {
+        let (who, d) = (caller(&r), deadline(&r));
+        let mut req = r.into_inner();
+        req.repos = allowed_repos(who.as_ref(), req.repos)?;
+        Ok(Response::new(self.call("FindCallers", &req, d).await?))
     }
 
     async fn outline(&self, r: Request<FileRequest>) -> Result<Response<DefinitionsResponse>, Status> {

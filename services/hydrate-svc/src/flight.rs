@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::HydrateError;
 use crate::store::ChunkStore;
-use codeintel_core::wire::schema;
+use codeintel_core::wire::served_schema as schema;
 
 pub struct HydrateFlight(pub Arc<ChunkStore>);
 

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod flight;
+pub mod fresh;
 pub mod nav;
 pub mod store;
 

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
 use codeintel_core::proto::v1::{
-    Definition, DefinitionsResponse, FileRequest, FileResponse, LanguageCount, ListReposResponse, Reference,
-    ReferencesResponse, RepoSummary, Scope, SymbolRequest,
+    Caller, CallersResponse, Definition, DefinitionsResponse, FileRequest, FileResponse, LanguageCount,
+    ListReposResponse, Reference, ReferencesResponse, RepoSummary, Scope, SymbolRequest,
 };
 use codeintel_core::scope::ScopeFilter;
 use codeintel_index::catalog::Loaded;
@@ -37,9 +37,10 @@ pub const MAX_FILE_LINES: u32 = 2000;
 pub const MAX_SYMBOL_CHARS: usize = 512;
 
 /// The actions hydrate-svc answers, with what each does (Flight `ListActions`).
-pub const ACTIONS: [(&str, &str); 5] = [
+pub const ACTIONS: [(&str, &str); 6] = [
     ("FindDefinitions", "codeintel.v1.SymbolRequest -> DefinitionsResponse: definitions of a name"),
     ("FindReferences", "codeintel.v1.SymbolRequest -> ReferencesResponse: uses of a name, surest first"),
+    ("FindCallers", "codeintel.v1.SymbolRequest -> CallersResponse: the definitions that call a name"),
     ("Outline", "codeintel.v1.FileRequest -> DefinitionsResponse: a file's definitions in line order"),
     ("ReadFile", "codeintel.v1.FileRequest -> FileResponse: an indexed file's lines"),
     ("ListRepos", "codeintel.v1.ListReposRequest -> ListReposResponse: what each repo holds"),
@@ -57,6 +58,7 @@ pub fn run_action(store: &ChunkStore, kind: &str, body: &[u8]) -> Result<Vec<u8>
     Ok(match kind {
         "FindDefinitions" => store.find_definitions(&decode::<SymbolRequest>(kind, body)?)?.encode_to_vec(),
         "FindReferences" => store.find_references(&decode::<SymbolRequest>(kind, body)?)?.encode_to_vec(),
+        "FindCallers" => store.find_callers(&decode::<SymbolRequest>(kind, body)?)?.encode_to_vec(),
         "Outline" => store.outline(&decode::<FileRequest>(kind, body)?)?.encode_to_vec(),
         "ReadFile" => store.read_file(&decode::<FileRequest>(kind, body)?)?.encode_to_vec(),
         "ListRepos" => {
@@ -72,6 +74,32 @@ pub fn run_action(store: &ChunkStore, kind: &str, body: &[u8]) -> Result<Vec<u8>
             )));
         }
     })
+}
+
+/// The call and macro uses among `refs` (surest first) grouped by `(repo, path, enclosing)`, in
+/// the order of each group's surest use; a group's resolution is its surest use's.
+pub fn group_callers(refs: &[Reference]) -> Vec<Caller> {
+    let mut at: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut out: Vec<Caller> = Vec::new();
+    for r in refs.iter().filter(|r| r.kind == "call" || r.kind == "macro") {
+        let i = *at.entry((&r.repo, &r.path, &r.enclosing)).or_insert_with(|| {
+            out.push(Caller {
+                repo: r.repo.clone(),
+                path: r.path.clone(),
+                symbol: r.enclosing.clone(),
+                resolution: r.resolution.clone(),
+                text: r.text.clone(),
+                ..Default::default()
+            });
+            out.len() - 1
+        });
+        out[i].lines.push(r.line);
+    }
+    for c in &mut out {
+        c.lines.sort_unstable();
+        c.lines.dedup();
+    }
+    out
 }
 
 /// A symbol as asked: its parent (`Parser`, `a.b.Parser`; `::` read as `.`) and its last name.
@@ -404,6 +432,35 @@ impl ChunkStore {
             })
             .collect();
         Ok(ReferencesResponse { references, definitions: definitions.into_iter().take(limit).collect(), total })
+    }
+
+    /// `FindCallers` (blocking): the call and macro uses of [`Self::find_references`] grouped
+    /// by the definition they sit in, each with its span from the file's outline.
+    pub fn find_callers(&self, req: &SymbolRequest) -> Result<CallersResponse, HydrateError> {
+        let limit = limit_of(req.limit)?;
+        let refs = self.find_references(&SymbolRequest { limit: MAX_LIMIT, ..req.clone() })?;
+        let mut callers = group_callers(&refs.references);
+        let total = callers.len() as u32;
+        callers.truncate(limit);
+        // Spans from each file's outline, once per file.
+        let mut outlines: HashMap<(String, String), Vec<Definition>> = HashMap::new();
+        for c in callers.iter_mut().filter(|c| !c.symbol.is_empty()) {
+            let key = (c.repo.clone(), c.path.clone());
+            if !outlines.contains_key(&key) {
+                let req = FileRequest { repo: c.repo.clone(), path: c.path.clone(), ..Default::default() };
+                outlines.insert(key.clone(), self.outline(&req)?.definitions);
+            }
+            // The innermost definition of that name holding the first call.
+            let first = c.lines[0];
+            if let Some(d) = outlines[&key]
+                .iter()
+                .filter(|d| d.symbol == c.symbol && d.start_line <= first && first <= d.end_line)
+                .min_by_key(|d| d.end_line - d.start_line)
+            {
+                (c.start_line, c.end_line) = (d.start_line, d.end_line);
+            }
+        }
+        Ok(CallersResponse { callers, definitions: refs.definitions, total })
     }
 
     /// Paths of one version whose files import the symbol's name or its parent's.

@@ -35,6 +35,8 @@ pub struct ChunkStore {
     verify: bool,
     pub readiness: SharedReadiness,
     pub metrics: Metrics,
+    /// Whether served files still have their indexed content on disk.
+    pub freshness: crate::fresh::Freshness,
 }
 
 impl ChunkStore {
@@ -48,6 +50,7 @@ impl ChunkStore {
             verify: cfg.data.verify_checksums,
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("hydrate"),
+            freshness: Default::default(),
         });
         s.refresh();
         Ok(s)
@@ -97,7 +100,9 @@ impl ChunkStore {
         Ok(scope)
     }
 
-    /// The rows of the requested chunks that the ticket's scope allows (blocking).
+    /// The rows of the requested chunks that the ticket's scope allows (blocking), in batches of
+    /// [`codeintel_core::wire::served_schema`]: each row with its version's git commit and
+    /// whether its file on disk still has the indexed content.
     pub fn fetch(&self, ticket: &HydrateTicket) -> Result<Vec<RecordBatch>, HydrateError> {
         let scope = self.validate(ticket)?;
         let conn = self.db.lock().try_clone()?;
@@ -126,25 +131,42 @@ impl ChunkStore {
             sql.push_str(" ORDER BY chunk_id");
             let mut stmt = conn.prepare(&sql)?;
             let batches: Vec<RecordBatch> = stmt.query_arrow(duckdb::params_from_iter(params))?.collect();
+            let m = &repo.manifest;
+            let commit = m.git.as_ref().map(|g| g.commit.as_str()).unwrap_or("");
+            let mut stale_files: std::collections::HashMap<String, bool> = Default::default();
             for b in batches {
                 let b = if scope.filters_chunks() { filter_paths(&b, &scope)? } else { b };
-                if b.num_rows() > 0 {
-                    out.push(b);
+                if b.num_rows() == 0 {
+                    continue;
                 }
+                let stale: Vec<bool> = utf8(&b, "path")?
+                    .iter()
+                    .map(|p| {
+                        let p = p.unwrap_or("");
+                        *stale_files.entry(p.to_string()).or_insert_with(|| match m.file_hashes.get(p) {
+                            Some(hash) => self.freshness.check(&m.source, p, hash).stale(),
+                            None => false,
+                        })
+                    })
+                    .collect();
+                out.push(codeintel_core::wire::with_served(&b, commit, stale)?);
             }
         }
         Ok(out)
     }
 }
 
+/// A string column of a batch as Utf8, whatever string type DuckDB returned.
+fn utf8(b: &RecordBatch, name: &str) -> Result<StringArray, HydrateError> {
+    let a = b.column_by_name(name).ok_or_else(|| HydrateError::Internal(format!("no column {name}")))?;
+    let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8)
+        .map_err(|e| HydrateError::Internal(e.to_string()))?;
+    Ok(a.as_any().downcast_ref::<StringArray>().cloned().expect("utf8 after cast"))
+}
+
 /// Applies the path globs (and languages) of `scope` to a batch.
 fn filter_paths(b: &RecordBatch, scope: &ScopeFilter) -> Result<RecordBatch, HydrateError> {
-    let col = |name: &str| -> Result<StringArray, HydrateError> {
-        let a = b.column_by_name(name).ok_or_else(|| HydrateError::Internal(format!("no column {name}")))?;
-        let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| HydrateError::Internal(e.to_string()))?;
-        Ok(a.as_any().downcast_ref::<StringArray>().cloned().expect("utf8 after cast"))
-    };
+    let col = |name: &str| utf8(b, name);
     let (repo, path, lang) = (col("repo")?, col("path")?, col("language")?);
     let mask: BooleanArray =
         (0..b.num_rows()).map(|i| Some(scope.allows(repo.value(i), path.value(i), lang.value(i)))).collect();

@@ -12,7 +12,7 @@ use hydrate_svc::ChunkStore;
 use prost::Message;
 
 mod common;
-use common::{publish_repo_from, serve};
+use common::{publish_repo_from, serve, TEST_COMMIT};
 
 fn fixture_file(rel: &str) -> String {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/fixtures/nav");
@@ -20,12 +20,16 @@ fn fixture_file(rel: &str) -> String {
 }
 
 fn nav_store(root: &Path, source: &Path) -> Arc<ChunkStore> {
+    nav_store_chunks(root, source).0
+}
+
+fn nav_store_chunks(root: &Path, source: &Path) -> (Arc<ChunkStore>, Vec<codeintel_core::chunk::Chunk>) {
     let (stock, orders, queue) = (
         fixture_file("src/inventory/stock.py"),
         fixture_file("src/inventory/orders.py"),
         fixture_file("engine/queue.rs"),
     );
-    publish_repo_from(
+    let chunks = publish_repo_from(
         root,
         "nav",
         Some(source),
@@ -37,7 +41,18 @@ fn nav_store(root: &Path, source: &Path) -> Arc<ChunkStore> {
     );
     let mut cfg = Config::default();
     cfg.data.root = root.to_path_buf();
-    ChunkStore::new(&cfg).unwrap()
+    (ChunkStore::new(&cfg).unwrap(), chunks)
+}
+
+/// `(path, commit, stale)` of every chunk as hydration serves it.
+fn served(store: &ChunkStore, chunks: &[codeintel_core::chunk::Chunk]) -> Vec<(String, String, bool)> {
+    let ids: Vec<u64> = chunks.iter().map(|c| c.chunk_id).collect();
+    let mut out = Vec::new();
+    for b in store.fetch(&codeintel_core::ticket::HydrateTicket::new(ids, None)).unwrap() {
+        assert_eq!(b.schema(), codeintel_core::wire::served_schema());
+        out.extend(codeintel_core::wire::decode(&b).unwrap().into_iter().map(|c| (c.path, c.commit, c.stale)));
+    }
+    out
 }
 
 fn sym(s: &str) -> SymbolRequest {
@@ -52,7 +67,7 @@ fn file(path: &str, start: u32, end: u32) -> FileRequest {
 fn definitions_references_outlines_and_files_come_from_the_indexed_version() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, source) = (tmp.path().join("data"), tmp.path().join("src"));
-    let store = nav_store(&root, &source);
+    let (store, chunks) = nav_store_chunks(&root, &source);
 
     // Definitions: qualified with `.` or `::`, exact first; a bare name finds every one.
     let d = store.find_definitions(&sym("Stock::available")).unwrap();
@@ -78,6 +93,20 @@ fn definitions_references_outlines_and_files_come_from_the_indexed_version() {
     assert_eq!(got, vec![("src/inventory/orders.py", 1, "import"), ("src/inventory/orders.py", 10, "call")]);
     assert!(restock.references.iter().all(|x| x.resolution == "imported"), "{:?}", restock.references);
 
+    // Callers: the definitions that call it, with their spans and call lines.
+    let c = store.find_callers(&sym("Stock.available")).unwrap();
+    let got: Vec<_> = c
+        .callers
+        .iter()
+        .map(|c| (c.symbol.as_str(), c.start_line, c.end_line, c.lines.clone(), c.resolution.as_str()))
+        .collect();
+    assert_eq!(got, vec![("Stock.reserve", 8, 11, vec![9], "qualified"), ("restock", 17, 19, vec![18], "same_file")]);
+    assert_eq!((c.total, c.definitions[0].start_line), (2, 13));
+    let imports_only = store.find_callers(&sym("Decimal")).unwrap();
+    assert_eq!(imports_only.callers.iter().map(|c| c.symbol.as_str()).collect::<Vec<_>>(), vec!["restock"]);
+    let one = store.find_callers(&SymbolRequest { symbol: "Stock.available".into(), repos: vec![], limit: 1 }).unwrap();
+    assert_eq!((one.callers.len(), one.total), (1, 2));
+
     // Outline: a file's definitions in line order.
     let o = store.outline(&file("src/inventory/stock.py", 0, 0)).unwrap();
     let names: Vec<_> = o.definitions.iter().map(|d| d.symbol.as_str()).collect();
@@ -88,6 +117,9 @@ fn definitions_references_outlines_and_files_come_from_the_indexed_version() {
     assert_eq!((f.origin.as_str(), f.stale), ("disk", false));
     assert_eq!(f.text, "    def available(self, sku):\n        return self.levels.get(sku, 0)");
     assert_eq!(f.total_lines, 19);
+    let rows = served(&store, &chunks);
+    assert_eq!(rows.len(), chunks.len());
+    assert!(rows.iter().all(|(_, commit, stale)| commit == TEST_COMMIT && !stale), "{rows:?}");
     std::fs::write(
         source.join("src/inventory/stock.py"),
         format!("# new first line\n{}", fixture_file("src/inventory/stock.py")),
@@ -100,6 +132,10 @@ fn definitions_references_outlines_and_files_come_from_the_indexed_version() {
         f.text, "    def available(self, sku):\n        return self.levels.get(sku, 0)",
         "still the indexed lines"
     );
+    // Every hit from the edited file says so; the others do not.
+    for (path, _, stale) in served(&store, &chunks) {
+        assert_eq!(stale, path == "src/inventory/stock.py", "{path}");
+    }
     std::fs::remove_file(source.join("src/inventory/stock.py")).unwrap();
     let f = store.read_file(&file("src/inventory/stock.py", 1, 1)).unwrap();
     assert!(f.stale && f.stale_reason.contains("no longer readable on disk"), "{}", f.stale_reason);
@@ -142,7 +178,7 @@ async fn navigation_travels_as_flight_actions_of_protobuf_messages() {
         let s = client.list_actions(arrow_flight::Empty {}).await.unwrap().into_inner();
         s.map_ok(|a| a.r#type).try_collect().await.unwrap()
     };
-    assert_eq!(kinds, vec!["FindDefinitions", "FindReferences", "Outline", "ReadFile", "ListRepos"]);
+    assert_eq!(kinds, vec!["FindDefinitions", "FindReferences", "FindCallers", "Outline", "ReadFile", "ListRepos"]);
 
     let body = sym("JobQueue::drain_ready").encode_to_vec();
     let mut results = client.do_action(Action::new("FindDefinitions", body)).await.unwrap().into_inner();

@@ -451,6 +451,7 @@ pub fn chunk_file(repo: &str, path: &str, language: &str, source: &str, opts: Ch
                 content_hash,
                 text,
                 refs: std::mem::take(refs),
+                ..Chunk::default()
             }
         })
         .collect()

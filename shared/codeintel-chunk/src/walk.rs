@@ -120,7 +120,7 @@ fn repo_path(rel: &Path) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     for c in rel.components() {
         let s = c.as_os_str().to_str()?;
-        if s.chars().any(char::is_control) {
+        if bad_path(s) {
             return None;
         }
         parts.push(s);
@@ -170,9 +170,8 @@ pub fn walk(root: &Path, max_file_bytes: u64, secrets: &SecretPolicy) -> std::io
             // Through a link, only what the walk lists at its own path: a file (a folder's files
             // are listed where they are), not hidden, not in a skipped folder.
             let Some(target_path) = target.strip_prefix(&real_root).ok().and_then(repo_path) else { continue };
-            let listed = target_path.split('/').all(|c| !c.starts_with('.') && !SKIP_DIRS.contains(&c));
             match std::fs::metadata(&target) {
-                Ok(m) if m.is_file() && listed => (target, m.len(), Some(target_path)),
+                Ok(m) if m.is_file() && listed(&target_path) => (target, m.len(), Some(target_path)),
                 _ => continue,
             }
         } else if file_type.is_file() {
@@ -186,34 +185,63 @@ pub fn walk(root: &Path, max_file_bytes: u64, secrets: &SecretPolicy) -> std::io
             stats.skipped_bad_path += 1;
             continue;
         };
-        // A link is judged by its target's name too (`notes.txt -> deploy.pem`).
-        let secret = secrets.check_name(&path).or_else(|| link_target.as_deref().and_then(|t| secrets.check_name(t)));
-        if let Some(rule) = secret {
-            stats.skipped_secrets.push((path, rule));
-            continue;
-        }
-        let Some(language) = language_for_path(&path) else {
-            stats.skipped_unknown += 1;
+        let Some(language) = admit(&path, link_target.as_deref(), bytes, max_file_bytes, secrets, &mut stats) else {
             continue;
         };
-        if path.ends_with(".min.js") || path.ends_with(".min.css") {
-            stats.skipped_minified += 1;
-            continue;
-        }
-        if path.ends_with(".lock") || path.ends_with("-lock.json") {
-            stats.skipped_unknown += 1;
-            continue;
-        }
-        if bytes > max_file_bytes {
-            stats.skipped_large += 1;
-            continue;
-        }
         stats.symlinks_inside += usize::from(link_target.is_some());
         out.push(SourceFile { abs: read_from, path, language, bytes });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     stats.skipped_secrets.sort();
     Ok((out, stats))
+}
+
+/// Whether the walk lists a repo-relative path at all: no hidden component (`.git`, `.env/`,
+/// `.cache`) and no dependency, build or cache folder ([`SKIP_DIRS`]). Used where the tree is not
+/// on disk (a git commit's tree), where the ignore walker cannot judge it.
+pub fn listed(path: &str) -> bool {
+    path.split('/').all(|c| !c.is_empty() && !c.starts_with('.') && !SKIP_DIRS.contains(&c))
+}
+
+/// Whether a path holds a character that would break `path:start-end` citations.
+pub fn bad_path(path: &str) -> bool {
+    path.chars().any(char::is_control)
+}
+
+/// The walk's checks of one listed file by its path and size, in order: a secret's name (its
+/// own or, for a link, its target's), a known language, not minified by name, not a lock file,
+/// at most `max_file_bytes`. The language it is indexed as, or `None` with the reason counted in
+/// `stats`.
+pub fn admit(
+    path: &str,
+    link_target: Option<&str>,
+    bytes: u64,
+    max_file_bytes: u64,
+    secrets: &SecretPolicy,
+    stats: &mut WalkStats,
+) -> Option<&'static str> {
+    // A link is judged by its target's name too (`notes.txt -> deploy.pem`).
+    if let Some(rule) = secrets.check_name(path).or_else(|| link_target.and_then(|t| secrets.check_name(t))) {
+        stats.skipped_secrets.push((path.to_string(), rule));
+        return None;
+    }
+    let Some(language) = language_for_path(path) else {
+        stats.skipped_unknown += 1;
+        return None;
+    };
+    if path.ends_with(".min.js") || path.ends_with(".min.css") {
+        stats.skipped_minified += 1;
+        return None;
+    }
+    if path.ends_with(".lock") || path.ends_with("-lock.json") {
+        stats.skipped_unknown += 1;
+        return None;
+    }
+    if bytes > max_file_bytes {
+        stats.skipped_large += 1;
+        return None;
+    }
+    Some(language)
 }
 
 /// Whether `text` looks minified or generated: a line over [`MINIFIED_MAX_LINE`] bytes, or, in
@@ -246,17 +274,20 @@ pub fn read_text(path: &Path) -> std::io::Result<Option<String>> {
 /// Reads a listed file for indexing: its text, or why it is left out (binary, undecodable, a
 /// secret in its text, minified; in that order).
 pub fn read_source(file: &SourceFile, secrets: &SecretPolicy) -> std::io::Result<Result<String, Skip>> {
-    let text = match decode(std::fs::read(&file.abs)?) {
-        Ok(text) => text,
-        Err(skip) => return Ok(Err(skip)),
-    };
-    if let Some(rule) = secrets.check_text(&file.path, &text) {
-        return Ok(Err(Skip::Secret(rule)));
+    Ok(check_source(&file.path, file.language, std::fs::read(&file.abs)?, secrets))
+}
+
+/// [`read_source`]'s checks of a file's content, wherever it was read from: its text, or why it
+/// is left out (binary, undecodable, a secret in its text, minified; in that order).
+pub fn check_source(path: &str, language: &str, bytes: Vec<u8>, secrets: &SecretPolicy) -> Result<String, Skip> {
+    let text = decode(bytes)?;
+    if let Some(rule) = secrets.check_text(path, &text) {
+        return Err(Skip::Secret(rule));
     }
-    if file.language != "text" && is_minified(&text) {
-        return Ok(Err(Skip::Minified));
+    if language != "text" && is_minified(&text) {
+        return Err(Skip::Minified);
     }
-    Ok(Ok(text))
+    Ok(text)
 }
 
 #[cfg(test)]

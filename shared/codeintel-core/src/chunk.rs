@@ -34,6 +34,14 @@ pub struct Chunk {
     /// use is recorded once however chunks nest. Stored in the segment's `refs` column.
     #[serde(default)]
     pub refs: Vec<Reference>,
+    /// Set by hydration only, never stored: the git commit of the version that served it
+    /// (empty when the indexed folder was not a git work tree).
+    #[serde(default)]
+    pub commit: String,
+    /// Set by hydration only, never stored: its file on disk no longer has the indexed content
+    /// (edited or gone), so its line numbers may have moved.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// One use of a name inside a chunk, as tree-sitter saw it.

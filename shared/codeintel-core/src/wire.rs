@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringArray, StringBuilder, StructBuilder, UInt32Array,
-    UInt32Builder, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, ListBuilder, RecordBatch, StringArray, StringBuilder, StructBuilder,
+    UInt32Array, UInt32Builder, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, UInt32Type, UInt64Type};
 
@@ -30,9 +30,38 @@ pub fn column_list() -> String {
     COLUMNS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
-/// Columns of a segment, in order; also the schema of every Flight batch.
+/// The stored columns of a chunk row, in order (a segment adds [`REFS_COLUMN`], a Flight
+/// batch [`SERVED_COLUMNS`]).
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(COLUMNS.iter().map(|(n, t)| Field::new(*n, t.clone(), false)).collect::<Vec<_>>()))
+}
+
+/// What hydration adds to each row it serves: the git commit of the version it came from, and
+/// whether its file on disk no longer has the indexed content (see [`Chunk::commit`],
+/// [`Chunk::stale`]). Never stored in a segment.
+pub const SERVED_COLUMNS: [(&str, DataType); 2] = [("commit", DataType::Utf8), ("stale", DataType::Boolean)];
+
+/// The schema of every Flight batch hydrate-svc serves: [`schema`], then [`SERVED_COLUMNS`].
+pub fn served_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(SERVED_COLUMNS.iter().map(|(n, t)| Field::new(*n, t.clone(), false)));
+    Arc::new(Schema::new(fields))
+}
+
+/// A batch of [`schema`]'s columns (in any order DuckDB returns them) as a batch of
+/// [`served_schema`]: every row from the version at `commit`, `stale[i]` for row `i`.
+pub fn with_served(b: &RecordBatch, commit: &str, stale: Vec<bool>) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let target = served_schema();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
+    for (name, t) in COLUMNS.iter() {
+        let c = b
+            .column_by_name(name)
+            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("chunk batch has no column {name}")))?;
+        cols.push(arrow::compute::cast(c, t)?);
+    }
+    cols.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(commit, b.num_rows()))));
+    cols.push(Arc::new(BooleanArray::from(stale)));
+    RecordBatch::try_new(target, cols)
 }
 
 /// The fields of one entry of a segment's `refs` column (see [`crate::chunk::Reference`]).
@@ -128,6 +157,18 @@ pub fn decode(b: &RecordBatch) -> Result<Vec<Chunk>, String> {
         strings("text")?,
     );
     let (start, end) = (u32s("start_line")?, u32s("end_line")?);
+    // Served columns: absent from a segment's rows and from an older hydrate-svc's batches.
+    let commit = match b.column_by_name("commit") {
+        Some(_) => strings("commit")?,
+        None => vec![String::new(); ids.len()],
+    };
+    let stale: Vec<bool> = match b.column_by_name("stale") {
+        Some(c) => {
+            let c = c.as_boolean_opt().ok_or("chunk batch column stale is not boolean")?;
+            (0..c.len()).map(|i| c.is_valid(i) && c.value(i)).collect()
+        }
+        None => vec![false; ids.len()],
+    };
     Ok((0..ids.len())
         .map(|i| Chunk {
             chunk_id: ids[i],
@@ -139,6 +180,8 @@ pub fn decode(b: &RecordBatch) -> Result<Vec<Chunk>, String> {
             symbol: symbol[i].clone(),
             kind: kind[i].clone(),
             text: text[i].clone(),
+            commit: commit[i].clone(),
+            stale: stale[i],
             ..Chunk::default()
         })
         .collect())
@@ -169,6 +212,7 @@ mod tests {
                 line: 3,
                 qualifier: "self".into(),
             }],
+            ..Chunk::default()
         }
     }
 
@@ -206,5 +250,18 @@ mod tests {
         let b = to_batch(&[chunk(1)]).unwrap();
         let b = b.project(&[0, 1, 2, 3, 4, 5, 6, 8]).unwrap();
         assert!(decode(&b).unwrap_err().contains("no column kind"));
+    }
+
+    #[test]
+    fn a_served_batch_carries_the_commit_and_the_stale_flag_of_each_row() {
+        let b = with_served(&to_batch(&[chunk(1), chunk(2)]).unwrap(), "abc123", vec![false, true]).unwrap();
+        assert_eq!(b.schema(), served_schema());
+        let got = decode(&b).unwrap();
+        assert_eq!((got[0].commit.as_str(), got[0].stale), ("abc123", false));
+        assert_eq!((got[1].commit.as_str(), got[1].stale), ("abc123", true));
+        assert_eq!(got[1].path, "src/f2.rs", "the stored columns are unchanged");
+        // Rows without them (a segment, an older server): no commit, not stale.
+        let plain = decode(&to_batch(&[chunk(1)]).unwrap()).unwrap();
+        assert_eq!((plain[0].commit.as_str(), plain[0].stale), ("", false));
     }
 }

@@ -61,7 +61,8 @@ pub enum Mode {
     #[default]
     Full,
     Incremental,
-    /// Nothing changed; no version was published.
+    /// No file changed; no version was published unless only the git commit moved
+    /// ([`IndexReport::recorded_commit`]).
     UpToDate,
 }
 
@@ -89,6 +90,9 @@ pub struct IndexReport {
     pub write_time: Duration,
     /// The version compaction published after this run, if it ran.
     pub compacted: Option<u64>,
+    /// Up to date, but at another git commit: a version that records the commit (and shares
+    /// every artifact) was published.
+    pub recorded_commit: bool,
     /// Files of the tree the caller left out, `(reason, files)` (secret, binary, minified, ...).
     pub skipped: Vec<(String, usize)>,
     /// Files left out as secrets: `(repo-relative path, rule)`, the rule's name only.
@@ -496,6 +500,31 @@ async fn incremental(
     if changed.is_empty() && deleted.is_empty() {
         report.mode = Mode::UpToDate;
         report.chunk_time = t.elapsed();
+        // The same content at another commit (or no longer dirty): a version that records the
+        // commit and shares every artifact of the previous one, so citations name the commit
+        // the files are at now.
+        let at = |g: &Option<manifest::GitInfo>| g.as_ref().map(|g| (g.commit.clone(), g.dirty));
+        if tree.git.is_some() && at(&tree.git) != at(&prev.git) {
+            steps.check("the manifest")?;
+            let version = manifest::next_version(data_root, repo)?;
+            let m = Manifest {
+                version,
+                created_unix_ms: manifest::now_unix_ms(),
+                source: tree.source.clone(),
+                git: tree.git.clone(),
+                ..prev
+            };
+            let mpath = manifest::publish(data_root, &m)?;
+            report.version = version;
+            report.recorded_commit = true;
+            if !quiet {
+                eprintln!(
+                    "published {repo} {}: no file changed, commit recorded: {}",
+                    manifest::version_name(version),
+                    mpath.display()
+                );
+            }
+        }
         return Ok(());
     }
     let new_chunks = chunk_all(cfg, embedder, repo, &changed);

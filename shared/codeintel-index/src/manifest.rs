@@ -157,7 +157,8 @@ pub struct Manifest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GitInfo {
     pub commit: String,
-    /// HEAD's branch (`main`); empty when HEAD is detached.
+    /// HEAD's branch (`main`), or the branch or tag `--rev` named; empty when HEAD is detached
+    /// or `--rev` was a commit id or an expression.
     #[serde(default)]
     pub branch: String,
     /// Some indexed file differs from HEAD's or is not in HEAD.

@@ -29,6 +29,47 @@ fn client_script() -> PathBuf {
     dir.join("mcp/client.py")
 }
 
+/// The MCP Inspector's CLI (npm `@modelcontextprotocol/inspector-cli`, `make test-deps-mcp`).
+fn inspector_cli() -> PathBuf {
+    let cache = std::env::var_os("CODEINTEL_CACHE").map(PathBuf::from).unwrap_or_else(|| "/var/cache/codeintel".into());
+    let cli = cache.join("mcp-inspector/node_modules/@modelcontextprotocol/inspector-cli/build/index.js");
+    assert!(cli.is_file(), "{} is missing: run `make test-deps-mcp` (part of `make test`)", cli.display());
+    cli
+}
+
+/// One Inspector CLI call (`target` is a command line or a URL, then `--method ...`); its JSON.
+fn inspect(target: &[&str], env: &[(&str, &str)], method: &[&str]) -> Value {
+    let mut cmd = Command::new("node");
+    cmd.arg(inspector_cli());
+    // The CLI passes its own environment to a server it starts.
+    cmd.envs(env.iter().copied());
+    let out = cmd.args(target).args(method).output().expect("run the MCP Inspector CLI (node)");
+    assert!(
+        out.status.success(),
+        "inspector {method:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("inspector output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The Inspector lists the eight tools and calls one, over `target`.
+fn check_inspector(target: &[&str], env: &[(&str, &str)]) {
+    let listed = inspect(target, env, &["--method", "tools/list"]);
+    let names: BTreeSet<&str> =
+        listed["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, TOOLS.into_iter().collect::<BTreeSet<_>>(), "{listed}");
+    let called = inspect(
+        target,
+        env,
+        &["--method", "tools/call", "--tool-name", "find_definition", "--tool-arg", "symbol=Stock.available"],
+    );
+    assert_ne!(called["isError"], json!(true), "{called}");
+    let text = called["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("nav/src/inventory/stock.py:13-14 Stock.available (method, python)"), "{called}");
+}
+
 /// Runs the SDK client with `calls`; returns its JSON report.
 fn drive(args: &[String], calls: &Value) -> Value {
     let mut child = Command::new(python())
@@ -63,22 +104,25 @@ fn calls() -> Value {
         ["search_code", {"query": "reserve stock quantity", "repos": ["nav"], "limit": 3}],
         ["ask", {"question": "how is stock reserved?", "repos": ["nav"], "top_k": 3}],
         ["index_status", {"repo": "nope"}],
-        ["search_code", {"query": "JobQueue", "repos": ["nav"], "limit": 20, "max_chars": 300}]
+        ["search_code", {"query": "JobQueue", "repos": ["nav"], "limit": 20, "max_chars": 300}],
+        ["find_callers", {"symbol": "Stock.available", "repo": "nav"}]
     ])
 }
 
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 9] = [
     "search_code",
     "ask",
     "read_code",
     "find_definition",
     "find_references",
+    "find_callers",
     "list_symbols",
     "list_repos",
     "index_status",
 ];
 
-fn check_report(report: &Value, stale: bool) {
+/// `commit`: the fixture's git commit, which every hit and citation names.
+fn check_report(report: &Value, stale: bool, commit: &str) {
     let tools = report["tools"].as_object().unwrap();
     for t in TOOLS {
         let tool = tools.get(t).unwrap_or_else(|| panic!("tool {t} is not listed: {tools:?}"));
@@ -122,7 +166,8 @@ fn check_report(report: &Value, stale: bool) {
     let (file, err) = call(report, 5);
     assert!(!err, "{file}");
     let flines: Vec<&str> = file.lines().collect();
-    assert!(flines[0].starts_with("nav/src/inventory/stock.py:13-14 (python, v1, "), "{file}");
+    let at = format!("nav/src/inventory/stock.py:13-14 (python, v1 at {}, ", &commit[..12]);
+    assert!(flines[0].starts_with(&at), "the file names its commit: {file}");
     if stale {
         assert!(flines[1].starts_with("warning: stale: the file on disk changed since v000001 was indexed"), "{file}");
         assert_eq!(flines[2], "13 |     def available(self, sku):", "the lines as indexed: {file}");
@@ -140,10 +185,26 @@ fn check_report(report: &Value, stale: bool) {
     assert!(!err, "{hits}");
     assert!(hits.starts_with("[1] nav/"), "{hits}");
     assert!(hits.contains("Stock.reserve"), "{hits}");
+    let short = format!(" @{}", &commit[..12]);
+    assert!(hits.lines().next().unwrap().ends_with(&short), "each hit names its commit: {hits}");
+    // The hits on stock.py are flagged once the file changed on disk; the others never.
+    let flagged: Vec<&str> = hits
+        .lines()
+        .zip(hits.lines().skip(1))
+        .filter(|(_, next)| next.contains("stale: the file on disk changed since it was indexed"))
+        .map(|(head, _)| head)
+        .collect();
+    if stale {
+        assert!(!flagged.is_empty() && flagged.iter().all(|h| h.contains("nav/src/inventory/stock.py:")), "{hits}");
+    } else {
+        assert!(flagged.is_empty(), "{hits}");
+    }
 
     let (answer, err) = call(report, 8);
     assert!(!err, "{answer}");
     assert!(answer.starts_with("[1] nav/"), "citations first: {answer}");
+    assert!(answer.lines().next().unwrap().ends_with(&short), "each citation names its commit: {answer}");
+    assert_eq!(answer.contains("    stale: the file on disk changed"), stale, "{answer}");
     let progress = report["calls"][8]["progress"].as_array().unwrap();
     assert!(!progress.is_empty(), "the answer's tokens arrive as progress notifications");
     let streamed: String = progress.iter().filter_map(|p| p.as_str()).collect();
@@ -162,6 +223,16 @@ fn check_report(report: &Value, stale: bool) {
     assert!(!err, "{small}");
     assert!(small.len() <= 300, "max_chars bounds the result: {} chars", small.len());
     assert!(small.contains("more lines not shown (max_chars 300)"), "{small}");
+
+    let (callers, err) = call(report, 11);
+    assert!(!err, "{callers}");
+    let lines: Vec<&str> = callers.lines().collect();
+    assert_eq!(lines[0], "2 callers of Stock.available", "{callers}");
+    assert!(lines.contains(&"nav/src/inventory/stock.py:8-11 Stock.reserve [qualified] calls at line 9: if self.available(sku) < quantity:"), "{callers}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("nav/src/inventory/stock.py:17-19 restock [same_file] calls at line 18")),
+        "{callers}"
+    );
 }
 
 /// `codeintel mcp --http` on an ephemeral port; its `/mcp` URL.
@@ -205,6 +276,7 @@ fn an_agent_uses_every_tool_over_stdio_and_streamable_http() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("nav");
     copy_tree(&fixture("nav"), &src);
+    let commit = git_commit_all(&src);
     let data = tmp.path().join("data");
     index(&src, "nav", &data);
     let mesh = Mesh::start(&data);
@@ -218,19 +290,40 @@ fn an_agent_uses_every_tool_over_stdio_and_streamable_http() {
     };
 
     let report = drive(&stdio(&[]), &calls());
-    check_report(&report, false);
+    check_report(&report, false, &commit);
+    // A second client, the MCP Inspector's CLI; the address from the environment this time.
+    check_inspector(&[&codeintel, "mcp"], &[("CODEINTEL__ANSWER__ADDR", &mesh.answer.addr)]);
 
     let http = start_http(&mesh.answer.addr);
     assert!(http.url.starts_with("http://127.0.0.1:") && http.url.ends_with("/mcp"), "{}", http.url);
     let report = drive(&["http".into(), http.url.clone()], &calls());
-    check_report(&report, false);
+    check_report(&report, false, &commit);
+    check_inspector(&[&http.url, "--transport", "http"], &[]);
 
     // The file changes after indexing: read_code says so, and still shows the indexed lines.
     let stock = src.join("src/inventory/stock.py");
     let edited = format!("# moved down a line\n{}", std::fs::read_to_string(&stock).unwrap());
     std::fs::write(&stock, edited).unwrap();
     let report = drive(&stdio(&[]), &calls());
-    check_report(&report, true);
+    check_report(&report, true, &commit);
+}
+
+/// Makes `dir` a git work tree with everything in one commit; that commit's id.
+fn git_commit_all(dir: &Path) -> String {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "fixture"]);
+    git(&["rev-parse", "HEAD"])
 }
 
 #[test]

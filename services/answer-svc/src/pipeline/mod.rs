@@ -359,6 +359,8 @@ impl Engine {
                 dense_rank: h.dense_rank,
                 lexical_rank: h.lexical_rank,
                 sparse_rank: h.sparse_rank,
+                commit: h.chunk.commit,
+                stale: h.chunk.stale,
             })
             .collect();
         Ok((hits, r.limits))

@@ -56,6 +56,8 @@ impl Engine {
                 symbol: h.chunk.symbol.clone(),
                 language: h.chunk.language.clone(),
                 chunk_id: h.chunk.chunk_id,
+                commit: h.chunk.commit.clone(),
+                stale: h.chunk.stale,
             })
             .collect();
         if !send(Event::Citations(Citations { citations })).await {

@@ -15,6 +15,9 @@ use hydrate_svc::flight::HydrateFlight;
 use hydrate_svc::ChunkStore;
 use tonic::transport::{Channel, Server};
 
+/// The git commit a repo published with a source folder is recorded at.
+pub const TEST_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
 /// Publishes a repo whose segment holds real chunks of a few files; the vector and lexical
 /// artifacts the manifest names are not used by hydrate-svc and are left empty.
 pub fn publish_repo(root: &Path, repo: &str, files: &[(&str, &str, &str)]) -> Vec<codeintel_core::chunk::Chunk> {
@@ -22,7 +25,8 @@ pub fn publish_repo(root: &Path, repo: &str, files: &[(&str, &str, &str)]) -> Ve
 }
 
 /// As [`publish_repo`]; with `source`, the files are also written under it, their hashes are
-/// their content's and the manifest names it as where the repo was indexed from.
+/// their content's and the manifest names it as where the repo was indexed from, at git commit
+/// [`TEST_COMMIT`].
 pub fn publish_repo_from(
     root: &Path,
     repo: &str,
@@ -60,7 +64,10 @@ pub fn publish_repo_from(
         }
     }
     let from = source.map_or("test".to_string(), |s| s.display().to_string());
-    let m = Manifest::new(repo, 1, from, BuildSettings::vectors_only(contract), a, hashes);
+    let mut m = Manifest::new(repo, 1, from, BuildSettings::vectors_only(contract), a, hashes);
+    if source.is_some() {
+        m.git = Some(manifest::GitInfo { commit: TEST_COMMIT.into(), branch: "main".into(), ..Default::default() });
+    }
     manifest::publish(root, &m).unwrap();
     chunks
 }
