@@ -194,9 +194,15 @@ impl Collector<'_> {
             let qual = f.child_by_field_name(qual_field).map(|q| self.text(q).to_string()).unwrap_or_default();
             let n = self.text(name).to_string();
             self.push(name, &n, kind, &qual);
-            // `Type::f(..)` also uses `Type` (an associated function or constructor).
-            if f.kind() == "scoped_identifier" {
-                let (outer, last) = match qual.rsplit_once("::") {
+            // `Type::f(..)`, `Type.f(..)`, `module.Type.f(..)` also use `Type` (an associated
+            // function, a class method, a constructor). Capitalised: a type by convention.
+            let sep = match f.kind() {
+                "scoped_identifier" => Some("::"),
+                "attribute" | "member_expression" => Some("."),
+                _ => None,
+            };
+            if let Some(sep) = sep {
+                let (outer, last) = match qual.rsplit_once(sep) {
                     Some((o, l)) => (o.to_string(), l.to_string()),
                     None => (String::new(), qual.clone()),
                 };
@@ -284,6 +290,24 @@ impl Collector<'_> {
             "call" => {
                 if let Some(f) = node.child_by_field_name("function") {
                     self.callee(f, CALL);
+                    // `isinstance(x, Cls)`, `issubclass(C, (A, b.B))`: the classes are types.
+                    let check = matches!(self.text(f), "isinstance" | "issubclass");
+                    let classes = node.child_by_field_name("arguments").and_then(|a| a.named_child(1));
+                    if let (true, Some(classes)) = (check, classes) {
+                        self.python_types(classes);
+                    }
+                }
+            }
+            // `except Error:`, `except (A, b.B) as e:`
+            "except_clause" => {
+                if let Some(first) = node.named_child(0).filter(|n| n.kind() != "block") {
+                    let classes = match first.kind() {
+                        "as_pattern" => first.named_child(0),
+                        _ => Some(first),
+                    };
+                    if let Some(c) = classes {
+                        self.python_types(c);
+                    }
                 }
             }
             // A type alias's own name (`type Alias = ...`) is not a use.
@@ -338,9 +362,11 @@ impl Collector<'_> {
         Walk::Descend
     }
 
-    /// The names used as types under a Python annotation or a class's superclass list: bare
-    /// names and `module.Name` attributes; strings (forward references), calls (recorded as
-    /// calls by the main walk) and keyword arguments (`metaclass=`) are not looked into.
+    /// The names used as types under a Python annotation, a class's superclass list, an
+    /// `isinstance` check or an `except` clause: bare names, `module.Name` attributes and
+    /// forward references written as a string holding one dotted name (`"Version"`); calls
+    /// (recorded as calls by the main walk), keyword arguments (`metaclass=`) and other strings
+    /// are not looked into.
     fn python_types(&mut self, root: Node) {
         let mut found: Vec<(Node, String, String)> = Vec::new();
         walk(root, |n, _, _| {
@@ -368,7 +394,21 @@ impl Collector<'_> {
                     }
                     Walk::Skip
                 }
-                "string" | "call" | "keyword_argument" | "lambda" => Walk::Skip,
+                "string" => {
+                    let text = self.text(n);
+                    let inner = text.trim_matches(|c| c == '"' || c == '\'');
+                    let dotted = !inner.is_empty()
+                        && inner.split('.').all(|p| {
+                            p.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                                && p.chars().all(|c| c.is_alphanumeric() || c == '_')
+                        });
+                    if dotted && inner.len() + 2 == text.len() {
+                        let (qual, name) = inner.rsplit_once('.').unwrap_or(("", inner));
+                        found.push((n, name.to_string(), qual.to_string()));
+                    }
+                    Walk::Skip
+                }
+                "call" | "keyword_argument" | "lambda" => Walk::Skip,
                 _ => Walk::Descend,
             }
         });

@@ -454,6 +454,40 @@ class Greeter(Base, mod.Mixin, metaclass=Meta):
 }
 
 #[test]
+fn python_class_uses_in_calls_checks_excepts_and_forward_references() {
+    let src = "\
+def check(other: \"_Base\", v: \"pkg.Version\", note: \"not a name\"):
+    if isinstance(other, (Spec, mod.Set)):
+        meta.Metadata.from_raw(other)
+    try:
+        Version.parse(v)
+    except (InvalidVersion, errors.Bad) as e:
+        raise ValueError(str(e))
+    except KeyError:
+        pass
+";
+    let chunks = refs_of("python", src);
+    let got = refs_in(&chunks, "check");
+    for want in [
+        r("_Base", "type", 1, ""),
+        r("Version", "type", 1, "pkg"),
+        r("Spec", "type", 2, ""),
+        r("Set", "type", 2, "mod"),
+        r("from_raw", "call", 3, "meta.Metadata"),
+        r("Metadata", "type", 3, "meta"),
+        r("parse", "call", 5, "Version"),
+        r("Version", "type", 5, ""),
+        r("InvalidVersion", "type", 6, ""),
+        r("Bad", "type", 6, "errors"),
+        r("KeyError", "type", 8, ""),
+    ] {
+        assert!(got.contains(&want), "{want:?} in {got:?}");
+    }
+    assert!(!got.iter().any(|x| x.0.contains(' ') || x.0 == "e"), "a sentence is no forward reference: {got:?}");
+    assert!(!got.iter().any(|x| x.0 == "other" && x.1 == "type"), "isinstance's first argument is a value: {got:?}");
+}
+
+#[test]
 fn javascript_references() {
     let src = "\
 import React, { useState as useS } from 'react';

@@ -186,8 +186,9 @@ pub struct ChunkOptions {
 
 /// Bumped whenever [`chunk_file`] cuts or describes chunks differently (2: small classes are
 /// whole chunks, types carry their members; 3: chunks carry the names they use, segments a
-/// `refs` column), so an index is rebuilt rather than updated.
-pub const CHUNK_FORMAT: u32 = 3;
+/// `refs` column; 4: Python and JS class uses in `Class.method()` calls, Python `isinstance`,
+/// `except` and string forward references), so an index is rebuilt rather than updated.
+pub const CHUNK_FORMAT: u32 = 4;
 
 impl ChunkOptions {
     /// What a manifest records of how its chunks were cut.
