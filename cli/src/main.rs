@@ -272,6 +272,17 @@ enum BenchCmd {
         #[arg(long, value_delimiter = ',', default_value = "sq8,pq")]
         quantizers: Vec<String>,
     },
+    /// Hydrations of one indexed repo from the rows held in memory against DuckDB over its
+    /// Parquet segments, in process (the data root of the config): latency, memory, load time.
+    Hydrate {
+        #[arg(long)]
+        repo: String,
+        /// Chunk ids per hydration.
+        #[arg(long, default_value_t = 100)]
+        ids: usize,
+        #[arg(long, default_value_t = 500)]
+        calls: usize,
+    },
     /// Session scope lookups against a Redis server, with and without the in-process cache.
     Scope {
         #[arg(long)]
@@ -733,6 +744,9 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 BenchCmd::Vectors { n, dim, queries, quantizers } => serde_json::to_string_pretty(
                     &codeintel::bench::vectors(n, *dim, *queries, quantizers, &cfg.embed.model_id, &work)?,
                 )?,
+                BenchCmd::Hydrate { repo, ids, calls } => {
+                    serde_json::to_string_pretty(&codeintel::bench::hydrate(&cfg, repo, *ids, *calls)?)?
+                }
                 BenchCmd::Scope { redis_url, sessions, lookups, concurrency } => serde_json::to_string_pretty(
                     &codeintel::bench::scope(redis_url, *sessions, *lookups, *concurrency).await?,
                 )?,

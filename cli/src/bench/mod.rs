@@ -12,11 +12,14 @@
 //!   into an empty mirror (upload, and download-and-swap, seconds).
 //! * `gpu` (feature `gpu`): exact search on the GPU against FAISS `Flat` on the CPU over the
 //!   same synthetic vectors: agreement of the top k, batched queries per second, latency.
+//! * `hydrate`: one repo's hydrations from the rows held in memory against DuckDB over the
+//!   Parquet segments, same tickets: latency, memory, load time.
 //! * `load`: concurrent `Search` or `Answer` clients against a running answer-svc at several
 //!   concurrency levels: queries per second, latency percentiles, failures by status code.
 
 mod answers;
 mod gpu;
+mod hydrate;
 mod lifecycle;
 mod load;
 mod remote;
@@ -32,6 +35,7 @@ pub use answers::{answers, AnswerFigures};
 #[cfg(feature = "gpu")]
 pub use gpu::gpu;
 pub use gpu::{Agreement, BatchFigures, ConcurrentFigures, GpuFigures};
+pub use hydrate::{hydrate, HydrateFigures};
 pub use lifecycle::{lifecycle, LifecycleFigures};
 pub use load::{
     load, memory_table, parse_queries, table as load_table, LevelFigures, LoadFigures, LoadOptions, MemorySample, Rpc,

@@ -1,11 +1,14 @@
-//! Chunk lookups through DuckDB over the published Parquet segments. One shared in-memory
-//! database; every request works on its own connection cloned from it (DuckDB connections are
-//! not shared across threads). All values from requests are bound as parameters.
+//! Chunk lookups over the published Parquet segments. Hydration (`fetch`) is answered from each
+//! served version's live rows held in memory ([`MemRows`], `hydrate.in_memory`), or through
+//! DuckDB; navigation always queries DuckDB. One shared in-memory database; every request works
+//! on its own connection cloned from it (DuckDB connections are not shared across threads). All
+//! values from requests are bound as parameters.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, StringArray};
+use arrow::array::{Array, AsArray, BooleanArray, StringArray, UInt32Array};
+use arrow::datatypes::UInt64Type;
 use arrow::record_batch::RecordBatch;
 use codeintel_config::Config;
 use codeintel_core::scope::ScopeFilter;
@@ -26,6 +29,46 @@ pub struct RepoSegments {
     pub tombstones: std::collections::HashSet<u64>,
     /// Every segment has the `refs` column (chunk format 3 on): references can be asked.
     pub has_refs: bool,
+    /// The live rows, when `hydrate.in_memory`.
+    pub rows: Option<MemRows>,
+}
+
+/// One version's live chunk rows ([`codeintel_core::wire::schema`]) in one Arrow batch, and
+/// where each chunk id's row is: a hydration is a hash lookup per id and one `take`.
+pub struct MemRows {
+    pub batch: RecordBatch,
+    at: std::collections::HashMap<u64, u32>,
+}
+
+impl MemRows {
+    /// Bytes the rows and their index hold.
+    pub fn bytes(&self) -> usize {
+        self.batch.get_array_memory_size() + self.at.capacity() * (8 + 4 + 8)
+    }
+
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// Every live chunk id, ascending.
+    pub fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.at.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The rows of `ids` (those this version holds), ordered by chunk id, each once.
+    fn take(&self, ids: &[u64]) -> Result<RecordBatch, HydrateError> {
+        let mut rows: Vec<(u64, u32)> = ids.iter().filter_map(|id| self.at.get(id).map(|&r| (*id, r))).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        let idx = UInt32Array::from_iter_values(rows.into_iter().map(|(_, r)| r));
+        Ok(arrow::compute::take_record_batch(&self.batch, &idx)?)
+    }
 }
 
 pub struct ChunkStore {
@@ -37,10 +80,17 @@ pub struct ChunkStore {
     pub metrics: Metrics,
     /// Whether served files still have their indexed content on disk.
     pub freshness: crate::fresh::Freshness,
+    /// `hydrate.in_memory`: each version's rows are loaded with it ([`MemRows`]).
+    in_memory: bool,
 }
 
 impl ChunkStore {
     pub fn new(cfg: &Config) -> Result<Arc<Self>, HydrateError> {
+        Self::with_memory(cfg, cfg.hydrate.in_memory)
+    }
+
+    /// As [`Self::new`], rows in memory or not whatever `hydrate.in_memory` says (benchmarks).
+    pub fn with_memory(cfg: &Config, in_memory: bool) -> Result<Arc<Self>, HydrateError> {
         let db = duckdb::Connection::open_in_memory()?;
         // Keep Parquet metadata between queries: segments are immutable once published.
         db.execute_batch("SET enable_object_cache = true;")?;
@@ -51,6 +101,7 @@ impl ChunkStore {
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("hydrate"),
             freshness: Default::default(),
+            in_memory,
         });
         s.refresh();
         Ok(s)
@@ -68,10 +119,53 @@ impl ChunkStore {
             let tombstones = codeintel_index::manifest::tombstones(dir, m).map_err(|e| e.to_string())?;
             let has_refs =
                 !files.is_empty() && files.iter().all(|f| self.has_column(f, codeintel_core::wire::REFS_COLUMN));
-            Ok(RepoSegments { files, chunks: m.chunks, tombstones, has_refs })
+            let mut segments = RepoSegments { files, chunks: m.chunks, tombstones, has_refs, rows: None };
+            if self.in_memory {
+                let rows = self.load_rows(&segments).map_err(|e| format!("loading its rows into memory: {e}"))?;
+                tracing::info!(
+                    repo = %m.repo,
+                    version = m.version,
+                    chunks = rows.len(),
+                    mib = rows.bytes() as f64 / (1 << 20) as f64,
+                    "rows held in memory"
+                );
+                segments.rows = Some(rows);
+            }
+            Ok(segments)
         });
         let served = self.catalog.snapshot().len();
         *self.readiness.write() = Readiness::of_repos(served, self.catalog.errors(), Vec::new());
+    }
+
+    /// Every live row of a version, read once through DuckDB.
+    fn load_rows(&self, s: &RepoSegments) -> Result<MemRows, HydrateError> {
+        let conn = self.db.lock().try_clone()?;
+        let marks = vec!["?"; s.files.len()].join(", ");
+        let sql = format!(
+            "SELECT DISTINCT {} FROM read_parquet([{marks}]) ORDER BY chunk_id",
+            codeintel_core::wire::column_list()
+        );
+        let params: Vec<DbValue> = s.files.iter().map(|f| DbValue::Text(f.display().to_string())).collect();
+        let mut stmt = conn.prepare(&sql)?;
+        let mut parts = Vec::new();
+        for b in stmt.query_arrow(duckdb::params_from_iter(params))? {
+            let b = codeintel_core::wire::conform(&b)?;
+            let ids = b.column(0).as_primitive::<UInt64Type>();
+            let live: BooleanArray = (0..ids.len()).map(|i| Some(!s.tombstones.contains(&ids.value(i)))).collect();
+            parts.push(arrow::compute::filter_record_batch(&b, &live)?);
+        }
+        let batch = arrow::compute::concat_batches(&codeintel_core::wire::schema(), &parts)?;
+        let ids = batch.column(0).as_primitive::<UInt64Type>();
+        let mut at = std::collections::HashMap::with_capacity(ids.len());
+        for i in 0..ids.len() {
+            at.entry(ids.value(i)).or_insert(i as u32);
+        }
+        Ok(MemRows { batch, at })
+    }
+
+    /// Bytes of the rows held in memory, over every served version.
+    pub fn memory_bytes(&self) -> usize {
+        self.catalog.snapshot().iter().filter_map(|l| l.value.rows.as_ref().map(MemRows::bytes)).sum()
     }
 
     /// Whether a Parquet file has a top-level column `name` (its footer only is read).
@@ -105,7 +199,8 @@ impl ChunkStore {
     /// whether its file on disk still has the indexed content.
     pub fn fetch(&self, ticket: &HydrateTicket) -> Result<Vec<RecordBatch>, HydrateError> {
         let scope = self.validate(ticket)?;
-        let conn = self.db.lock().try_clone()?;
+        // A DuckDB connection only for versions not held in memory.
+        let mut conn: Option<duckdb::Connection> = None;
         let mut out = Vec::new();
         for repo in self.catalog.snapshot().iter().filter(|l| scope.allows_repo(&l.manifest.repo)) {
             let files = &repo.value.files;
@@ -114,23 +209,15 @@ impl ChunkStore {
             if ids.is_empty() {
                 continue;
             }
-            let file_params = vec!["?"; files.len()].join(", ");
-            let id_params = vec!["?"; ids.len()].join(", ");
-            // DISTINCT: a chunk that came back after being deleted has identical rows in an old
-            // and a new segment (its id is a hash of its content and place).
-            let mut sql = format!(
-                "SELECT DISTINCT {} FROM read_parquet([{file_params}]) WHERE chunk_id IN ({id_params})",
-                codeintel_core::wire::column_list()
-            );
-            let mut params: Vec<DbValue> = files.iter().map(|f| DbValue::Text(f.display().to_string())).collect();
-            params.extend(ids.iter().map(|&id| DbValue::UBigInt(id)));
-            if !scope.languages.is_empty() {
-                sql.push_str(&format!(" AND language IN ({})", vec!["?"; scope.languages.len()].join(", ")));
-                params.extend(scope.languages.iter().map(|l| DbValue::Text(l.clone())));
-            }
-            sql.push_str(" ORDER BY chunk_id");
-            let mut stmt = conn.prepare(&sql)?;
-            let batches: Vec<RecordBatch> = stmt.query_arrow(duckdb::params_from_iter(params))?.collect();
+            let batches = match &repo.value.rows {
+                Some(rows) => vec![rows.take(&ids)?],
+                None => {
+                    if conn.is_none() {
+                        conn = Some(self.db.lock().try_clone()?);
+                    }
+                    Self::query_rows(conn.as_ref().expect("connected above"), files, &ids, &scope)?
+                }
+            };
             let m = &repo.manifest;
             let commit = m.git.as_ref().map(|g| g.commit.as_str()).unwrap_or("");
             let mut stale_files: std::collections::HashMap<String, bool> = Default::default();
@@ -162,6 +249,34 @@ fn utf8(b: &RecordBatch, name: &str) -> Result<StringArray, HydrateError> {
     let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8)
         .map_err(|e| HydrateError::Internal(e.to_string()))?;
     Ok(a.as_any().downcast_ref::<StringArray>().cloned().expect("utf8 after cast"))
+}
+
+impl ChunkStore {
+    /// The rows of `ids` through DuckDB (`hydrate.in_memory` off), languages filtered there.
+    fn query_rows(
+        conn: &duckdb::Connection,
+        files: &[PathBuf],
+        ids: &[u64],
+        scope: &ScopeFilter,
+    ) -> Result<Vec<RecordBatch>, HydrateError> {
+        let file_params = vec!["?"; files.len()].join(", ");
+        let id_params = vec!["?"; ids.len()].join(", ");
+        // DISTINCT: a chunk that came back after being deleted has identical rows in an old
+        // and a new segment (its id is a hash of its content and place).
+        let mut sql = format!(
+            "SELECT DISTINCT {} FROM read_parquet([{file_params}]) WHERE chunk_id IN ({id_params})",
+            codeintel_core::wire::column_list()
+        );
+        let mut params: Vec<DbValue> = files.iter().map(|f| DbValue::Text(f.display().to_string())).collect();
+        params.extend(ids.iter().map(|&id| DbValue::UBigInt(id)));
+        if !scope.languages.is_empty() {
+            sql.push_str(&format!(" AND language IN ({})", vec!["?"; scope.languages.len()].join(", ")));
+            params.extend(scope.languages.iter().map(|l| DbValue::Text(l.clone())));
+        }
+        sql.push_str(" ORDER BY chunk_id");
+        let mut stmt = conn.prepare(&sql)?;
+        Ok(stmt.query_arrow(duckdb::params_from_iter(params))?.collect())
+    }
 }
 
 /// Applies the path globs (and languages) of `scope` to a batch.

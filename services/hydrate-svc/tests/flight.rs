@@ -27,8 +27,16 @@ fn ids(batches: &[RecordBatch]) -> Vec<u64> {
     batches.iter().flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec()).collect()
 }
 
+/// Both ways of hydrating: the rows held in memory (`hydrate.in_memory`, the default) and DuckDB
+/// over the segments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flight_do_get_is_consistent_scoped_and_injection_proof() {
+    for in_memory in [true, false] {
+        do_get_is_consistent_scoped_and_injection_proof(in_memory).await;
+    }
+}
+
+async fn do_get_is_consistent_scoped_and_injection_proof(in_memory: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let a = publish_repo(
@@ -43,7 +51,8 @@ async fn flight_do_get_is_consistent_scoped_and_injection_proof() {
     let b = publish_repo(root, "beta", &[("x.js", "javascript", "function four() {\n  return 4;\n}\n")]);
     let mut cfg = Config::default();
     cfg.data.root = root.to_path_buf();
-    let store = ChunkStore::new(&cfg).unwrap();
+    let store = ChunkStore::with_memory(&cfg, in_memory).unwrap();
+    assert_eq!(store.memory_bytes() > 0, in_memory);
     let client = serve(store).await;
 
     let all: Vec<u64> = a.iter().chain(b.iter()).map(|c| c.chunk_id).collect();
@@ -111,6 +120,12 @@ async fn flight_do_get_is_consistent_scoped_and_injection_proof() {
 /// segments comes back once, and compaction keeps exactly the live rows.
 #[test]
 fn tombstones_hide_rows_and_compaction_keeps_only_live_ones() {
+    for in_memory in [true, false] {
+        tombstones_hide_rows(in_memory);
+    }
+}
+
+fn tombstones_hide_rows(in_memory: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let chunks = publish_repo(
@@ -130,7 +145,7 @@ fn tombstones_hide_rows_and_compaction_keeps_only_live_ones() {
     manifest::publish(root, &m).unwrap();
     let mut cfg = codeintel_config::Config::default();
     cfg.data.root = root.to_path_buf();
-    let store = ChunkStore::new(&cfg).unwrap();
+    let store = ChunkStore::with_memory(&cfg, in_memory).unwrap();
     let ids_of = |batches: Vec<arrow::record_batch::RecordBatch>| -> Vec<u64> {
         batches
             .iter()

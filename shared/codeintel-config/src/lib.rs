@@ -14,14 +14,14 @@ pub const MAX_TOKEN_NAME: usize = 64;
 /// Environment variable naming the configuration file (also `--config` on every binary).
 pub const CONFIG_FILE_ENV: &str = "CODEINTEL_CONFIG";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub data: DataConfig,
     pub embed: EmbedConfig,
     pub vector: VectorConfig,
     pub lexical: LexicalConfig,
-    pub hydrate: ServiceConfig,
+    pub hydrate: HydrateConfig,
     pub answer: AnswerConfig,
     pub index: IndexConfig,
     pub sparse: SparseConfig,
@@ -268,6 +268,25 @@ pub struct ServiceConfig {
     pub metrics_addr: String,
     /// How often the service looks for a new published manifest version, milliseconds.
     pub reload_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HydrateConfig {
+    pub addr: String,
+    pub metrics_addr: String,
+    pub reload_ms: u64,
+    /// Hold each served version's live chunk rows in memory (Arrow, indexed by chunk id) and
+    /// answer hydrations from there; DuckDB stays the engine of navigation queries. Off: every
+    /// hydration reads the Parquet segments through DuckDB.
+    pub in_memory: bool,
+}
+
+impl Default for HydrateConfig {
+    fn default() -> Self {
+        let s = ServiceConfig::local(50054, 9104);
+        Self { addr: s.addr, metrics_addr: s.metrics_addr, reload_ms: s.reload_ms, in_memory: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -648,27 +667,6 @@ impl Default for IndexConfig {
             skip_secrets: true,
             secret_patterns_extra: Vec::new(),
             allow_secret_paths: Vec::new(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            data: DataConfig::default(),
-            embed: EmbedConfig::default(),
-            vector: VectorConfig::default(),
-            lexical: LexicalConfig::default(),
-            hydrate: ServiceConfig::local(50054, 9104),
-            answer: AnswerConfig::default(),
-            index: IndexConfig::default(),
-            sparse: SparseConfig::default(),
-            models: ModelsConfig::default(),
-            mcp: McpConfig::default(),
-            telemetry: TelemetryConfig::default(),
-            limits: LimitsConfig::default(),
-            auth: AuthConfig::default(),
-            tls: TlsConfig::default(),
         }
     }
 }

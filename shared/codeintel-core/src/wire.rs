@@ -48,20 +48,26 @@ pub fn served_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// A batch of [`schema`]'s columns (in any order DuckDB returns them) as a batch of
-/// [`served_schema`]: every row from the version at `commit`, `stale[i]` for row `i`.
-pub fn with_served(b: &RecordBatch, commit: &str, stale: Vec<bool>) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let target = served_schema();
-    let mut cols: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
+/// A batch holding [`schema`]'s columns (in any order and string or integer width DuckDB
+/// returns them, maybe with more columns) as a batch of exactly [`schema`].
+pub fn conform(b: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(COLUMNS.len());
     for (name, t) in COLUMNS.iter() {
         let c = b
             .column_by_name(name)
             .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("chunk batch has no column {name}")))?;
         cols.push(arrow::compute::cast(c, t)?);
     }
+    RecordBatch::try_new(schema(), cols)
+}
+
+/// A batch of [`schema`]'s columns (in any order DuckDB returns them) as a batch of
+/// [`served_schema`]: every row from the version at `commit`, `stale[i]` for row `i`.
+pub fn with_served(b: &RecordBatch, commit: &str, stale: Vec<bool>) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut cols = conform(b)?.columns().to_vec();
     cols.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(commit, b.num_rows()))));
     cols.push(Arc::new(BooleanArray::from(stale)));
-    RecordBatch::try_new(target, cols)
+    RecordBatch::try_new(served_schema(), cols)
 }
 
 /// The fields of one entry of a segment's `refs` column (see [`crate::chunk::Reference`]).
