@@ -30,6 +30,8 @@ pub struct LexicalSearcher {
     encoder: Result<Arc<SpladeEncoder>, String>,
     sparse_model_id: String,
     query_max_terms: usize,
+    /// SPLADE encodings of recent queries (`embed.query_cache_entries`).
+    query_cache: codeintel_models::cache::QueryCache<codeintel_core::SparseVec>,
     /// `data.verify_checksums`: check a version's files before serving it.
     verify: bool,
     pub readiness: SharedReadiness,
@@ -50,6 +52,7 @@ impl LexicalSearcher {
             encoder,
             sparse_model_id: sp.model_id.clone(),
             query_max_terms: sp.query_max_terms,
+            query_cache: codeintel_models::cache::QueryCache::new(cfg.embed.query_cache_entries),
             catalog: Catalog::new(&cfg.data.root)
                 .serving(&cfg.lexical.repos)
                 .map_err(|e| anyhow::anyhow!("lexical.repos: {e}"))?,
@@ -152,12 +155,13 @@ impl LexicalSearcher {
         }
         let encoder = self.encoder.as_ref().map_err(|e| LexicalError::SparseUnavailable(e.clone()))?;
         let t = std::time::Instant::now();
-        let q = encoder
-            .encode(std::slice::from_ref(&req.query), self.query_max_terms)
-            .map_err(|e| LexicalError::SparseUnavailable(e.to_string()))?
-            .pop()
-            .unwrap_or_default();
-        self.metrics.stage("sparse_encode", t.elapsed().as_secs_f64());
+        let (q, cached) = self.query_cache.get_or_encode_sync(&req.query, || {
+            encoder
+                .encode(std::slice::from_ref(&req.query), self.query_max_terms)
+                .map(|mut v| v.pop().unwrap_or_default())
+                .map_err(|e| LexicalError::SparseUnavailable(e.to_string()))
+        })?;
+        self.metrics.stage(if cached { "sparse_encode_cached" } else { "sparse_encode" }, t.elapsed().as_secs_f64());
         let t = std::time::Instant::now();
         let k = req.top_k as usize;
         let mut hits = Vec::new();

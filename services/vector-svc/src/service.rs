@@ -23,6 +23,8 @@ pub struct VectorSearcher {
     contract: EmbeddingContract,
     params: codeintel_config::VectorConfig,
     placement: Placement,
+    /// Embeddings of recent queries (`embed.query_cache_entries`).
+    query_cache: codeintel_models::cache::QueryCache<Vec<f32>>,
     /// `data.verify_checksums`: check a version's files before serving it.
     verify: bool,
     pub readiness: SharedReadiness,
@@ -67,6 +69,7 @@ impl VectorSearcher {
             contract,
             params: cfg.vector.clone(),
             placement,
+            query_cache: codeintel_models::cache::QueryCache::new(cfg.embed.query_cache_entries),
             verify: cfg.data.verify_checksums,
             readiness: Arc::new(RwLock::new(Readiness::ready())),
             metrics: Metrics::new("vector"),
@@ -116,8 +119,11 @@ impl VectorSearcher {
             }
         }
         let t = Instant::now();
-        let q = self.embedder.embed(vec![req.query.clone()]).await?.pop().unwrap_or_default();
-        self.metrics.stage("embed_query", t.elapsed().as_secs_f64());
+        let embed = async {
+            Ok::<_, VectorError>(self.embedder.embed(vec![req.query.clone()]).await?.pop().unwrap_or_default())
+        };
+        let (q, cached) = self.query_cache.get_or_encode(&req.query, embed).await?;
+        self.metrics.stage(if cached { "embed_query_cached" } else { "embed_query" }, t.elapsed().as_secs_f64());
         let t = Instant::now();
         let k = req.top_k as usize;
         let mut hits = Vec::new();

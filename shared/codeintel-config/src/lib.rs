@@ -257,6 +257,9 @@ pub struct EmbedConfig {
     /// `Chunk::name_text`) and index the normalised mean of the two vectors, so a question
     /// phrased like the definition's name finds it even when the body says little.
     pub name_view: bool,
+    /// Query encodings kept per serving process (vector-svc's embeddings, lexical-svc's SPLADE
+    /// terms), keyed by the query with whitespace normalised; 0 turns the cache off.
+    pub query_cache_entries: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -542,6 +545,7 @@ impl Default for EmbedConfig {
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             timeout_ms: 30_000,
             name_view: true,
+            query_cache_entries: 4096,
         }
     }
 }

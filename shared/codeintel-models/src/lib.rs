@@ -2,6 +2,7 @@
 //! sentence [`embed`]der (candle, or a remote `/v1/embeddings` server), the SPLADE [`sparse`]
 //! encoder, and the local [`chat`] model (SmolLM2 GGUF) behind `codeintel models serve`.
 
+pub mod cache;
 pub mod chat;
 pub mod embed;
 pub mod sparse;
