@@ -111,6 +111,16 @@ fn read_tree(cfg: &Config, root: &Path, quiet: bool) -> anyhow::Result<(Vec<Sour
     Ok((out, stats))
 }
 
+/// The run's indexing rate: chunks embedded per second of the whole run (reading, chunking,
+/// embedding and sparse encoding, writing).
+pub fn throughput(r: &IndexReport) -> String {
+    let total = (r.read_time + r.chunk_time + r.embed_time + r.write_time).as_secs_f64();
+    match r.embedded {
+        0 => "nothing embedded".to_string(),
+        n => format!("{:.1} chunks/s", n as f64 / total.max(1e-9)),
+    }
+}
+
 /// Secrets listed by [`skipped_lines`]; the others are counted.
 pub const LISTED_SECRETS: usize = 20;
 
@@ -186,4 +196,24 @@ pub async fn run_from(
     report.skipped = stats.skipped().into_iter().map(|(why, n)| (why.to_string(), n)).collect();
     report.skipped_secrets = stats.skipped_secrets;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn throughput_counts_the_whole_run() {
+        let r = IndexReport {
+            embedded: 100,
+            read_time: Duration::from_secs(1),
+            chunk_time: Duration::from_secs(1),
+            embed_time: Duration::from_secs(2),
+            write_time: Duration::from_secs(1),
+            ..Default::default()
+        };
+        assert_eq!(throughput(&r), "20.0 chunks/s");
+        assert_eq!(throughput(&IndexReport::default()), "nothing embedded");
+    }
 }

@@ -476,7 +476,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             };
             println!(
                 "indexed {repo} ({mode}): {} files ({} changed, {} deleted), {} chunks ({} embedded, {} removed), \
-                 version {} (chunk {:.2}s, embed {:.2}s of which sparse {:.2}s, write {:.2}s){}",
+                 version {} (read {:.2}s, chunk {:.2}s, embed {:.2}s of which sparse {:.2}s, write {:.2}s; {}){}",
                 r.files,
                 r.changed_files,
                 r.deleted_files,
@@ -484,10 +484,12 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 r.embedded,
                 r.removed,
                 r.version,
+                r.read_time.as_secs_f64(),
                 r.chunk_time.as_secs_f64(),
                 r.embed_time.as_secs_f64(),
                 r.sparse_time.as_secs_f64(),
                 r.write_time.as_secs_f64(),
+                index::throughput(&r),
                 r.compacted.map(|v| format!(", compacted into version {v}")).unwrap_or_default()
             );
             for line in index::skipped_lines(&r, index::LISTED_SECRETS) {
