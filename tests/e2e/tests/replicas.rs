@@ -125,10 +125,16 @@ async fn replicas_share_the_load_and_a_killed_one_costs_no_answer() {
         let (c, healthy) = (c.clone(), healthy.clone());
         tokio::spawn(async move { run(&c, 80, 4, &healthy).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     v0p.child.kill().unwrap(); // SIGKILL
     l0p.child.kill().unwrap();
-    let during = load.await.unwrap();
+    let mut during = load.await.unwrap();
+    // Answers can be fast enough (query cache, rows in memory) for the load to end before the
+    // kill lands: 40 more after it, so the dead endpoints are surely met.
+    let after = run(&c, 40, 4, &healthy).await;
+    during.ms.extend(after.ms);
+    during.failed.extend(after.failed);
+    during.degraded.extend(after.degraded);
     eprintln!(
         "answers before the kill: {} (p95 {:.0} ms); during and after it: {} (p95 {:.0} ms), failed {}, degraded {}",
         before.ms.len(),
@@ -138,7 +144,7 @@ async fn replicas_share_the_load_and_a_killed_one_costs_no_answer() {
         during.failed.len(),
         during.degraded.len()
     );
-    assert_eq!(during.ms.len(), 80);
+    assert_eq!(during.ms.len(), 120);
     assert!(during.failed.is_empty(), "failed answers: {:?}", during.failed);
     assert!(during.degraded.is_empty(), "degraded answers: {:?}", during.degraded);
     let metrics = answer.metrics();
