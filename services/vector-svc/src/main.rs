@@ -14,12 +14,17 @@ struct Args {
     common: CommonArgs,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     // Indexes mirrored from an object store are private to this user.
     codeintel_server::private_files();
     let args = Args::parse();
-    let mut cfg = args.common.load("vector")?;
+    let cfg = args.common.load("vector")?;
+    // Before any thread starts: candle reads its thread count from the environment once.
+    codeintel_models::set_encoder_threads(cfg.embed.query_threads);
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(cfg))
+}
+
+async fn serve(mut cfg: codeintel_config::Config) -> anyhow::Result<()> {
     let _telemetry = codeintel_server::telemetry::init("vector-svc", &cfg.telemetry)?;
     // An object-store data root: mirrored locally, pulled now and every reload_ms.
     let serves = cfg.vector.repos.clone();

@@ -260,6 +260,10 @@ pub struct EmbedConfig {
     /// Query encodings kept per serving process (vector-svc's embeddings, lexical-svc's SPLADE
     /// terms), keyed by the query with whitespace normalised; 0 turns the cache off.
     pub query_cache_entries: usize,
+    /// Threads the local query encoder of a serving process uses (vector-svc's embedder,
+    /// lexical-svc's SPLADE encoder); 0 = every physical core. `RAYON_NUM_THREADS` or
+    /// `CANDLE_NUM_THREADS` in the environment win.
+    pub query_threads: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -546,6 +550,7 @@ impl Default for EmbedConfig {
             timeout_ms: 30_000,
             name_view: true,
             query_cache_entries: 4096,
+            query_threads: 1,
         }
     }
 }

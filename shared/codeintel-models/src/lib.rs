@@ -27,3 +27,15 @@ pub fn http_client(t: &codeintel_config::TlsConfig) -> Result<reqwest::ClientBui
     }
     Ok(b)
 }
+
+/// Threads this process's local encoders (candle) use: sets `RAYON_NUM_THREADS` and
+/// `CANDLE_NUM_THREADS`, which candle reads once, unless the environment already sets one of
+/// them. Call it first in `main`, before any thread is started; `0` keeps candle's default
+/// (every physical core).
+pub fn set_encoder_threads(n: usize) {
+    if n == 0 || std::env::var_os("RAYON_NUM_THREADS").is_some() || std::env::var_os("CANDLE_NUM_THREADS").is_some() {
+        return;
+    }
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+}
