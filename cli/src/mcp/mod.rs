@@ -114,6 +114,17 @@ pub struct SymbolArgs {
     pub max_chars: Option<usize>,
 }
 
+impl SymbolArgs {
+    /// The navigation request these arguments ask, `default_limit` results when none is given.
+    fn request(&self, default_limit: u32) -> SymbolRequest {
+        SymbolRequest {
+            symbol: self.symbol.clone(),
+            repos: self.repo.iter().cloned().collect(),
+            limit: self.limit.unwrap_or(default_limit),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct FileArgs {
     pub repo: String,
@@ -342,11 +353,7 @@ impl CodeIntelMcp {
             Ok(c) => c,
             Err(why) => return self.refused("find_definition", why),
         };
-        let req = SymbolRequest {
-            symbol: a.symbol.clone(),
-            repos: a.repo.into_iter().collect(),
-            limit: a.limit.unwrap_or(20),
-        };
+        let req = a.request(20);
         match client.find_definitions(request(req, CALL_DEADLINE)).await {
             Ok(r) => text(render::definitions(&a.symbol, &r.into_inner(), self.budget(a.max_chars))),
             Err(s) => self.failure("find_definition", s),
@@ -365,11 +372,7 @@ impl CodeIntelMcp {
             Ok(c) => c,
             Err(why) => return self.refused("find_references", why),
         };
-        let req = SymbolRequest {
-            symbol: a.symbol.clone(),
-            repos: a.repo.into_iter().collect(),
-            limit: a.limit.unwrap_or(50),
-        };
+        let req = a.request(50);
         match client.find_references(request(req, CALL_DEADLINE)).await {
             Ok(r) => text(render::references(&a.symbol, &r.into_inner(), self.budget(a.max_chars))),
             Err(s) => self.failure("find_references", s),
@@ -388,11 +391,7 @@ impl CodeIntelMcp {
             Ok(c) => c,
             Err(why) => return self.refused("find_callers", why),
         };
-        let req = SymbolRequest {
-            symbol: a.symbol.clone(),
-            repos: a.repo.into_iter().collect(),
-            limit: a.limit.unwrap_or(50),
-        };
+        let req = a.request(50);
         match client.find_callers(request(req, CALL_DEADLINE)).await {
             Ok(r) => text(render::callers(&a.symbol, &r.into_inner(), self.budget(a.max_chars))),
             Err(s) => self.failure("find_callers", s),
