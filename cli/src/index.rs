@@ -47,7 +47,8 @@ impl Encoders for Models<'_> {
         if let Some(e) = self.splade.get() {
             return Ok(Some(e.clone()));
         }
-        let e = SpladeEncoder::load(&self.cfg.sparse_model_dir(), s.max_tokens, s.batch_size, s.workers)
+        let runtime = codeintel_models::embed::Runtime::from_config(self.cfg, "sparse", index_threads(self.cfg))?;
+        let e = SpladeEncoder::load(&self.cfg.sparse_model_dir(), s.max_tokens, s.batch_size, s.workers, &runtime)
             .context("sparse (SPLADE) model; run `make deps`, or set CODEINTEL__SPARSE__ENABLED=false")?;
         Ok(Some(self.splade.get_or_init(|| Arc::new(Splade(e))).clone()))
     }
@@ -187,7 +188,7 @@ pub async fn run_from(
     if stats.skipped_symlink_outside > 0 {
         tracing::info!(files = stats.skipped_symlink_outside, "not indexed: symlinks leaving the repository");
     }
-    let embedder = Embedder::from_config(cfg).await?;
+    let embedder = Embedder::from_config(cfg, index_threads(cfg)).await?;
     let contract = embedder.contract(&cfg.embed.model_id).await?;
     let models = Models { cfg, embedder, splade: OnceLock::new() };
     let tree = Tree { source: root.display().to_string(), git, files };
@@ -196,6 +197,16 @@ pub async fn run_from(
     report.skipped = stats.skipped().into_iter().map(|(why, n)| (why.to_string(), n)).collect();
     report.skipped_secrets = stats.skipped_secrets;
     Ok(report)
+}
+
+/// Threads per forward pass of the local encoders when indexing: one when several workers run
+/// passes side by side (the parallelism is theirs), else every core.
+fn index_threads(cfg: &Config) -> usize {
+    if cfg.embed.workers > 1 {
+        1
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -283,6 +283,19 @@ enum BenchCmd {
         #[arg(long, default_value_t = 500)]
         calls: usize,
     },
+    /// The local encoders on candle and on ONNX Runtime, same texts, in process: query latency
+    /// one at a time (`embed.query_threads`), chunks/s over an indexed repo's chunks
+    /// (`embed.workers` side by side), and the largest difference between their outputs.
+    Encoders {
+        /// Queries in JSON lines (`query`), as `codeintel eval` reads them.
+        queries: PathBuf,
+        /// The indexed repo (in the data root) whose chunks are the documents.
+        #[arg(long)]
+        repo: String,
+        /// Documents sampled evenly from the repo's chunks.
+        #[arg(long, default_value_t = 512)]
+        docs: usize,
+    },
     /// Session scope lookups against a Redis server, with and without the in-process cache.
     Scope {
         #[arg(long)]
@@ -392,6 +405,18 @@ async fn client(cfg: &Config) -> anyhow::Result<codeintel::client::AnswerClient>
     codeintel::client::connect(&cfg.answer.addr, &cfg.tls).await
 }
 
+/// The `query` of each JSON line of `path`, the first `limit` (0 = all).
+fn read_queries(path: &std::path::Path, limit: usize) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["query"].as_str().map(String::from))
+        .take(if limit == 0 { usize::MAX } else { limit })
+        .collect())
+}
+
 /// With an object-store data root: `cfg` rewritten to the local mirror, holding the store's
 /// current version of `repo` (if it has one) for an incremental build or a compaction to start
 /// from.
@@ -413,7 +438,8 @@ fn main() -> anyhow::Result<()> {
     codeintel_server::private_files();
     let cli = Cli::parse();
     let cfg = load_config(&cli)?;
-    if matches!(cli.cmd, Cmd::Index { .. }) && cfg.embed.url.is_empty() && cfg.embed.workers > 1 {
+    let encoders = matches!(cli.cmd, Cmd::Bench { what: BenchCmd::Encoders { .. }, .. });
+    if (matches!(cli.cmd, Cmd::Index { .. }) || encoders) && cfg.embed.url.is_empty() && cfg.embed.workers > 1 {
         // Parallelism comes from the embedding workers; keep each forward pass on one thread.
         // Set before any thread exists.
         std::env::set_var("RAYON_NUM_THREADS", "1");
@@ -711,7 +737,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Cmd::Models { what: ModelsCmd::Serve { addr } } => {
             codeintel_server::init_tracing();
-            let embedder = codeintel_models::embed::Embedder::from_config(&cfg).await?;
+            let embedder = codeintel_models::embed::Embedder::from_config(&cfg, cfg.models.threads).await?;
             let chat = if cfg.models.chat {
                 let path = cfg.chat_gguf();
                 let model = tokio::task::spawn_blocking(move || codeintel::chat::ChatModel::load(&path)).await??;
@@ -749,19 +775,15 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 BenchCmd::Hydrate { repo, ids, calls } => {
                     serde_json::to_string_pretty(&codeintel::bench::hydrate(&cfg, repo, *ids, *calls)?)?
                 }
+                BenchCmd::Encoders { queries, repo, docs } => {
+                    let qs = read_queries(queries, 0)?;
+                    serde_json::to_string_pretty(&codeintel::bench::encoders(&cfg, &qs, repo, *docs)?)?
+                }
                 BenchCmd::Scope { redis_url, sessions, lookups, concurrency } => serde_json::to_string_pretty(
                     &codeintel::bench::scope(redis_url, *sessions, *lookups, *concurrency).await?,
                 )?,
                 BenchCmd::Answers { queries, limit, top_k, rerank_top_n, time_budget_ms } => {
-                    let text = std::fs::read_to_string(queries)
-                        .with_context(|| format!("cannot read {}", queries.display()))?;
-                    let qs: Vec<String> = text
-                        .lines()
-                        .filter(|l| !l.trim().is_empty())
-                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                        .filter_map(|v| v["query"].as_str().map(String::from))
-                        .take(limit.unwrap_or(usize::MAX))
-                        .collect();
+                    let qs = read_queries(queries, limit.unwrap_or(0))?;
                     let mut c = client(&cfg).await?;
                     serde_json::to_string_pretty(
                         &codeintel::bench::answers(&mut c, &qs, *top_k, *rerank_top_n, *time_budget_ms).await?,

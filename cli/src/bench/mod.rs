@@ -18,6 +18,7 @@
 //!   concurrency levels: queries per second, latency percentiles, failures by status code.
 
 mod answers;
+mod encoders;
 mod gpu;
 mod hydrate;
 mod lifecycle;
@@ -32,6 +33,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use answers::{answers, AnswerFigures};
+pub use encoders::{encoders, EncoderFigures};
 #[cfg(feature = "gpu")]
 pub use gpu::gpu;
 pub use gpu::{Agreement, BatchFigures, ConcurrentFigures, GpuFigures};

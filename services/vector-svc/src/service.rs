@@ -50,11 +50,9 @@ pub fn contract_mismatch(index: &EmbeddingContract, embedder: &EmbeddingContract
 
 impl VectorSearcher {
     pub async fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
-        // One query at a time: a single worker, with candle's own threads.
-        let mut cfg = cfg.clone();
-        cfg.embed.workers = 1;
-        let cfg = &cfg;
-        let embedder = Embedder::from_config(cfg).await?;
+        // Each query is one forward pass on `embed.query_threads` threads; on ONNX Runtime,
+        // `embed.workers` sessions let that many queries encode at once.
+        let embedder = Embedder::from_config(cfg, cfg.embed.query_threads).await?;
         let contract = embedder.contract(&cfg.embed.model_id).await?;
         let placement = Placement::choose(&cfg.vector);
         match &placement.degraded {

@@ -24,9 +24,51 @@ pub enum EmbedError {
     Remote { url: String, message: String },
 }
 
+/// Which engine runs a local encoder's forward pass (`embed.runtime`, `sparse.runtime`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Runtime {
+    /// candle, from the safetensors weights.
+    Candle,
+    /// ONNX Runtime, from the model folder's ONNX export (`embed.onnx`, `splade.onnx`), with
+    /// the shared library at `library`; each session computes on `threads` threads.
+    Onnx { library: PathBuf, threads: usize },
+}
+
+impl Runtime {
+    /// `name` is `onnx` or `candle`; `threads` is per forward pass (0 = every core).
+    pub fn new(name: &str, library: PathBuf, threads: usize) -> Result<Self, EmbedError> {
+        match name {
+            "candle" => Ok(Runtime::Candle),
+            "onnx" => {
+                let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+                Ok(Runtime::Onnx { library, threads: if threads == 0 { all } else { threads } })
+            }
+            other => Err(EmbedError::Model(format!("unknown encoder runtime {other:?} (use onnx or candle)"))),
+        }
+    }
+
+    /// The runtime `cfg` names for the embedder (`kind` = `embed`) or SPLADE (`sparse`).
+    pub fn from_config(cfg: &Config, kind: &str, threads: usize) -> Result<Self, EmbedError> {
+        let name = if kind == "sparse" { &cfg.sparse.runtime } else { &cfg.embed.runtime };
+        Self::new(name, cfg.onnx_runtime(), threads)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Runtime::Candle => "candle",
+            Runtime::Onnx { .. } => "onnx",
+        }
+    }
+}
+
+enum EmbedModel {
+    Candle(Box<BertModel>),
+    Onnx(crate::onnx::OnnxBert),
+}
+
 /// A sentence encoder that runs in this process on the CPU.
 pub struct LocalEmbedder {
-    model: BertModel,
+    model: EmbedModel,
     tokenizer: Tokenizer,
     dim: usize,
     batch_size: usize,
@@ -35,12 +77,31 @@ pub struct LocalEmbedder {
 
 impl LocalEmbedder {
     /// `workers` forward passes run side by side on long inputs (see [`LocalEmbedder::embed`]).
-    pub fn load(dir: &Path, max_tokens: usize, batch_size: usize, workers: usize) -> Result<Self, EmbedError> {
-        let (cfg, weights, tokenizer) = read_bert_dir(dir, max_tokens)?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| EmbedError::Model(e.to_string()))?;
-        let model = BertModel::load(vb, &cfg).map_err(|e| EmbedError::Model(e.to_string()))?;
-        Ok(Self { model, tokenizer, dim: cfg.hidden_size, batch_size, workers: workers.max(1) })
+    /// With [`Runtime::Onnx`], `workers` sessions are opened (one per concurrent forward pass).
+    pub fn load(
+        dir: &Path,
+        max_tokens: usize,
+        batch_size: usize,
+        workers: usize,
+        runtime: &Runtime,
+    ) -> Result<Self, EmbedError> {
+        let workers = workers.max(1);
+        let (model, dim, tokenizer) = match runtime {
+            Runtime::Candle => {
+                let (cfg, weights, tokenizer) = read_bert_dir(dir, max_tokens)?;
+                let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+                    .map_err(|e| EmbedError::Model(e.to_string()))?;
+                let model = BertModel::load(vb, &cfg).map_err(|e| EmbedError::Model(e.to_string()))?;
+                (EmbedModel::Candle(Box::new(model)), cfg.hidden_size, tokenizer)
+            }
+            Runtime::Onnx { library, threads } => {
+                let (_, tokenizer) = read_bert_config(dir, max_tokens)?;
+                let m = crate::onnx::OnnxBert::load(library, &dir.join("embed.onnx"), workers, *threads)?;
+                let dim = m.width();
+                (EmbedModel::Onnx(m), dim, tokenizer)
+            }
+        };
+        Ok(Self { model, tokenizer, dim, batch_size, workers })
     }
 
     pub fn dim(&self) -> usize {
@@ -60,13 +121,20 @@ impl LocalEmbedder {
         let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Model(e.to_string()))?;
         let n = enc.len();
         let len = enc.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        let model = match &self.model {
+            EmbedModel::Candle(model) => model,
+            EmbedModel::Onnx(onnx) => {
+                let (ids, mask) = onnx_inputs(&enc);
+                return Ok(onnx.run(ids, mask, n, len)?.into_iter().map(normalize).collect());
+            }
+        };
         let ids: Vec<u32> = enc.iter().flat_map(|e| e.get_ids().to_vec()).collect();
         let mask: Vec<u32> = enc.iter().flat_map(|e| e.get_attention_mask().to_vec()).collect();
         let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu).map_err(m)?;
         let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).map_err(m)?;
         let types = ids.zeros_like().map_err(m)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(m)?; // (n, len, dim)
-                                                                                // Mean pooling over real tokens, then L2 normalisation.
+        let hidden = model.forward(&ids, &types, Some(&mask)).map_err(m)?; // (n, len, dim)
+                                                                           // Mean pooling over real tokens, then L2 normalisation.
         let maskf = mask.to_dtype(DType::F32).map_err(m)?.unsqueeze(2).map_err(m)?;
         let summed = hidden.broadcast_mul(&maskf).map_err(m)?.sum(1).map_err(m)?;
         let counts = maskf.sum(1).map_err(m)?.clamp(1e-9, f64::MAX).map_err(m)?;
@@ -79,20 +147,36 @@ impl LocalEmbedder {
 /// The files of a local BERT-family model folder: its config, its safetensors bytes, and its
 /// tokenizer set to pad batches to their longest text and truncate at `max_tokens`.
 pub(crate) fn read_bert_dir(dir: &Path, max_tokens: usize) -> Result<(BertConfig, Vec<u8>, Tokenizer), EmbedError> {
+    let (cfg, tokenizer) = read_bert_config(dir, max_tokens)?;
+    let weights = std::fs::read(dir.join("model.safetensors")).map_err(|e| EmbedError::MissingModel {
+        dir: dir.display().to_string(),
+        message: format!("model.safetensors: {e}"),
+    })?;
+    Ok((cfg, weights, tokenizer))
+}
+
+/// A model folder's config and tokenizer (padding to the longest text, truncation at
+/// `max_tokens`), without the weights.
+pub(crate) fn read_bert_config(dir: &Path, max_tokens: usize) -> Result<(BertConfig, Tokenizer), EmbedError> {
     let missing = |message: String| EmbedError::MissingModel { dir: dir.display().to_string(), message };
     let cfg_text =
         std::fs::read_to_string(dir.join("config.json")).map_err(|e| missing(format!("config.json: {e}")))?;
     let cfg: BertConfig =
         serde_json::from_str(&cfg_text).map_err(|e| EmbedError::Model(format!("config.json: {e}")))?;
-    let weights =
-        std::fs::read(dir.join("model.safetensors")).map_err(|e| missing(format!("model.safetensors: {e}")))?;
     let mut tokenizer =
         Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| missing(format!("tokenizer.json: {e}")))?;
     tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
     tokenizer
         .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
         .map_err(|e| EmbedError::Model(e.to_string()))?;
-    Ok((cfg, weights, tokenizer))
+    Ok((cfg, tokenizer))
+}
+
+/// The `input_ids` and `attention_mask` of a padded batch, row-major, as ONNX wants them.
+pub(crate) fn onnx_inputs(enc: &[tokenizers::Encoding]) -> (Vec<i64>, Vec<i64>) {
+    let ids = enc.iter().flat_map(|e| e.get_ids().iter().map(|&x| x as i64)).collect();
+    let mask = enc.iter().flat_map(|e| e.get_attention_mask().iter().map(|&x| x as i64)).collect();
+    (ids, mask)
 }
 
 /// Runs `f` over `texts` in batches of similar length (less padding), `workers` threads taking
@@ -215,11 +299,14 @@ pub enum Embedder {
 }
 
 impl Embedder {
-    pub async fn from_config(cfg: &Config) -> Result<Self, EmbedError> {
+    /// `threads`: per forward pass of the local model on ONNX Runtime (candle's are set for the
+    /// whole process, [`crate::set_encoder_threads`]).
+    pub async fn from_config(cfg: &Config, threads: usize) -> Result<Self, EmbedError> {
         if cfg.embed.url.is_empty() {
             let dir: PathBuf = cfg.model_dir();
             let (max, batch, workers) = (cfg.embed.max_tokens, cfg.embed.batch_size, cfg.embed.workers);
-            let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, max, batch, workers))
+            let runtime = Runtime::from_config(cfg, "embed", threads)?;
+            let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, max, batch, workers, &runtime))
                 .await
                 .map_err(|e| EmbedError::Model(e.to_string()))??;
             Ok(Embedder::Local(Arc::new(e)))

@@ -14,12 +14,18 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertForMaskedLM;
 use tokenizers::Tokenizer;
 
-use crate::embed::EmbedError;
+use crate::embed::{EmbedError, Runtime};
 pub use codeintel_core::SparseVec;
+
+enum SpladeModel {
+    Candle(Box<BertForMaskedLM>),
+    /// The ONNX export computes the pooled term weights itself (`splade.onnx`).
+    Onnx(crate::onnx::OnnxBert),
+}
 
 /// A SPLADE encoder running on the CPU.
 pub struct SpladeEncoder {
-    model: BertForMaskedLM,
+    model: SpladeModel,
     tokenizer: Tokenizer,
     batch_size: usize,
     workers: usize,
@@ -62,11 +68,36 @@ fn bert_mlm_tensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>, EmbedError>
 }
 
 impl SpladeEncoder {
-    pub fn load(dir: &Path, max_tokens: usize, batch_size: usize, workers: usize) -> Result<Self, EmbedError> {
-        let (cfg, bytes, tokenizer) = crate::embed::read_bert_dir(dir, max_tokens)?;
-        let vb = VarBuilder::from_tensors(bert_mlm_tensors(&bytes)?, DType::F32, &Device::Cpu);
-        let model = BertForMaskedLM::load(vb, &cfg).map_err(|e| EmbedError::Model(e.to_string()))?;
-        Ok(Self { model, tokenizer, batch_size: batch_size.max(1), workers: workers.max(1) })
+    /// With [`Runtime::Onnx`], `workers` sessions are opened (one per concurrent forward pass).
+    pub fn load(
+        dir: &Path,
+        max_tokens: usize,
+        batch_size: usize,
+        workers: usize,
+        runtime: &Runtime,
+    ) -> Result<Self, EmbedError> {
+        let workers = workers.max(1);
+        let (model, tokenizer) = match runtime {
+            Runtime::Candle => {
+                let (cfg, bytes, tokenizer) = crate::embed::read_bert_dir(dir, max_tokens)?;
+                let vb = VarBuilder::from_tensors(bert_mlm_tensors(&bytes)?, DType::F32, &Device::Cpu);
+                let model = BertForMaskedLM::load(vb, &cfg).map_err(|e| EmbedError::Model(e.to_string()))?;
+                (SpladeModel::Candle(Box::new(model)), tokenizer)
+            }
+            Runtime::Onnx { library, threads } => {
+                let (cfg, tokenizer) = crate::embed::read_bert_config(dir, max_tokens)?;
+                let m = crate::onnx::OnnxBert::load(library, &dir.join("splade.onnx"), workers, *threads)?;
+                if m.width() != cfg.vocab_size {
+                    return Err(EmbedError::Model(format!(
+                        "splade.onnx gives {} weights per text, the vocabulary has {}",
+                        m.width(),
+                        cfg.vocab_size
+                    )));
+                }
+                (SpladeModel::Onnx(m), tokenizer)
+            }
+        };
+        Ok(Self { model, tokenizer, batch_size: batch_size.max(1), workers })
     }
 
     /// The word-piece of an id (for explaining matches).
@@ -88,15 +119,22 @@ impl SpladeEncoder {
         if n == 0 || len == 0 {
             return Ok(vec![Vec::new(); n]);
         }
+        let model = match &self.model {
+            SpladeModel::Candle(model) => model,
+            SpladeModel::Onnx(onnx) => {
+                let (ids, mask) = crate::embed::onnx_inputs(&enc);
+                return Ok(onnx.run(ids, mask, n, len)?.iter().map(|r| sparsify(r, max_terms)).collect());
+            }
+        };
         let ids: Vec<u32> = enc.iter().flat_map(|e| e.get_ids().to_vec()).collect();
         let mask: Vec<u32> = enc.iter().flat_map(|e| e.get_attention_mask().to_vec()).collect();
         let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu).map_err(m)?;
         let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).map_err(m)?;
         let types = ids.zeros_like().map_err(m)?;
-        let logits = self.model.forward(&ids, &types, Some(&mask)).map_err(m)?; // (n, len, vocab)
-                                                                                // max over positions of log(1 + relu(x)) = log(1 + relu(max over positions of x)), the
-                                                                                // function being monotonic: pool the logits first (padding pushed far below), then
-                                                                                // transform the small (n, vocab) result. Fewer vocabulary-sized tensors per batch.
+        let logits = model.forward(&ids, &types, Some(&mask)).map_err(m)?; // (n, len, vocab)
+                                                                           // max over positions of log(1 + relu(x)) = log(1 + relu(max over positions of x)), the
+                                                                           // function being monotonic: pool the logits first (padding pushed far below), then
+                                                                           // transform the small (n, vocab) result. Fewer vocabulary-sized tensors per batch.
         let pad = ((mask.to_dtype(DType::F32).map_err(m)? - 1.0).map_err(m)? * 1e9).map_err(m)?;
         let pooled = logits.broadcast_add(&pad.unsqueeze(2).map_err(m)?).map_err(m)?.max(1).map_err(m)?;
         let act = (pooled.relu().map_err(m)? + 1.0).map_err(m)?.log().map_err(m)?; // (n, vocab)
