@@ -139,11 +139,26 @@ async fn index_and_compact_killed_at_random_moments_leave_every_published_versio
     let (_tmp, src, data) = shop_source();
     index(&src, "shop", &data);
     let bin = bin_dir().join("codeintel");
-    // How long one incremental run takes here: the kills land uniformly inside it.
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.arg("--data-root").arg(&data).args(args);
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd
+    };
+    let src_arg = src.to_str().unwrap().to_string();
+    let index_args = ["index", src_arg.as_str(), "--repo", "shop", "--quiet"];
+    let compact_args = ["compact", "--repo", "shop", "--quiet"];
+    // How long one run of each kind takes here (an incremental index is several times longer
+    // than a compaction): each kill lands uniformly inside the first three quarters of its
+    // kind's run, so it hits model loading, embedding or the writes, not a finished process.
     std::fs::write(src.join("warm.py"), "def warm():\n    return 1\n").unwrap();
-    let t = Instant::now();
-    index(&src, "shop", &data);
-    let run_ms = (t.elapsed().as_millis() as u64).max(50);
+    let timed = |args: &[&str]| {
+        let t = Instant::now();
+        assert!(run(args).status().unwrap().success(), "{args:?} failed");
+        (t.elapsed().as_millis() as u64).max(40)
+    };
+    let index_ms = timed(&index_args);
+    let compact_ms = timed(&compact_args);
     let mut seed = 0x20261202u64;
     let mut killed = 0;
     for round in 0..20 {
@@ -151,16 +166,10 @@ async fn index_and_compact_killed_at_random_moments_leave_every_published_versio
         let f = src.join(format!("extra_{round}.py"));
         std::fs::write(&f, format!("def extra_{round}(x):\n    return x * {round}\n")).unwrap();
         let compact = round % 4 == 3;
-        let mut cmd = std::process::Command::new(&bin);
-        cmd.arg("--data-root").arg(&data);
-        if compact {
-            cmd.args(["compact", "--repo", "shop", "--quiet"]);
-        } else {
-            cmd.arg("index").arg(&src).args(["--repo", "shop", "--quiet"]);
-        }
-        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-        // Somewhere in its run: model loading, embedding, or the writes.
-        std::thread::sleep(Duration::from_millis(10 + next(&mut seed) % run_ms));
+        let (args, run_ms): (&[&str], u64) =
+            if compact { (&compact_args, compact_ms) } else { (&index_args, index_ms) };
+        let mut child = run(args).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(5 + next(&mut seed) % (run_ms * 3 / 4)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             killed += 1;
@@ -180,7 +189,7 @@ async fn index_and_compact_killed_at_random_moments_leave_every_published_versio
     let out = index(&src, "shop", &data);
     assert!(out.contains("indexed shop"), "{out}");
     eprintln!(
-        "20 runs of codeintel index/compact (one run {run_ms} ms), {killed} SIGKILLed mid-run; every published version served"
+        "20 runs of codeintel index/compact (index {index_ms} ms, compact {compact_ms} ms), {killed} SIGKILLed mid-run; every published version served"
     );
     assert!(killed >= 10, "only {killed} of 20 runs were killed while running");
 }
