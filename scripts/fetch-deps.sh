@@ -43,9 +43,13 @@ if [ ! -f "$m/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
 fi
 # ONNX Runtime (the local encoders' default engine): the shared library inside the PyPI wheel.
 ort_version=1.32.0
-if [ ! -f "$cache/lib/libonnxruntime.so.$ort_version" ]; then
-  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+ort_wheel="$cache/dl/onnxruntime-$ort_version-cp311-cp311-manylinux_2_28_x86_64.whl"
+ort_download() {
+  [ -f "$ort_wheel" ] || python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
     --platform manylinux_2_28_x86_64 -d "$cache/dl" "onnxruntime==$ort_version"
+}
+if [ ! -f "$cache/lib/libonnxruntime.so.$ort_version" ]; then
+  ort_download
   rm -rf "$cache/dl/x" && mkdir -p "$cache/dl/x"
   python3 -m zipfile -e "$cache/dl/onnxruntime-$ort_version-cp311-cp311-manylinux_2_28_x86_64.whl" "$cache/dl/x"
   mv "$cache/dl/x/onnxruntime/capi/libonnxruntime.so.$ort_version" "$cache/lib/"
@@ -53,18 +57,29 @@ fi
 # The ONNX exports of the two encoders, built from the safetensors above (no PyPI model is
 # needed; scripts/onnx/export_bert.py writes the same computation candle runs, deterministically).
 here=$(cd "$(dirname "$0")" && pwd)
-export_onnx() { # kind model-folder file
-  [ -f "$cache/models/$2/$3" ] && return
-  venv="$cache/venv-onnx"
+venv="$cache/venv-onnx"
+onnx_venv() { # the pinned export tools, and onnxruntime from the wheel above (for quantize.py)
   if ! cmp -s "$here/onnx/requirements.txt" "$venv/requirements.txt" 2>/dev/null; then
+    ort_download
     rm -rf "$venv" && python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --no-deps -r "$here/onnx/requirements.txt"
+    "$venv/bin/pip" install --quiet --no-deps -r "$here/onnx/requirements.txt" "$ort_wheel"
     cp "$here/onnx/requirements.txt" "$venv/requirements.txt"
   fi
-  "$venv/bin/python" "$here/onnx/export_bert.py" "$1" "$cache/models/$2" "$cache/models/$2/$3.tmp"
-  mv "$cache/models/$2/$3.tmp" "$cache/models/$2/$3"
 }
-export_onnx embed all-MiniLM-L6-v2 embed.onnx
-export_onnx splade splade-tiny splade.onnx
+export_onnx() { # kind model-folder stem: STEM.onnx (f32) and STEM.int8.onnx (int8 weights)
+  local dir="$cache/models/$2"
+  if [ ! -f "$dir/$3.onnx" ]; then
+    onnx_venv
+    "$venv/bin/python" "$here/onnx/export_bert.py" "$1" "$dir" "$dir/$3.onnx.tmp"
+    mv "$dir/$3.onnx.tmp" "$dir/$3.onnx"
+  fi
+  if [ ! -f "$dir/$3.int8.onnx" ]; then
+    onnx_venv
+    "$venv/bin/python" "$here/onnx/quantize.py" "$dir/$3.onnx" "$dir/$3.int8.onnx.tmp"
+    mv "$dir/$3.int8.onnx.tmp" "$dir/$3.int8.onnx"
+  fi
+}
+export_onnx embed all-MiniLM-L6-v2 embed
+export_onnx splade splade-tiny splade
 (cd "$cache" && sha256sum -c --quiet "$sums") || { echo "checksum mismatch in $cache (see above)" >&2; exit 1; }
 echo "deps ready in $cache"

@@ -47,7 +47,12 @@ impl Encoders for Models<'_> {
         if let Some(e) = self.splade.get() {
             return Ok(Some(e.clone()));
         }
-        let runtime = codeintel_models::embed::Runtime::from_config(self.cfg, "sparse", index_threads(self.cfg))?;
+        let runtime = codeintel_models::embed::Runtime::from_config(
+            self.cfg,
+            "sparse",
+            index_threads(self.cfg),
+            codeintel_models::embed::Role::Documents,
+        )?;
         let e = SpladeEncoder::load(&self.cfg.sparse_model_dir(), s.max_tokens, s.batch_size, s.workers, &runtime)
             .context("sparse (SPLADE) model; run `make deps`, or set CODEINTEL__SPARSE__ENABLED=false")?;
         Ok(Some(self.splade.get_or_init(|| Arc::new(Splade(e))).clone()))
@@ -188,7 +193,7 @@ pub async fn run_from(
     if stats.skipped_symlink_outside > 0 {
         tracing::info!(files = stats.skipped_symlink_outside, "not indexed: symlinks leaving the repository");
     }
-    let embedder = Embedder::from_config(cfg, index_threads(cfg)).await?;
+    let embedder = Embedder::from_config(cfg, index_threads(cfg), codeintel_models::embed::Role::Documents).await?;
     let contract = embedder.contract(&cfg.embed.model_id).await?;
     let models = Models { cfg, embedder, splade: OnceLock::new() };
     let tree = Tree { source: root.display().to_string(), git, files };

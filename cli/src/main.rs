@@ -737,7 +737,12 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Cmd::Models { what: ModelsCmd::Serve { addr } } => {
             codeintel_server::init_tracing();
-            let embedder = codeintel_models::embed::Embedder::from_config(&cfg, cfg.models.threads).await?;
+            let embedder = codeintel_models::embed::Embedder::from_config(
+                &cfg,
+                cfg.models.threads,
+                codeintel_models::embed::Role::Documents,
+            )
+            .await?;
             let chat = if cfg.models.chat {
                 let path = cfg.chat_gguf();
                 let model = tokio::task::spawn_blocking(move || codeintel::chat::ChatModel::load(&path)).await??;

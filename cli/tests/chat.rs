@@ -171,7 +171,7 @@ fn generation_is_greedy_deterministic_and_bounded() {
 async fn chat_streams_token_by_token_through_the_vllm_client_and_stops_at_max_tokens() {
     let mut cfg = Config::default();
     cfg.embed.workers = 1;
-    let embedder = Embedder::from_config(&cfg, 0).await.unwrap();
+    let embedder = Embedder::from_config(&cfg, 0, codeintel_models::embed::Role::Documents).await.unwrap();
     let models = Arc::new(Models {
         embedder,
         model_id: cfg.embed.model_id.clone(),

@@ -266,7 +266,7 @@ async fn a_definitions_vector_is_the_mean_of_its_code_and_name_views_and_switchi
     let repo_dir = manifest::repo_dir(&cfg.data.root, "shop").unwrap();
     let m1 = manifest::load_current(&cfg.data.root, "shop").unwrap();
     assert_eq!(m1.settings.embed_views, 2);
-    let embedder = Embedder::from_config(&cfg, 0).await.unwrap();
+    let embedder = Embedder::from_config(&cfg, 0, codeintel_models::embed::Role::Documents).await.unwrap();
     let chunk = chunk_file("shop", "net/retry.rs", "rust", RETRY, ChunkOptions::default()).remove(0);
     let texts = vec![chunk.embedding_text(), chunk.name_text().expect("a function has a name view")];
     let e = embedder.embed(texts.clone()).await.unwrap();

@@ -11,7 +11,7 @@ use codeintel_models::embed::{Embedder, RemoteEmbedder};
 async fn start() -> (String, Embedder) {
     let mut cfg = Config::default();
     cfg.embed.workers = 1;
-    let embedder = Embedder::from_config(&cfg, 0).await.unwrap();
+    let embedder = Embedder::from_config(&cfg, 0, codeintel_models::embed::Role::Documents).await.unwrap();
     let models = Arc::new(Models { embedder: embedder.clone(), model_id: cfg.embed.model_id.clone(), chat: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -91,7 +91,7 @@ async fn models_serve_speaks_tls_and_can_require_client_certificates() {
     let tls = certs(tmp.path());
     let mut cfg = Config::default();
     cfg.embed.workers = 1;
-    let embedder = Embedder::from_config(&cfg, 0).await.unwrap();
+    let embedder = Embedder::from_config(&cfg, 0, codeintel_models::embed::Role::Documents).await.unwrap();
     let models = Arc::new(Models { embedder, model_id: cfg.embed.model_id.clone(), chat: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -1,8 +1,8 @@
-//! `codeintel bench encoders`: the local encoders on each runtime (candle, ONNX Runtime), same
-//! texts: query latency one at a time on `embed.query_threads` threads (what vector-svc and
-//! lexical-svc do per query), document throughput over an indexed repo's chunks the way
-//! `codeintel index` runs them (`embed.workers` passes side by side, one thread each), and how
-//! far the two runtimes' outputs are apart.
+//! `codeintel bench encoders`: the local encoders on each runtime (candle, ONNX Runtime in f32,
+//! ONNX Runtime with int8 weights), same texts: query latency one at a time on
+//! `embed.query_threads` threads (what vector-svc and lexical-svc do per query), document
+//! throughput over an indexed repo's chunks the way `codeintel index` runs them (`embed.workers`
+//! passes side by side, one thread each), and how far each runtime's outputs are from candle's.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,12 @@ pub struct RuntimeFigures {
     /// Chunks per second over the document sample (code view, as indexing embeds it).
     pub embed_docs_per_s: f64,
     pub splade_docs_per_s: f64,
+    /// Against candle's outputs, over every query and document: the largest absolute difference
+    /// of an embedding component and of a SPLADE term weight, and the lowest cosine between
+    /// two embeddings of the same text.
+    pub max_abs_diff_embed: f32,
+    pub max_abs_diff_splade: f32,
+    pub min_cosine_embed: f32,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,10 +38,6 @@ pub struct EncoderFigures {
     pub query_threads: usize,
     pub workers: usize,
     pub runtimes: Vec<RuntimeFigures>,
-    /// Largest absolute difference between the runtimes, over every component of every
-    /// embedding and every SPLADE term weight of the queries and documents.
-    pub max_abs_diff_embed: f32,
-    pub max_abs_diff_splade: f32,
 }
 
 /// Every query through each runtime (after 10 warm-up calls), then `docs` chunk texts of `repo`.
@@ -66,8 +68,8 @@ pub fn encoders(cfg: &Config, queries: &[String], repo: &str, docs: usize) -> an
     let threads = cfg.embed.query_threads;
     let workers = cfg.embed.workers.max(1);
     let mut runtimes = Vec::new();
-    let mut outputs = Vec::new();
-    for name in ["candle", "onnx"] {
+    let mut reference: Option<Outputs> = None;
+    for name in ["candle", "onnx", "onnx-int8"] {
         let query_rt = Runtime::new(name, library.clone(), threads)?;
         let doc_rt = Runtime::new(name, library.clone(), 1)?;
         let e = LocalEmbedder::load(&cfg.model_dir(), cfg.embed.max_tokens, 1, 1, &query_rt)?;
@@ -103,35 +105,48 @@ pub fn encoders(cfg: &Config, queries: &[String], repo: &str, docs: usize) -> an
         let ds = s.encode(&texts, 0)?;
         let splade_docs_per_s = texts.len() as f64 / t.elapsed().as_secs_f64();
         eprintln!("{name}: embed query p50 {:.2} ms, docs {embed_docs_per_s:.1}/s", embed_query.p50_ms);
+        let embeddings: Vec<Vec<f32>> = qe.into_iter().chain(de).collect();
+        let terms: Vec<Vec<(u32, f32)>> = qs.into_iter().chain(ds).collect();
+        let (max_abs_diff_embed, max_abs_diff_splade, min_cosine_embed) = match &reference {
+            None => (0.0, 0.0, 1.0),
+            Some((re, rs)) => (
+                re.iter()
+                    .zip(&embeddings)
+                    .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+                    .fold(0f32, f32::max),
+                rs.iter().zip(&terms).map(|(x, y)| term_diff(x, y)).fold(0f32, f32::max),
+                re.iter().zip(&embeddings).map(|(x, y)| cosine(x, y)).fold(1f32, f32::min),
+            ),
+        };
         runtimes.push(RuntimeFigures {
             runtime: name.into(),
             embed_query,
             splade_query,
             embed_docs_per_s,
             splade_docs_per_s,
+            max_abs_diff_embed,
+            max_abs_diff_splade,
+            min_cosine_embed,
         });
-        outputs.push((qe.into_iter().chain(de).collect::<Vec<_>>(), qs.into_iter().chain(ds).collect::<Vec<_>>()));
+        reference.get_or_insert((embeddings, terms));
     }
-    let (a, b) = (&outputs[0], &outputs[1]);
-    let max_abs_diff_embed =
-        a.0.iter().zip(&b.0).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
-    let max_abs_diff_splade =
-        a.1.iter()
-            .zip(&b.1)
-            .map(|(x, y)| {
-                let y: std::collections::HashMap<u32, f32> = y.iter().copied().collect();
-                let x_ids: std::collections::HashSet<u32> = x.iter().map(|(t, _)| *t).collect();
-                let missing = y.iter().filter(|(t, _)| !x_ids.contains(t)).map(|(_, w)| w.abs());
-                x.iter().map(|(t, w)| (w - y.get(t).copied().unwrap_or(0.0)).abs()).chain(missing).fold(0f32, f32::max)
-            })
-            .fold(0f32, f32::max);
-    Ok(EncoderFigures {
-        queries: queries.len(),
-        docs: texts.len(),
-        query_threads: threads,
-        workers,
-        runtimes,
-        max_abs_diff_embed,
-        max_abs_diff_splade,
-    })
+    Ok(EncoderFigures { queries: queries.len(), docs: texts.len(), query_threads: threads, workers, runtimes })
+}
+
+/// A runtime's embeddings and SPLADE terms of the queries then the documents.
+type Outputs = (Vec<Vec<f32>>, Vec<Vec<(u32, f32)>>);
+
+/// The largest difference of a term weight between two SPLADE encodings (a term one lacks
+/// counts as weight 0 there).
+fn term_diff(x: &[(u32, f32)], y: &[(u32, f32)]) -> f32 {
+    let y: std::collections::HashMap<u32, f32> = y.iter().copied().collect();
+    let x_ids: std::collections::HashSet<u32> = x.iter().map(|(t, _)| *t).collect();
+    let missing = y.iter().filter(|(t, _)| !x_ids.contains(t)).map(|(_, w)| w.abs());
+    x.iter().map(|(t, w)| (w - y.get(t).copied().unwrap_or(0.0)).abs()).chain(missing).fold(0f32, f32::max)
+}
+
+fn cosine(x: &[f32], y: &[f32]) -> f32 {
+    let dot: f32 = x.iter().zip(y).map(|(a, b)| a * b).sum();
+    let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    dot / (norm(x) * norm(y)).max(f32::MIN_POSITIVE)
 }

@@ -75,7 +75,8 @@ pub async fn lifecycle(
     // Base version: real chunks, segment, lexical index and primary; synthetic vectors.
     eprintln!("building the base version");
     let t = Instant::now();
-    let embedder = codeintel_models::embed::Embedder::from_config(&cfg, 0).await?;
+    let embedder =
+        codeintel_models::embed::Embedder::from_config(&cfg, 0, codeintel_models::embed::Role::Documents).await?;
     let contract = embedder.contract(&cfg.embed.model_id).await?;
     drop(embedder);
     let mut all: Vec<Chunk> = Vec::new();

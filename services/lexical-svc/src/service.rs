@@ -42,10 +42,15 @@ impl LexicalSearcher {
     pub fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
         let sp = &cfg.sparse;
         let encoder = if sp.enabled {
-            codeintel_models::embed::Runtime::from_config(cfg, "sparse", cfg.embed.query_threads)
-                .and_then(|rt| SpladeEncoder::load(&cfg.sparse_model_dir(), sp.max_tokens, 1, sp.workers, &rt))
-                .map(Arc::new)
-                .map_err(|e| format!("sparse (SPLADE) model not loaded: {e}"))
+            codeintel_models::embed::Runtime::from_config(
+                cfg,
+                "sparse",
+                cfg.embed.query_threads,
+                codeintel_models::embed::Role::Queries,
+            )
+            .and_then(|rt| SpladeEncoder::load(&cfg.sparse_model_dir(), sp.max_tokens, 1, sp.workers, &rt))
+            .map(Arc::new)
+            .map_err(|e| format!("sparse (SPLADE) model not loaded: {e}"))
         } else {
             Err("sparse retrieval is off (sparse.enabled = false)".into())
         };

@@ -52,7 +52,8 @@ impl VectorSearcher {
     pub async fn new(cfg: &Config) -> anyhow::Result<Arc<Self>> {
         // Each query is one forward pass on `embed.query_threads` threads; on ONNX Runtime,
         // `embed.workers` sessions let that many queries encode at once.
-        let embedder = Embedder::from_config(cfg, cfg.embed.query_threads).await?;
+        let embedder =
+            Embedder::from_config(cfg, cfg.embed.query_threads, codeintel_models::embed::Role::Queries).await?;
         let contract = embedder.contract(&cfg.embed.model_id).await?;
         let placement = Placement::choose(&cfg.vector);
         match &placement.degraded {

@@ -24,39 +24,67 @@ pub enum EmbedError {
     Remote { url: String, message: String },
 }
 
+/// What a local encoder is loaded to encode: documents when indexing, queries when serving.
+/// Each has its own runtime setting (queries are short and latency-bound: int8 pays there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Documents,
+    Queries,
+}
+
 /// Which engine runs a local encoder's forward pass (`embed.runtime`, `sparse.runtime`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Runtime {
     /// candle, from the safetensors weights.
     Candle,
     /// ONNX Runtime, from the model folder's ONNX export (`embed.onnx`, `splade.onnx`), with
-    /// the shared library at `library`; each session computes on `threads` threads.
-    Onnx { library: PathBuf, threads: usize },
+    /// the shared library at `library`; each session computes on `threads` threads. With
+    /// `int8`, the export whose matrix products have int8 weights (`embed.int8.onnx`,
+    /// `splade.int8.onnx`: per-channel dynamic quantization, activations quantized per call).
+    Onnx { library: PathBuf, threads: usize, int8: bool },
 }
 
 impl Runtime {
-    /// `name` is `onnx` or `candle`; `threads` is per forward pass (0 = every core).
+    /// `name` is `onnx-int8`, `onnx` or `candle`; `threads` is per forward pass (0 = every
+    /// core).
     pub fn new(name: &str, library: PathBuf, threads: usize) -> Result<Self, EmbedError> {
+        let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = if threads == 0 { all } else { threads };
         match name {
             "candle" => Ok(Runtime::Candle),
-            "onnx" => {
-                let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-                Ok(Runtime::Onnx { library, threads: if threads == 0 { all } else { threads } })
+            "onnx" => Ok(Runtime::Onnx { library, threads, int8: false }),
+            "onnx-int8" => Ok(Runtime::Onnx { library, threads, int8: true }),
+            other => {
+                Err(EmbedError::Model(format!("unknown encoder runtime {other:?} (use onnx-int8, onnx or candle)")))
             }
-            other => Err(EmbedError::Model(format!("unknown encoder runtime {other:?} (use onnx or candle)"))),
         }
     }
 
-    /// The runtime `cfg` names for the embedder (`kind` = `embed`) or SPLADE (`sparse`).
-    pub fn from_config(cfg: &Config, kind: &str, threads: usize) -> Result<Self, EmbedError> {
-        let name = if kind == "sparse" { &cfg.sparse.runtime } else { &cfg.embed.runtime };
+    /// The model folder's ONNX export this runtime loads: `{stem}.onnx` or `{stem}.int8.onnx`.
+    pub fn onnx_file(&self, dir: &Path, stem: &str) -> PathBuf {
+        match self {
+            Runtime::Onnx { int8: true, .. } => dir.join(format!("{stem}.int8.onnx")),
+            _ => dir.join(format!("{stem}.onnx")),
+        }
+    }
+
+    /// The runtime `cfg` names for the embedder (`kind` = `embed`) or SPLADE (`sparse`), for
+    /// documents (`runtime`) or queries (`query_runtime`).
+    pub fn from_config(cfg: &Config, kind: &str, threads: usize, role: Role) -> Result<Self, EmbedError> {
+        let name = match (kind, role) {
+            ("sparse", Role::Documents) => &cfg.sparse.runtime,
+            ("sparse", Role::Queries) => &cfg.sparse.query_runtime,
+            (_, Role::Documents) => &cfg.embed.runtime,
+            (_, Role::Queries) => &cfg.embed.query_runtime,
+        };
         Self::new(name, cfg.onnx_runtime(), threads)
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Runtime::Candle => "candle",
-            Runtime::Onnx { .. } => "onnx",
+            Runtime::Onnx { int8: false, .. } => "onnx",
+            Runtime::Onnx { int8: true, .. } => "onnx-int8",
         }
     }
 }
@@ -94,9 +122,9 @@ impl LocalEmbedder {
                 let model = BertModel::load(vb, &cfg).map_err(|e| EmbedError::Model(e.to_string()))?;
                 (EmbedModel::Candle(Box::new(model)), cfg.hidden_size, tokenizer)
             }
-            Runtime::Onnx { library, threads } => {
+            Runtime::Onnx { library, threads, .. } => {
                 let (_, tokenizer) = read_bert_config(dir, max_tokens)?;
-                let m = crate::onnx::OnnxBert::load(library, &dir.join("embed.onnx"), workers, *threads)?;
+                let m = crate::onnx::OnnxBert::load(library, &runtime.onnx_file(dir, "embed"), workers, *threads)?;
                 let dim = m.width();
                 (EmbedModel::Onnx(m), dim, tokenizer)
             }
@@ -301,11 +329,11 @@ pub enum Embedder {
 impl Embedder {
     /// `threads`: per forward pass of the local model on ONNX Runtime (candle's are set for the
     /// whole process, [`crate::set_encoder_threads`]).
-    pub async fn from_config(cfg: &Config, threads: usize) -> Result<Self, EmbedError> {
+    pub async fn from_config(cfg: &Config, threads: usize, role: Role) -> Result<Self, EmbedError> {
         if cfg.embed.url.is_empty() {
             let dir: PathBuf = cfg.model_dir();
             let (max, batch, workers) = (cfg.embed.max_tokens, cfg.embed.batch_size, cfg.embed.workers);
-            let runtime = Runtime::from_config(cfg, "embed", threads)?;
+            let runtime = Runtime::from_config(cfg, "embed", threads, role)?;
             let e = tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, max, batch, workers, &runtime))
                 .await
                 .map_err(|e| EmbedError::Model(e.to_string()))??;

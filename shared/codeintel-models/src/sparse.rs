@@ -84,12 +84,14 @@ impl SpladeEncoder {
                 let model = BertForMaskedLM::load(vb, &cfg).map_err(|e| EmbedError::Model(e.to_string()))?;
                 (SpladeModel::Candle(Box::new(model)), tokenizer)
             }
-            Runtime::Onnx { library, threads } => {
+            Runtime::Onnx { library, threads, .. } => {
                 let (cfg, tokenizer) = crate::embed::read_bert_config(dir, max_tokens)?;
-                let m = crate::onnx::OnnxBert::load(library, &dir.join("splade.onnx"), workers, *threads)?;
+                let file = runtime.onnx_file(dir, "splade");
+                let m = crate::onnx::OnnxBert::load(library, &file, workers, *threads)?;
                 if m.width() != cfg.vocab_size {
                     return Err(EmbedError::Model(format!(
-                        "splade.onnx gives {} weights per text, the vocabulary has {}",
+                        "{} gives {} weights per text, the vocabulary has {}",
+                        file.display(),
                         m.width(),
                         cfg.vocab_size
                     )));

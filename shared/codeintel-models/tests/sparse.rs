@@ -6,7 +6,8 @@ use codeintel_models::sparse::{dot, SpladeEncoder};
 
 fn encoder() -> SpladeEncoder {
     let cfg = Config::default();
-    let rt = codeintel_models::embed::Runtime::from_config(&cfg, "sparse", 1).unwrap();
+    let rt = codeintel_models::embed::Runtime::from_config(&cfg, "sparse", 1, codeintel_models::embed::Role::Documents)
+        .unwrap();
     SpladeEncoder::load(&cfg.sparse_model_dir(), 256, 4, 1, &rt).expect("splade model (run `make deps`)")
 }
 
