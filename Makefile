@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs
+	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -69,6 +69,9 @@ check: lint test ## what CI runs, and the lint
 
 bench: build ## dev benchmark from outside: index, up, grpcurl, eval + score --strict
 	@CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) ../shared/bench/check.sh
+
+corpus-100k: ## fetch the pinned ~100K-chunk scale corpus (2 PyPI packages, 10 crates) into $(CODEINTEL_CACHE)/corpus-100k
+	@scripts/corpus-100k.sh
 
 S3_VENV := $(CODEINTEL_CACHE)/venv-s3
 
