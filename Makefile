@@ -17,7 +17,7 @@ DOCKER_BASE ?= codeintel-base:bookworm
 	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 system-deps: ## install the Debian packages the build and tests need (cmake, BLAS, protoc, redis)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
