@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A real corpus of about 100,000 chunks for the scale benchmark (docs/benchmarks.md, "Search at
-# 100,000 chunks"): the sources of two large PyPI packages and ten large crates from crates.io,
+# A real corpus of about 100,000 chunks for the scale benchmark of issue 18 (Search latency and
+# memory at that size; not yet measured): the sources of two large PyPI packages and ten large crates from crates.io,
 # every archive pinned by version and sha256 (the crates' hashes are the checksums Cargo.lock
 # records). None of them is in ../shared/bench/EXCLUDE.txt; the corpus is used for speed and
 # memory only, never to tune or train.
