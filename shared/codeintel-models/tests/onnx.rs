@@ -131,3 +131,19 @@ fn a_missing_export_or_library_says_what_to_run() {
     assert!(err.to_string().contains("embed.int8.onnx"), "{err}");
     assert!(Runtime::new("tensorflow", cfg.onnx_runtime(), 1).is_err());
 }
+
+#[test]
+fn queries_and_documents_each_get_their_own_runtime_setting() {
+    use codeintel_models::embed::Role;
+    let mut cfg = Config::default();
+    let rt = |cfg: &Config, kind, role| Runtime::from_config(cfg, kind, 1, role).unwrap().name();
+    assert_eq!(rt(&cfg, "embed", Role::Documents), "onnx");
+    assert_eq!(rt(&cfg, "embed", Role::Queries), "onnx-int8");
+    assert_eq!(rt(&cfg, "sparse", Role::Documents), "onnx");
+    assert_eq!(rt(&cfg, "sparse", Role::Queries), "onnx-int8");
+    cfg.embed.query_runtime = "candle".into();
+    cfg.sparse.runtime = "onnx-int8".into();
+    assert_eq!(rt(&cfg, "embed", Role::Queries), "candle");
+    assert_eq!(rt(&cfg, "embed", Role::Documents), "onnx");
+    assert_eq!(rt(&cfg, "sparse", Role::Documents), "onnx-int8");
+}
