@@ -99,8 +99,52 @@ pub struct IndexReport {
     pub skipped_secrets: Vec<(String, String)>,
 }
 
+/// Progress of one stage of a run: a bar on a terminal; when stderr is not a terminal (a log
+/// file, CI, a container) a plain line each tenth of the way, so a long run still says how far
+/// it is and how fast it goes; nothing when quiet.
+pub struct Progress {
+    pb: ProgressBar,
+    /// Plain lines instead of a bar: `(stage name, total, position of the next line, start)`.
+    lines: Option<(String, u64, u64, Instant)>,
+    pos: u64,
+}
+
+impl Progress {
+    pub fn inc(&mut self, n: u64) {
+        self.pb.inc(n);
+        self.pos += n;
+        if let Some((what, len, next, start)) = &mut self.lines {
+            if self.pos >= *next && self.pos < *len {
+                eprintln!("{}", progress_line(what, self.pos, *len, start.elapsed().as_secs_f64()));
+                *next = self.pos + (*len / 10).max(1);
+            }
+        }
+    }
+
+    pub fn finish(self) {
+        self.pb.finish_and_clear();
+    }
+
+    pub fn new(len: u64, what: &str, quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        let lines = (!quiet && !std::io::stderr().is_terminal())
+            .then(|| (what.to_string(), len, (len / 10).max(1), Instant::now()));
+        Self { pb: bar(len, what, quiet), lines, pos: 0 }
+    }
+}
+
+/// `embedding: 300/1000 (30%) in 10s, 30.0/s, eta 23s`
+fn progress_line(what: &str, pos: u64, len: u64, secs: f64) -> String {
+    let rate = pos as f64 / secs.max(1e-9);
+    let eta = len.saturating_sub(pos) as f64 / rate.max(1e-9);
+    let pct = 100.0 * pos as f64 / len.max(1) as f64;
+    format!("{what}: {pos}/{len} ({pct:.0}%) in {secs:.0}s, {rate:.1}/s, eta {eta:.0}s")
+}
+
+/// A progress bar on a terminal; hidden when quiet or when stderr is not a terminal.
 pub fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
-    if quiet {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(len);
@@ -169,7 +213,7 @@ async fn embed_chunks(
     chunks: &[&Chunk],
     quiet: bool,
 ) -> anyhow::Result<Vec<f32>> {
-    let pb = bar(chunks.len() as u64, "embedding", quiet);
+    let mut pb = Progress::new(chunks.len() as u64, "embedding", quiet);
     let mut out = Vec::new();
     // Large steps let the embedder sort by length across many texts (less padding).
     let step = (cfg.embed.batch_size * 32).max(64);
@@ -198,7 +242,7 @@ async fn embed_chunks(
         }
         pb.inc(part.len() as u64);
     }
-    pb.finish_and_clear();
+    pb.finish();
     Ok(out)
 }
 
@@ -247,7 +291,7 @@ async fn encode_sparse(
     chunks: &[&Chunk],
     quiet: bool,
 ) -> anyhow::Result<Vec<SparseDoc>> {
-    let pb = bar(chunks.len() as u64, "sparse", quiet);
+    let mut pb = Progress::new(chunks.len() as u64, "sparse", quiet);
     let mut out = Vec::with_capacity(chunks.len());
     let step = (cfg.sparse.batch_size * 32).max(64);
     for part in chunks.chunks(step) {
@@ -262,7 +306,7 @@ async fn encode_sparse(
         }));
         pb.inc(part.len() as u64);
     }
-    pb.finish_and_clear();
+    pb.finish();
     Ok(out)
 }
 
@@ -391,6 +435,16 @@ async fn full(
         }
     }
     let todo: Vec<&Chunk> = chunks.iter().filter(|c| !reused.contains_key(&c.chunk_id)).collect();
+    if !quiet {
+        eprintln!(
+            "chunked {} files into {} chunks in {:.1}s; {} to embed, {} reused",
+            files.len(),
+            chunks.len(),
+            report.chunk_time.as_secs_f64(),
+            todo.len(),
+            reused.len()
+        );
+    }
     let fresh = embed_chunks(embedder, cfg, &todo, quiet).await?;
     let mut fresh = fresh.chunks_exact(dim);
     let mut vectors = Vec::with_capacity(chunks.len() * dim);
@@ -751,4 +805,23 @@ fn compact_held(cfg: &Config, repo: &str, quiet: bool, fail_after: Option<usize>
         );
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_line_says_how_far_how_fast_and_how_long_to_go() {
+        assert_eq!(progress_line("embedding", 300, 1000, 10.0), "embedding: 300/1000 (30%) in 10s, 30.0/s, eta 23s");
+        assert_eq!(progress_line("sparse", 0, 0, 0.0), "sparse: 0/0 (0%) in 0s, 0.0/s, eta 0s");
+    }
+
+    #[test]
+    fn quiet_progress_prints_no_lines() {
+        let mut p = Progress::new(10, "embedding", true);
+        assert!(p.lines.is_none());
+        p.inc(5);
+        assert_eq!(p.pos, 5);
+    }
 }
