@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k
+	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -72,6 +72,25 @@ bench: build ## dev benchmark from outside: index, up, grpcurl, eval + score --s
 
 corpus-100k: ## fetch the pinned ~100K-chunk scale corpus (2 PyPI packages, 10 crates) into $(CODEINTEL_CACHE)/corpus-100k
 	@scripts/corpus-100k.sh
+
+TRAIN_VENV := $(CODEINTEL_CACHE)/venv-train
+RERANK_STEPS ?= 1400
+
+train-venv: $(TRAIN_VENV)/.installed ## the Python venv that mines and trains the retrieval models (issue 19; PyTorch, ~5.4 GB)
+
+$(TRAIN_VENV)/.installed: scripts/train/requirements.txt
+	python3 -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install -q -r scripts/train/requirements.txt
+	touch $@
+
+train-data: train-venv build ## mine the training set (scripts/train/sources.txt) into $(CODEINTEL_CACHE)/train: queries.jsonl, pairs.jsonl, MANIFEST.tsv
+	TRAIN_PYTHON=$(TRAIN_VENV)/bin/python scripts/train/mine.sh $(CODEINTEL_CACHE)/train
+	$(CARGO_TARGET_DIR)/release/codeintel train pairs $(CODEINTEL_CACHE)/train/queries.jsonl \
+		--corpus $(CODEINTEL_CACHE)/train/corpus --out $(CODEINTEL_CACHE)/train/pairs.jsonl
+
+train-rerank: train-venv ## train the local cross-encoder on $(CODEINTEL_CACHE)/train/pairs.jsonl into models/rerank/ (fixed seed, 2 threads; make train-data first)
+	$(TRAIN_VENV)/bin/python scripts/train/rerank.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
+		$(CODEINTEL_CACHE)/models/splade-tiny models/rerank --steps $(RERANK_STEPS)
 
 S3_VENV := $(CODEINTEL_CACHE)/venv-s3
 

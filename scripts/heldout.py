@@ -105,7 +105,7 @@ def main():
     shutil.rmtree(out_root, ignore_errors=True)
     qs = {}
     for base, name, lang, ext in srcs:
-        walked = [(os.path.dirname(base), [], [os.path.basename(base)])] if os.path.isfile(base) else os.walk(base)
+        walked = [(os.path.dirname(base), [], [os.path.basename(base)])] if os.path.isfile(base) else sorted((dp, ds, sorted(fs)) for dp, ds, fs in os.walk(base))
         if os.path.isfile(base): base = os.path.dirname(base)
         for dp, _, fs in walked:
             if '/test' in dp or 'node_modules' in dp or '/examples' in dp or '/benches' in dp: continue
@@ -121,4 +121,5 @@ def main():
     with open(out_root + '.queries.jsonl', 'w') as w:
         for i, q in enumerate(allq):
             w.write(json.dumps({'id': 'gen-%04d' % i, **q}) + '\n')
-main()
+if __name__ == '__main__':
+    main()

@@ -9,4 +9,5 @@ pub use codeintel_models::chat;
 pub mod index;
 pub mod mcp;
 pub mod models;
+pub mod train;
 pub mod up;

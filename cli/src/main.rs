@@ -133,7 +133,8 @@ enum Cmd {
         json: bool,
         #[command(flatten)]
         scope: ScopeArgs,
-        /// Rerank the fused candidates with the configured rerank server.
+        /// Rerank the fused candidates (answer.rerank_url, else the local cross-encoder where
+        /// answer.local_rerank is on).
         #[arg(long)]
         rerank: bool,
     },
@@ -187,6 +188,11 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Build the training sets of the retrieval models (`scripts/train/`, issue 19).
+    Train {
+        #[command(subcommand)]
+        what: TrainCmd,
+    },
     /// Client tokens for `auth.tokens`: `new` prints a random token and its hash, `hash` the
     /// hash of the token in `CODEINTEL_TOKEN` (or read from stdin).
     Token {
@@ -214,7 +220,8 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value_t = 10)]
         top_k: u32,
-        /// Rerank the fused candidates with the configured rerank server.
+        /// Rerank the fused candidates (answer.rerank_url, else the local cross-encoder where
+        /// answer.local_rerank is on).
         #[arg(long)]
         rerank: bool,
     },
@@ -226,6 +233,27 @@ enum ModelsCmd {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8000")]
         addr: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCmd {
+    /// Training examples from mined queries (`scripts/train/mine.sh`): each query's gold
+    /// definition as our chunker cuts it, with hard negatives (same-file siblings, similar
+    /// names, the same package); JSON lines.
+    Pairs {
+        /// The mined queries (`queries.jsonl`: `id`, `query`, `lang`, `package`, `gold`).
+        queries: PathBuf,
+        /// The stripped copy the gold paths are relative to.
+        #[arg(long)]
+        corpus: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Negatives per query.
+        #[arg(long, default_value_t = 7)]
+        negatives: usize,
+        #[arg(long, default_value_t = 19)]
+        seed: u64,
     },
 }
 
@@ -317,7 +345,8 @@ enum BenchCmd {
         limit: Option<usize>,
         #[arg(long, default_value_t = 5)]
         top_k: u32,
-        /// Fused candidates to rerank (0 = no rerank; needs answer.rerank_url).
+        /// Fused candidates to rerank (0: the server's default; there is reranking only where
+        /// answer.rerank_url or answer.local_rerank is set).
         #[arg(long, default_value_t = 0)]
         rerank_top_n: u32,
         /// Per-answer budget, ms (0 = the server's answer.time_budget_ms).
@@ -357,6 +386,10 @@ enum BenchCmd {
         /// HTTP/2 connections the clients share.
         #[arg(long, default_value_t = 1)]
         connections: usize,
+        /// `--rpc search` requests ask for reranking (the server's rerank server, else its local
+        /// cross-encoder); `Answer` reranks whenever the server has a reranker.
+        #[arg(long)]
+        rerank: bool,
         /// Retry at once after RESOURCE_EXHAUSTED instead of waiting the server's retry hint.
         #[arg(long)]
         ignore_pushback: bool,
@@ -811,6 +844,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                     mode,
                     timeout_ms,
                     connections,
+                    rerank,
                     ignore_pushback,
                     memory_from,
                     sample_every,
@@ -836,6 +870,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                         queries,
                         top_k: *top_k,
                         mode: SearchMode::from(*mode) as i32,
+                        rerank: *rerank,
                         timeout: Duration::from_millis(*timeout_ms),
                         connections: *connections,
                         tls: cfg.tls.clone(),
@@ -866,6 +901,31 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             };
             let _ = std::fs::remove_dir_all(&work);
             println!("{out}");
+        }
+        Cmd::Train { what: TrainCmd::Pairs { queries, corpus, out, negatives, seed } } => {
+            let qs = codeintel::train::read_queries(queries)?;
+            let (examples, stats) = codeintel::train::examples(corpus, &qs, *negatives, *seed)?;
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?,
+            );
+            let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+            for e in &examples {
+                for k in &e.neg_kinds {
+                    *kinds.entry(k.as_str()).or_default() += 1;
+                }
+                serde_json::to_writer(&mut w, e)?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()?;
+            eprintln!(
+                "{} queries -> {} examples in {} ({} without a chunk, {} ambiguous, {} repeated); negatives {kinds:?}",
+                stats.queries,
+                stats.examples,
+                out.display(),
+                stats.no_chunk,
+                stats.ambiguous,
+                stats.duplicate
+            );
         }
         Cmd::Eval { queries, mode, out, top_k, rerank } => {
             let mut c = client(&cfg).await?;

@@ -74,6 +74,8 @@ pub struct LoadOptions {
     pub top_k: u32,
     /// `SearchMode` of `Search` requests.
     pub mode: i32,
+    /// `Search` requests ask for reranking (`Answer` reranks whenever the server has a reranker).
+    pub rerank: bool,
     /// Deadline of each request (sent as `grpc-timeout`, and enforced here on the whole call).
     pub timeout: Duration,
     /// HTTP/2 connections the clients of a level share.
@@ -411,6 +413,7 @@ struct Job {
     queries: Vec<String>,
     top_k: u32,
     mode: i32,
+    rerank: bool,
     timeout: Duration,
     /// Wait the server's `grpc-retry-pushback-ms` after a refusal.
     honour_pushback: bool,
@@ -435,7 +438,7 @@ async fn call(client: &mut AnswerClient, job: &Job, query: &str) -> Result<Vec<S
                 scope: None,
                 top_k: job.top_k,
                 mode: job.mode,
-                rerank: false,
+                rerank: job.rerank,
             });
             req.set_timeout(job.timeout);
             let resp = client.search(req).await?.into_inner();
@@ -511,6 +514,7 @@ pub async fn load(opts: &LoadOptions) -> anyhow::Result<LoadFigures> {
         queries: opts.queries.clone(),
         top_k: opts.top_k,
         mode: opts.mode,
+        rerank: opts.rerank,
         timeout: opts.timeout,
         honour_pushback: opts.honour_pushback,
         next: AtomicUsize::new(0),

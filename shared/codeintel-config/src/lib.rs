@@ -443,6 +443,18 @@ pub struct AnswerConfig {
     pub rerank_top_n: u32,
     /// Most of the budget the rerank stage may use, milliseconds.
     pub rerank_timeout_ms: u64,
+    /// With no `rerank_url`: rerank with the built-in cross-encoder (trained on public code,
+    /// run on this process's CPU over the SPLADE model folder's base weights).
+    pub local_rerank: bool,
+    /// Trained cross-encoder weights (`rerank.safetensors`, with its `rerank.json` beside it);
+    /// empty: the weights built into the binary.
+    pub local_rerank_weights: PathBuf,
+    /// Fused candidates the local cross-encoder scores when a request does not say.
+    pub local_rerank_top_n: u32,
+    /// How much the fusion order still counts after local reranking: a candidate's score is
+    /// its cross-encoder score standardised over the candidates, minus this times the natural
+    /// log of its fusion rank (1 for the first). 0 orders by the cross-encoder alone.
+    pub local_rerank_fusion_weight: f32,
     /// Redis holding session scopes for every answer-svc process (`redis://host:port/db`);
     /// empty keeps them in this process only.
     pub redis_url: String,
@@ -670,6 +682,10 @@ impl Default for AnswerConfig {
             rerank_model: "default".into(),
             rerank_top_n: 50,
             rerank_timeout_ms: 600,
+            local_rerank: false,
+            local_rerank_weights: PathBuf::new(),
+            local_rerank_top_n: 20,
+            local_rerank_fusion_weight: 1.0,
             redis_url: String::new(),
             session_ttl_s: 3_600,
             session_max_entries: 10_000,

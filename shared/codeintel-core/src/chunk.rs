@@ -81,6 +81,20 @@ impl Chunk {
         s
     }
 
+    /// What a second-stage reranker reads of a chunk: where it lives, what it defines (the
+    /// name also as plain words), then the code, at most 4,000 characters. The local
+    /// cross-encoder is trained on exactly this text (`codeintel train pairs`): change the two
+    /// together.
+    pub fn rerank_text(&self) -> String {
+        let mut s = self.path.clone();
+        if !self.symbol.is_empty() {
+            s.push_str(&format!("\n{} {} ({})", self.kind, self.symbol, words_of(&self.symbol)));
+        }
+        s.push('\n');
+        s.extend(self.text.chars().take(4000));
+        s
+    }
+
     /// The definition's name view: where it lives, its name (also as plain words) and its
     /// signature, without the body. Short texts like this sit closer to a one-sentence
     /// question than a whole body does; embedded besides [`Chunk::embedding_text`] when

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod chat;
 pub mod embed;
 pub mod onnx;
+pub mod rerank;
 pub mod sparse;
 
 /// An HTTP client builder for the model servers (embeddings, rerank, chat): the public roots

@@ -138,6 +138,41 @@ async fn a_score_endpoint_reranks_and_the_trace_records_each_move() {
     assert_eq!(row.2, format!("[{},{},{}]", fusion[4], fusion[3], fusion[2]));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_cross_encoder_reranks_where_switched_on_and_is_asked_for_where_off() {
+    let (_tmp, data) = indexed_shop();
+    let search = |rerank| SearchRequest { query: QUERY.into(), scope: None, top_k: 3, mode: 0, rerank };
+    {
+        // Off (the default) and no rerank server: a Search asking for reranking says how to get it.
+        let off = Mesh::start(&data);
+        let mut c = client(&off).await;
+        let e = c.search(search(true)).await.expect_err("rerank with no reranker");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("answer.local_rerank=true"), "{}", e.message());
+        let (evs, _) = answer_all(&mut c, request(5_000, 0)).await;
+        assert_eq!(trace(&evs).reranker, "fusion");
+    }
+    let on = Mesh::start_with(&data, &["answer.local_rerank=true".to_string()]);
+    let mut c = client(&on).await;
+    let fusion = fusion_order(&mut c, 20).await;
+    let (evs, _) = answer_all(&mut c, request(5_000, 0)).await;
+    let t = trace(&evs);
+    assert!(t.reranker.starts_with("local-cross-encoder "), "{}", t.reranker);
+    assert!(limits(&evs).iter().all(|l| !l.starts_with("rerank")), "{:?}", limits(&evs));
+    // Answers rerank the fused top 20 (answer.local_rerank_top_n) by default, and record the moves.
+    let got = cited(&evs);
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|id| fusion.contains(id)), "{got:?} not among {fusion:?}");
+    assert_eq!(t.ranks.iter().map(|r| r.chunk_id).collect::<Vec<_>>(), got);
+    for r in &t.ranks {
+        let before = fusion.iter().position(|&id| id == r.chunk_id).unwrap() as u32 + 1;
+        assert_eq!(r.before, before, "{r:?}");
+    }
+    // A Search that asks for reranking gets the same order.
+    let hits: Vec<u64> = c.search(search(true)).await.unwrap().into_inner().hits.iter().map(|h| h.chunk_id).collect();
+    assert_eq!(hits, got);
+}
+
 /// (query, reranker, cited) of every AnswerTrace row written so far (waits for the first file).
 async fn wait_for_trace_rows(dir: &std::path::Path) -> Vec<(String, String, String)> {
     use arrow::array::{Array, AsArray};

@@ -332,12 +332,14 @@ impl Engine {
         })?;
         let budget = Duration::from_millis(self.cfg.answer.time_budget_ms);
         let rerank_n = if req.rerank {
-            if self.parts.reranker.is_none() {
+            let Some(rr) = &self.parts.reranker else {
                 return Err(AnswerError::InvalidArgument(
-                    "rerank was requested but no rerank server is configured (set answer.rerank_url)".into(),
+                    "rerank was requested but no reranker is configured (set answer.rerank_url, or \
+                     answer.local_rerank=true for the built-in one)"
+                        .into(),
                 ));
-            }
-            self.cfg.answer.rerank_top_n
+            };
+            rr.default_depth().unwrap_or(self.cfg.answer.rerank_top_n)
         } else {
             0
         };

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::error::AnswerError;
 use crate::fusion::{fuse, Method, RankedList};
 use crate::rerank::RerankError;
-use crate::retrievers::{CallError, Chunk, Reranker, RetrieverKind};
+use crate::retrievers::{CallError, Reranker, RetrieverKind};
 use codeintel_core::query::{self, QueryKind};
 
 use super::*;
@@ -242,7 +242,7 @@ pub async fn rerank_stage(
     let mut out = RerankOutcome { hits: Vec::new(), reranker: None, ranks: Vec::new(), limit: None };
     hits.truncate(rerank_n as usize);
     let rest = hits.split_off(pinned.min(hits.len()));
-    let docs: Vec<String> = rest.iter().map(|h| rerank_document(&h.chunk)).collect();
+    let docs: Vec<String> = rest.iter().map(|h| h.chunk.rerank_text()).collect();
     match rr.rerank(query, &docs, deadline).instrument(tracing::info_span!("rerank")).await {
         Ok(r) => {
             out.reranker = Some(r.label);
@@ -406,15 +406,4 @@ impl Engine {
             })
             .collect())
     }
-}
-
-/// What the reranker reads of a chunk: where it is and what it defines, then the code.
-pub(super) fn rerank_document(c: &Chunk) -> String {
-    let mut s = format!("{}:{}-{}", c.path, c.start_line, c.end_line);
-    if !c.symbol.is_empty() {
-        s.push_str(&format!(" {} {}", c.kind, c.symbol));
-    }
-    s.push('\n');
-    s.extend(c.text.chars().take(4000));
-    s
 }

@@ -32,7 +32,9 @@ impl Engine {
         let budget_ms =
             if req.time_budget_ms == 0 { self.cfg.answer.time_budget_ms } else { req.time_budget_ms as u64 };
         let budget = Duration::from_millis(budget_ms);
-        let rerank_n = if req.rerank_top_n == 0 { self.cfg.answer.rerank_top_n } else { req.rerank_top_n };
+        let default_n =
+            self.parts.reranker.as_ref().and_then(|r| r.default_depth()).unwrap_or(self.cfg.answer.rerank_top_n);
+        let rerank_n = if req.rerank_top_n == 0 { default_n } else { req.rerank_top_n };
         let r = match self.retrieve(&req.query, &scope, SearchMode::Hybrid, top_k, budget, rerank_n).await {
             Ok(r) => r,
             Err(e) => {
