@@ -74,7 +74,7 @@ corpus-100k: ## fetch the pinned ~100K-chunk scale corpus (2 PyPI packages, 10 c
 	@scripts/corpus-100k.sh
 
 TRAIN_VENV := $(CODEINTEL_CACHE)/venv-train
-RERANK_STEPS ?= 1400
+RERANK_STEPS ?= 4200
 
 train-venv: $(TRAIN_VENV)/.installed ## the Python venv that mines and trains the retrieval models (issue 19; PyTorch, ~5.4 GB)
 

@@ -154,7 +154,7 @@ def main():
     ap.add_argument('pairs')
     ap.add_argument('base')
     ap.add_argument('out')
-    ap.add_argument('--steps', type=int, default=1200)
+    ap.add_argument('--steps', type=int, default=4200)
     ap.add_argument('--batch', type=int, default=16)
     ap.add_argument('--lr', type=float, default=3e-4)
     ap.add_argument('--max-len', type=int, default=128)
