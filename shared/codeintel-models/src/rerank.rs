@@ -8,7 +8,6 @@
 //! pins the sha256 of both the delta and the base weights it applies to: a delta applied to other
 //! base weights would score nonsense, so a mismatch is refused at load.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -102,7 +101,7 @@ impl CrossEncoder {
                 meta.base.tokenizer_sha256
             )));
         }
-        let mut tensors = renamed(candle_core::safetensors::load_buffer(&base, &Device::Cpu).map_err(model_err)?);
+        let mut tensors = crate::sparse::bert_tensors(&base)?;
         for (k, v) in candle_core::safetensors::load_buffer(weights, &Device::Cpu).map_err(model_err)? {
             tensors.insert(k, v.to_dtype(DType::F32).map_err(model_err)?);
         }
@@ -137,19 +136,4 @@ impl CrossEncoder {
             .map_err(model_err)?;
         Ok(scores)
     }
-}
-
-/// Old BERT checkpoints name LayerNorm parameters `gamma` / `beta`.
-fn renamed(tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
-    tensors
-        .into_iter()
-        .map(|(k, v)| {
-            let k = match (k.strip_suffix("LayerNorm.gamma"), k.strip_suffix("LayerNorm.beta")) {
-                (Some(p), _) => format!("{p}LayerNorm.weight"),
-                (_, Some(p)) => format!("{p}LayerNorm.bias"),
-                _ => k,
-            };
-            (k, v)
-        })
-        .collect()
 }

@@ -31,13 +31,12 @@ pub struct SpladeEncoder {
     workers: usize,
 }
 
-/// Loads safetensors and adapts the names that older BERT checkpoints use: `LayerNorm.gamma` /
-/// `beta` become `weight` / `bias`, and a decoder tied to the word embeddings (absent from the
-/// file) is materialised from them with the `cls.predictions.bias` bias.
-fn bert_mlm_tensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>, EmbedError> {
+/// Loads BERT safetensors with the names older checkpoints use adapted: `LayerNorm.gamma` /
+/// `beta` become `weight` / `bias`.
+pub(crate) fn bert_tensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>, EmbedError> {
     let loaded =
         candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| EmbedError::Model(e.to_string()))?;
-    let mut out: HashMap<String, Tensor> = loaded
+    Ok(loaded
         .into_iter()
         .map(|(k, v)| {
             let k = if let Some(p) = k.strip_suffix("LayerNorm.gamma") {
@@ -49,7 +48,13 @@ fn bert_mlm_tensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>, EmbedError>
             };
             (k, v)
         })
-        .collect();
+        .collect())
+}
+
+/// [`bert_tensors`], and a decoder tied to the word embeddings (absent from the file)
+/// materialised from them with the `cls.predictions.bias` bias.
+fn bert_mlm_tensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>, EmbedError> {
+    let mut out = bert_tensors(bytes)?;
     if !out.contains_key("cls.predictions.decoder.weight") {
         let emb = out
             .get("bert.embeddings.word_embeddings.weight")
