@@ -324,6 +324,21 @@ enum BenchCmd {
         #[arg(long, default_value_t = 512)]
         docs: usize,
     },
+    /// One indexed repo's dense search at several `vector.nprobe` values, in process, real query
+    /// embeddings: recall of the top k against probing every list, and the search's latency.
+    Nprobe {
+        /// Queries in JSON lines (`query`), as `codeintel eval` reads them.
+        queries: PathBuf,
+        /// The indexed repo (in the data root), with a trained (IVF) primary.
+        #[arg(long)]
+        repo: String,
+        /// Lists probed, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
+        nprobe: Vec<usize>,
+        /// Results compared per query (answer.candidates asks the retrievers for 100).
+        #[arg(long, default_value_t = 100)]
+        k: usize,
+    },
     /// Session scope lookups against a Redis server, with and without the in-process cache.
     Scope {
         #[arg(long)]
@@ -816,6 +831,10 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                 BenchCmd::Encoders { queries, repo, docs } => {
                     let qs = read_queries(queries, 0)?;
                     serde_json::to_string_pretty(&codeintel::bench::encoders(&cfg, &qs, repo, *docs)?)?
+                }
+                BenchCmd::Nprobe { queries, repo, nprobe, k } => {
+                    let qs = read_queries(queries, 0)?;
+                    serde_json::to_string_pretty(&codeintel::bench::nprobe(&cfg, &qs, repo, nprobe, *k).await?)?
                 }
                 BenchCmd::Scope { redis_url, sessions, lookups, concurrency } => serde_json::to_string_pretty(
                     &codeintel::bench::scope(redis_url, *sessions, *lookups, *concurrency).await?,

@@ -14,6 +14,8 @@
 //!   same synthetic vectors: agreement of the top k, batched queries per second, latency.
 //! * `hydrate`: one repo's hydrations from the rows held in memory against DuckDB over the
 //!   Parquet segments, same tickets: latency, memory, load time.
+//! * `nprobe`: one repo's trained dense primary at several `vector.nprobe` values, real query
+//!   embeddings: recall of the top k against probing every list, and search latency.
 //! * `load`: concurrent `Search` or `Answer` clients against a running answer-svc at several
 //!   concurrency levels: queries per second, latency percentiles, failures by status code.
 
@@ -23,6 +25,7 @@ mod gpu;
 mod hydrate;
 mod lifecycle;
 mod load;
+mod nprobe;
 mod remote;
 mod scope;
 mod vectors;
@@ -43,6 +46,7 @@ pub use load::{
     load, memory_table, parse_queries, table as load_table, LevelFigures, LoadFigures, LoadOptions, MemorySample, Rpc,
     BUILTIN_QUERIES,
 };
+pub use nprobe::{nprobe, NprobeFigures, NprobeRow};
 pub use remote::{remote, RemoteFigures};
 pub use scope::{scope, ScopeFigures};
 pub use vectors::{vectors, IndexFigures, VectorFigures};

@@ -175,12 +175,10 @@ impl LexicalSearcher {
             let repo = &l.manifest.repo;
             let index = l.value.sparse.as_ref().expect("filtered on sparse");
             hits.extend(
-                index.search(&q, k, |path, lang| scope.allows(repo, path, lang)).into_iter().map(|h| ScoredChunk {
-                    chunk_id: h.chunk_id,
-                    repo: repo.clone(),
-                    score: h.score,
-                    exact: false,
-                }),
+                index
+                    .search(&q, k, scope.filters_chunks(), |path, lang| scope.allows(repo, path, lang))
+                    .into_iter()
+                    .map(|h| ScoredChunk { chunk_id: h.chunk_id, repo: repo.clone(), score: h.score, exact: false }),
             );
         }
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));

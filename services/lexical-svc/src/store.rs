@@ -71,7 +71,9 @@ impl RepoLexical {
 
     /// BM25 over the code fields: each query token is a should-clause on each field, boosted;
     /// with `boosts.word_forms` > 0 a token scores as the best of itself and its other forms in
-    /// the index (see [`WordForms`]), the other forms weighted by `word_forms`.
+    /// the index (see [`WordForms`]), the other forms weighted by `word_forms`. `keep(path,
+    /// language)` is asked only where `filtered` says the scope filters chunks; unfiltered hits
+    /// take their chunk ids from the fast field without reading stored documents.
     #[allow(clippy::too_many_arguments)]
     pub fn search(
         &self,
@@ -134,6 +136,20 @@ impl RepoLexical {
         let depth = if filtered { (k * 20).max(200) } else { k };
         let top = searcher.search(&q, &TopDocs::with_limit(depth)).map_err(tv)?;
         let mut out = Vec::with_capacity(k);
+        if !filtered {
+            // Nothing to filter on: the chunk ids come from the fast field, no stored document is
+            // read (each read decompresses a doc-store block, which grows costly with the index).
+            let mut columns: Vec<Option<tantivy::columnar::Column<u64>>> = vec![None; searcher.segment_readers().len()];
+            for (score, addr) in top.into_iter().take(k) {
+                let slot = &mut columns[addr.segment_ord as usize];
+                if slot.is_none() {
+                    *slot = Some(searcher.segment_reader(addr.segment_ord).fast_fields().u64("chunk_id").map_err(tv)?);
+                }
+                let id = slot.as_ref().and_then(|c| c.first(addr.doc_id)).unwrap_or(0);
+                out.push(LexHit { chunk_id: id, score, exact: score >= EXACT_SCORE });
+            }
+            return Ok(out);
+        }
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr).map_err(tv)?;
             let id = doc.get_first(f.chunk_id).and_then(|v| v.as_u64()).unwrap_or(0);
@@ -328,6 +344,17 @@ mod tests {
         let hits = r.search("refresh token", "", 3, BOOSTS, &[], |p, _| p.starts_with("a/"), true).unwrap();
         assert!(hits.iter().all(|h| h.chunk_id == id_of(&chunks, "refresh_token")));
         assert!(r.search("the of", "", 3, BOOSTS, &[], |_, _| true, false).unwrap().is_empty(), "stop words only");
+        // The unfiltered path (chunk ids from the fast field) and the filtered one (stored
+        // documents) agree hit for hit.
+        let ids = |filtered| -> Vec<(u64, u32)> {
+            r.search("refresh token keys", "", 3, BOOSTS, &[], |_, _| true, filtered)
+                .unwrap()
+                .iter()
+                .map(|h| (h.chunk_id, h.score.to_bits()))
+                .collect()
+        };
+        assert_eq!(ids(false).len(), 3);
+        assert_eq!(ids(false), ids(true));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod chunk;
 pub mod query;
+pub mod role;
 pub mod scope;
 pub mod ticket;
 pub mod wire;

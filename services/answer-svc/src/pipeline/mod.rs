@@ -426,4 +426,35 @@ mod tests {
         assert_eq!(out, vec![3, 2, 1, 4]);
         assert_eq!(exact_first(fused.clone(), &[]), fused);
     }
+
+    fn hit(id: u64, path: &str, language: &str) -> Hit {
+        let chunk = Chunk { chunk_id: id, path: path.into(), language: language.into(), ..Default::default() };
+        Hit { chunk, score: 1.0 / id as f32, dense_rank: 0, lexical_rank: 0, sparse_rank: 0 }
+    }
+
+    #[test]
+    fn tests_and_prose_move_below_code_unless_the_question_asks_for_them() {
+        let hits = || {
+            vec![
+                hit(1, "src/orchestrator_tests.rs", "rust"),
+                hit(2, "Makefile", "config"),
+                hit(3, "src/pipeline.rs", "rust"),
+                hit(4, "docs/configuration.md", "text"),
+                hit(5, "src/fusion.rs", "rust"),
+                hit(6, "src/config.rs", "rust"),
+            ]
+        };
+        let ids = |h: Vec<Hit>| h.into_iter().map(|h| h.chunk.chunk_id).collect::<Vec<_>>();
+        let q = "how are dense and lexical results fused?";
+        // Two places down: 1 -> 3 (after code 3), 2 -> 4, 4 -> 6.
+        assert_eq!(ids(code_first(hits(), 0, 2, q)), vec![3, 1, 2, 5, 6, 4]);
+        // Far enough down: every code hit first, the others in their fused order.
+        assert_eq!(ids(code_first(hits(), 0, 10, q)), vec![3, 5, 6, 1, 2, 4]);
+        assert_eq!(ids(code_first(hits(), 0, 0, q)), vec![1, 2, 3, 4, 5, 6], "0: fused order");
+        // A pinned exact definition stays first whatever it is.
+        assert_eq!(ids(code_first(hits(), 1, 10, q)), vec![1, 3, 5, 6, 2, 4]);
+        // Named in the question: that role keeps its place.
+        assert_eq!(ids(code_first(hits(), 0, 10, "which tests cover fusion?")), vec![1, 3, 5, 6, 2, 4]);
+        assert_eq!(ids(code_first(hits(), 0, 10, "where is fusion documented?")), vec![2, 3, 4, 5, 6, 1]);
+    }
 }

@@ -14,6 +14,7 @@ use crate::fusion::{fuse, Method, RankedList};
 use crate::rerank::RerankError;
 use crate::retrievers::{CallError, Reranker, RetrieverKind};
 use codeintel_core::query::{self, QueryKind};
+use codeintel_core::role;
 
 use super::*;
 
@@ -26,6 +27,32 @@ pub fn exact_first(fused: Vec<Fused>, exact: &[u64]) -> Vec<Fused> {
     first.sort_by_key(|f| exact.iter().position(|e| *e == f.0));
     first.extend(rest);
     first
+}
+
+/// Code before tests and prose for a question about behaviour: each hit that is a test or
+/// prose ([`role::role`]) and of a role the query does not ask for ([`role::asked_for`]) moves
+/// `places` places down, below the code hits it then ties with; the rest keep their order. Hits
+/// before `keep` (pinned exact definitions) do not move. `places` = 0 changes nothing.
+pub fn code_first(hits: Vec<Hit>, keep: usize, places: usize, query: &str) -> Vec<Hit> {
+    if places == 0 || hits.len() <= keep + 1 {
+        return hits;
+    }
+    let (tests_asked, prose_asked) = role::asked_for(query);
+    let mut ordered: Vec<(usize, bool, Hit)> = hits
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let later = i >= keep
+                && match role::role(&h.chunk) {
+                    role::Role::Code => false,
+                    role::Role::Test => !tests_asked,
+                    role::Role::Prose => !prose_asked,
+                };
+            (if later { i + places } else { i }, later, h)
+        })
+        .collect();
+    ordered.sort_by_key(|(at, later, _)| (*at, *later));
+    ordered.into_iter().map(|(_, _, h)| h).collect()
 }
 
 pub(super) async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
@@ -320,13 +347,17 @@ impl Engine {
         // Hydrate a few more than asked, in case the scope filter at hydration drops some (all
         // the reranker's candidates when one runs).
         let t = Instant::now();
-        let want = if rerank.is_some() { rerank_n.max(top_k) as usize } else { top_k as usize + 8 };
+        // Questions about behaviour hydrate as deep as tests and prose may be moved down, so that
+        // the code they make room for is there.
+        let demote = if plan.route.name == "natural_language" { a.non_code_demotion as usize } else { 0 };
+        let want = if rerank.is_some() { rerank_n.max(top_k) as usize } else { top_k as usize + 8.max(demote) };
         let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
         let mut hits = self.hydrate_stage(&fused, want, scope, left).await?;
         out.stages.push(stage("hydrate", t));
 
         // Definitions of the symbol the query names stay first: the user asked for them.
         let pinned = hits.iter().take_while(|h| exact.contains(&h.chunk.chunk_id)).count();
+        hits = code_first(hits, pinned, demote, query);
         if let Some(rr) = rerank.filter(|_| hits.len() > pinned + 1 && pinned < top_k as usize) {
             let t = Instant::now();
             let left = budget.saturating_sub(started.elapsed()) / 2;

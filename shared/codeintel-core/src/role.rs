@@ -1,0 +1,143 @@
+//! What a chunk is to someone asking how the code behaves: the implementing code, a test of it,
+//! or prose and configuration about it (docs, READMEs, Makefiles, YAML). Decided from the path,
+//! the language the chunker gave it and the enclosing definition, the way code search engines
+//! tell tests from code (`tests/`, `test_*.py`, `*_test.go`, `*.spec.ts`, Rust `mod tests`).
+
+use crate::chunk::Chunk;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Code,
+    Test,
+    Prose,
+}
+
+/// Folders whose files are tests, benchmarks or fixtures. Not `testing`: in libraries that is
+/// as often the test helpers users call (`numpy.testing`) as tests.
+const TEST_DIRS: &[&str] = &["test", "tests", "__tests__", "spec", "specs", "testdata", "fixtures", "benches"];
+
+/// Whether `path` (repo-relative, `/`-separated) is a test file by its folders or its name.
+pub fn is_test_path(path: &str) -> bool {
+    let mut parts: Vec<&str> = path.split('/').collect();
+    let file = parts.pop().unwrap_or("");
+    if parts.iter().any(|d| TEST_DIRS.contains(&d.to_ascii_lowercase().as_str())) {
+        return true;
+    }
+    let (stem, ext) = file.rsplit_once('.').unwrap_or((file, ""));
+    match ext {
+        "py" | "pyi" => stem.starts_with("test_") || stem.ends_with("_test") || stem == "conftest" || stem == "tests",
+        "rs" => stem.ends_with("_test") || stem.ends_with("_tests") || stem == "tests",
+        "go" => stem.ends_with("_test"),
+        "java" | "kt" | "scala" | "cs" => stem.ends_with("Test") || stem.ends_with("Tests"),
+        "rb" => stem.ends_with("_spec") || stem.ends_with("_test"),
+        "js" | "mjs" | "cjs" | "jsx" | "ts" | "mts" | "cts" | "tsx" => {
+            stem.ends_with(".test") || stem.ends_with(".spec") || stem.ends_with("-test") || stem.ends_with("_test")
+        }
+        _ => false,
+    }
+}
+
+/// The chunk's role: a test when its file is one or it sits in a Rust `mod tests`/`mod test`
+/// (or a `Test*` class in Python); prose for the text and configuration languages
+/// ([`crate::chunk::language_for_path`]: Markdown, reST, TOML, YAML, JSON, Makefiles...);
+/// code otherwise.
+pub fn role(c: &Chunk) -> Role {
+    if matches!(c.language.as_str(), "text" | "config") {
+        return Role::Prose;
+    }
+    let in_tests = c.parent.split([':', '.']).any(|p| p == "tests" || p == "test")
+        || (c.language == "python" && c.parent.split('.').any(|p| p.starts_with("Test")));
+    if in_tests || is_test_path(&c.path) {
+        Role::Test
+    } else {
+        Role::Code
+    }
+}
+
+/// Which roles other than code a query asks for by name ("which test covers ...", "where is it
+/// documented", "the Makefile target"): those are not put after the code.
+pub fn asked_for(query: &str) -> (bool, bool) {
+    let mut tests = false;
+    let mut prose = false;
+    for w in query.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+        let w = w.to_ascii_lowercase();
+        tests |= matches!(
+            w.as_str(),
+            "test" | "tests" | "tested" | "testing" | "unittest" | "pytest" | "spec" | "specs" | "fixture" | "fixtures"
+        );
+        prose |= matches!(
+            w.as_str(),
+            "doc"
+                | "docs"
+                | "documentation"
+                | "documented"
+                | "readme"
+                | "changelog"
+                | "guide"
+                | "tutorial"
+                | "manual"
+                | "makefile"
+                | "dockerfile"
+                | "yaml"
+                | "toml"
+                | "json"
+                | "markdown"
+        );
+    }
+    (tests, prose)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(path: &str, language: &str, parent: &str) -> Chunk {
+        Chunk { path: path.into(), language: language.into(), parent: parent.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn tells_tests_and_prose_from_code() {
+        for p in [
+            "tests/e2e/tests/faults.rs",
+            "services/answer-svc/src/orchestrator_tests.rs",
+            "pkg/test_util.py",
+            "pkg/util_test.py",
+            "conftest.py",
+            "net/http/server_test.go",
+            "src/app.test.ts",
+            "src/app.spec.js",
+            "lib/__tests__/x.js",
+            "src/test/java/FooTest.java",
+            "spec/models/user_spec.rb",
+        ] {
+            assert!(is_test_path(p), "{p}");
+        }
+        for p in [
+            "src/fusion.rs",
+            "pkg/testing_utils_are_not_tests.txt",
+            "numpy/testing/utils.py",
+            "src/contest.py",
+            "src/latest.rs",
+            "attest.js",
+        ] {
+            assert!(!is_test_path(p), "{p}");
+        }
+        assert_eq!(role(&chunk("services/answer-svc/src/fusion.rs", "rust", "")), Role::Code);
+        assert_eq!(role(&chunk("services/answer-svc/src/fusion.rs", "rust", "tests")), Role::Test);
+        assert_eq!(role(&chunk("src/a.rs", "rust", "outer::tests")), Role::Test);
+        assert_eq!(role(&chunk("pkg/mod.py", "python", "TestParser")), Role::Test);
+        assert_eq!(role(&chunk("pkg/mod.py", "python", "Parser")), Role::Code);
+        assert_eq!(role(&chunk("docs/configuration.md", "text", "")), Role::Prose);
+        assert_eq!(role(&chunk("Makefile", "config", "")), Role::Prose);
+        assert_eq!(role(&chunk("tests/data.json", "config", "")), Role::Prose);
+    }
+
+    #[test]
+    fn a_query_that_names_tests_or_docs_asks_for_them() {
+        assert_eq!(asked_for("how does the answer service fuse dense and lexical results?"), (false, false));
+        assert_eq!(asked_for("which test covers the retry budget?"), (true, false));
+        assert_eq!(asked_for("where is hydrate.in_memory documented"), (false, true));
+        assert_eq!(asked_for("the Makefile target that runs the tests"), (true, true));
+        assert_eq!(asked_for("latest contest results"), (false, false), "whole words only");
+    }
+}
