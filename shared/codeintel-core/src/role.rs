@@ -55,7 +55,9 @@ pub fn role(c: &Chunk) -> Role {
 }
 
 /// Which roles other than code a query asks for by name ("which test covers ...", "where is it
-/// documented", "the Makefile target"): those are not put after the code.
+/// documented", "the Makefile target"): those are not put after the code. Not "spec": in a
+/// question it is far more often a specification ("the core metadata spec", "the HTTP spec")
+/// than an RSpec or Jasmine file.
 pub fn asked_for(query: &str) -> (bool, bool) {
     let mut tests = false;
     let mut prose = false;
@@ -63,7 +65,7 @@ pub fn asked_for(query: &str) -> (bool, bool) {
         let w = w.to_ascii_lowercase();
         tests |= matches!(
             w.as_str(),
-            "test" | "tests" | "tested" | "testing" | "unittest" | "pytest" | "spec" | "specs" | "fixture" | "fixtures"
+            "test" | "tests" | "tested" | "testing" | "unittest" | "pytest" | "fixture" | "fixtures"
         );
         prose |= matches!(
             w.as_str(),
@@ -139,5 +141,10 @@ mod tests {
         assert_eq!(asked_for("where is hydrate.in_memory documented"), (false, true));
         assert_eq!(asked_for("the Makefile target that runs the tests"), (true, true));
         assert_eq!(asked_for("latest contest results"), (false, false), "whole words only");
+        assert_eq!(
+            asked_for("what happens to headers that aren't part of the core metadata spec?"),
+            (false, false),
+            "a spec is a specification here"
+        );
     }
 }
