@@ -66,7 +66,8 @@ onnx_venv() { # the pinned export tools, and onnxruntime from the wheel above (f
     cp "$here/onnx/requirements.txt" "$venv/requirements.txt"
   fi
 }
-export_onnx() { # kind model-folder stem: STEM.onnx (f32) and STEM.int8.onnx (int8 weights)
+export_onnx() { # kind model-folder stem: STEM.onnx (f32), STEM.int8.onnx (int8 weights) and
+  # STEM.mixed.onnx (int8 but the feed-forward output projections)
   local dir="$cache/models/$2"
   if [ ! -f "$dir/$3.onnx" ]; then
     onnx_venv
@@ -77,6 +78,11 @@ export_onnx() { # kind model-folder stem: STEM.onnx (f32) and STEM.int8.onnx (in
     onnx_venv
     "$venv/bin/python" "$here/onnx/quantize.py" "$dir/$3.onnx" "$dir/$3.int8.onnx.tmp"
     mv "$dir/$3.int8.onnx.tmp" "$dir/$3.int8.onnx"
+  fi
+  if [ ! -f "$dir/$3.mixed.onnx" ]; then
+    onnx_venv
+    "$venv/bin/python" "$here/onnx/quantize.py" --f32-ffn-out "$dir/$3.onnx" "$dir/$3.mixed.onnx.tmp"
+    mv "$dir/$3.mixed.onnx.tmp" "$dir/$3.mixed.onnx"
   fi
 }
 export_onnx embed all-MiniLM-L6-v2 embed

@@ -1,5 +1,5 @@
 //! `codeintel bench encoders`: the local encoders on each runtime (candle, ONNX Runtime in f32,
-//! ONNX Runtime with int8 weights), same texts: query latency one at a time on
+//! ONNX Runtime with int8 weights, and int8 but the feed-forward output projections), same texts: query latency one at a time on
 //! `embed.query_threads` threads (what vector-svc and lexical-svc do per query), document
 //! throughput over an indexed repo's chunks the way `codeintel index` runs them (`embed.workers`
 //! passes side by side, one thread each), and how far each runtime's outputs are from candle's.
@@ -69,7 +69,7 @@ pub fn encoders(cfg: &Config, queries: &[String], repo: &str, docs: usize) -> an
     let workers = cfg.embed.workers.max(1);
     let mut runtimes = Vec::new();
     let mut reference: Option<Outputs> = None;
-    for name in ["candle", "onnx", "onnx-int8"] {
+    for name in ["candle", "onnx", "onnx-int8", "onnx-mixed"] {
         let query_rt = Runtime::new(name, library.clone(), threads)?;
         let doc_rt = Runtime::new(name, library.clone(), 1)?;
         let e = LocalEmbedder::load(&cfg.model_dir(), cfg.embed.max_tokens, 1, 1, &query_rt)?;

@@ -264,10 +264,12 @@ pub struct EmbedConfig {
     /// lexical-svc's SPLADE encoder); 0 = every physical core. `RAYON_NUM_THREADS` or
     /// `CANDLE_NUM_THREADS` in the environment win.
     pub query_threads: usize,
-    /// Engine of the local embedder for documents (indexing, `codeintel models serve`): `onnx`
-    /// (ONNX Runtime over the model folder's `embed.onnx`, made by `make fetch`: the same
-    /// vectors as candle within 1e-4, about 3x faster), `onnx-int8` (`embed.int8.onnx`, int8
-    /// weights: vectors within cosine 0.95 of f32) or `candle` (the safetensors weights).
+    /// Engine of the local embedder for documents (indexing, `codeintel models serve`):
+    /// `onnx-mixed` by default (ONNX Runtime over the model folder's `embed.mixed.onnx`, made
+    /// by `make fetch`: int8 weights but each layer's feed-forward output projection, dev-set
+    /// quality that of f32), `onnx` (`embed.onnx`: the same vectors as candle within 1e-4),
+    /// `onnx-int8` (`embed.int8.onnx`, every product int8: vectors within cosine 0.95 of f32,
+    /// dev MRR@10 0.016 lower) or `candle` (the safetensors weights).
     pub runtime: String,
     /// Engine of vector-svc's query encoder, the same choices; `onnx-int8` by default (a query
     /// about 2x faster, dev-set quality unchanged against f32 documents).
@@ -505,8 +507,9 @@ pub struct SparseConfig {
     /// Forward passes run side by side when indexing (and, on ONNX Runtime, queries encoded
     /// at once by lexical-svc).
     pub workers: usize,
-    /// Engine of the SPLADE encoder for documents: `onnx` (`splade.onnx` in the model folder),
-    /// `onnx-int8` (`splade.int8.onnx`) or `candle`; the library is `embed.onnx_runtime`.
+    /// Engine of the SPLADE encoder for documents: `onnx-int8` by default (`splade.int8.onnx`
+    /// in the model folder), `onnx` (`splade.onnx`), `onnx-mixed` (`splade.mixed.onnx`) or
+    /// `candle`; the library is `embed.onnx_runtime`.
     pub runtime: String,
     /// Engine of lexical-svc's SPLADE query encoder, the same choices (`onnx-int8` by default).
     pub query_runtime: String,
@@ -523,7 +526,7 @@ impl Default for SparseConfig {
             query_max_terms: 64,
             batch_size: 8,
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            runtime: "onnx".into(),
+            runtime: "onnx-int8".into(),
             query_runtime: "onnx-int8".into(),
         }
     }
@@ -585,7 +588,7 @@ impl Default for EmbedConfig {
             name_view: true,
             query_cache_entries: 4096,
             query_threads: 1,
-            runtime: "onnx".into(),
+            runtime: "onnx-mixed".into(),
             query_runtime: "onnx-int8".into(),
             onnx_runtime: PathBuf::new(),
         }

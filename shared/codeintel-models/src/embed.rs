@@ -37,33 +37,50 @@ pub enum Role {
 pub enum Runtime {
     /// candle, from the safetensors weights.
     Candle,
-    /// ONNX Runtime, from the model folder's ONNX export (`embed.onnx`, `splade.onnx`), with
-    /// the shared library at `library`; each session computes on `threads` threads. With
-    /// `int8`, the export whose matrix products have int8 weights (`embed.int8.onnx`,
-    /// `splade.int8.onnx`: per-channel dynamic quantization, activations quantized per call).
-    Onnx { library: PathBuf, threads: usize, int8: bool },
+    /// ONNX Runtime, from one of the model folder's ONNX exports ([`Weights`]), with the
+    /// shared library at `library`; each session computes on `threads` threads.
+    Onnx { library: PathBuf, threads: usize, weights: Weights },
+}
+
+/// Which ONNX export of a model folder runs (`scripts/onnx/quantize.py` writes the int8 ones:
+/// per-channel dynamic quantization, activations quantized per call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// `{stem}.onnx`: the safetensors' f32 weights (candle's vectors within 1e-4).
+    F32,
+    /// `{stem}.int8.onnx`: every matrix product on int8 weights.
+    Int8,
+    /// `{stem}.mixed.onnx`: int8 but each layer's feed-forward output projection, whose
+    /// GELU input int8 activations lose most on (f32 there).
+    Mixed,
 }
 
 impl Runtime {
-    /// `name` is `onnx-int8`, `onnx` or `candle`; `threads` is per forward pass (0 = every
-    /// core).
+    /// `name` is `onnx-mixed`, `onnx-int8`, `onnx` or `candle`; `threads` is per forward pass
+    /// (0 = every core).
     pub fn new(name: &str, library: PathBuf, threads: usize) -> Result<Self, EmbedError> {
         let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let threads = if threads == 0 { all } else { threads };
-        match name {
-            "candle" => Ok(Runtime::Candle),
-            "onnx" => Ok(Runtime::Onnx { library, threads, int8: false }),
-            "onnx-int8" => Ok(Runtime::Onnx { library, threads, int8: true }),
+        let weights = match name {
+            "candle" => return Ok(Runtime::Candle),
+            "onnx" => Weights::F32,
+            "onnx-int8" => Weights::Int8,
+            "onnx-mixed" => Weights::Mixed,
             other => {
-                Err(EmbedError::Model(format!("unknown encoder runtime {other:?} (use onnx-int8, onnx or candle)")))
+                return Err(EmbedError::Model(format!(
+                    "unknown encoder runtime {other:?} (use onnx-mixed, onnx-int8, onnx or candle)"
+                )))
             }
-        }
+        };
+        Ok(Runtime::Onnx { library, threads, weights })
     }
 
-    /// The model folder's ONNX export this runtime loads: `{stem}.onnx` or `{stem}.int8.onnx`.
+    /// The model folder's ONNX export this runtime loads: `{stem}.onnx`, `{stem}.int8.onnx`
+    /// or `{stem}.mixed.onnx`.
     pub fn onnx_file(&self, dir: &Path, stem: &str) -> PathBuf {
         match self {
-            Runtime::Onnx { int8: true, .. } => dir.join(format!("{stem}.int8.onnx")),
+            Runtime::Onnx { weights: Weights::Int8, .. } => dir.join(format!("{stem}.int8.onnx")),
+            Runtime::Onnx { weights: Weights::Mixed, .. } => dir.join(format!("{stem}.mixed.onnx")),
             _ => dir.join(format!("{stem}.onnx")),
         }
     }
@@ -83,8 +100,9 @@ impl Runtime {
     pub fn name(&self) -> &'static str {
         match self {
             Runtime::Candle => "candle",
-            Runtime::Onnx { int8: false, .. } => "onnx",
-            Runtime::Onnx { int8: true, .. } => "onnx-int8",
+            Runtime::Onnx { weights: Weights::F32, .. } => "onnx",
+            Runtime::Onnx { weights: Weights::Int8, .. } => "onnx-int8",
+            Runtime::Onnx { weights: Weights::Mixed, .. } => "onnx-mixed",
         }
     }
 }

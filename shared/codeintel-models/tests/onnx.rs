@@ -1,7 +1,8 @@
 //! The encoders on ONNX Runtime against candle, with the real model files and library that
 //! `make fetch` puts in the cache: same vectors and term weights within 1e-4, batches with
-//! padding included, and errors that say what to fix. The int8 exports (`onnx-int8`, the default)
-//! are close to candle, not equal: the same direction (cosine) and the same strongest terms.
+//! padding included, and errors that say what to fix. The int8 exports (`onnx-int8`, the query
+//! default) are close to candle, not equal: the same direction (cosine) and the same strongest
+//! terms; the mixed one (`onnx-mixed`, the document default) closer than int8.
 
 use codeintel_config::Config;
 use codeintel_models::embed::{EmbedError, LocalEmbedder, Runtime};
@@ -97,6 +98,31 @@ fn int8_embeddings_point_where_candle_points() {
 }
 
 #[test]
+fn the_mixed_export_is_nearer_to_f32_than_int8_and_still_quantized() {
+    let cfg = Config::default();
+    let load = |name: &str| {
+        let rt = Runtime::new(name, cfg.onnx_runtime(), 1).unwrap();
+        LocalEmbedder::load(&cfg.model_dir(), 256, 4, 1, &rt)
+            .unwrap_or_else(|e| panic!("{name}: {e} (run `make fetch`)"))
+    };
+    let t: Vec<String> = texts().into_iter().filter(|t| !t.is_empty()).collect();
+    let f32 = load("onnx").embed(&t).unwrap();
+    let (int8, mixed) = (load("onnx-int8").embed(&t).unwrap(), load("onnx-mixed").embed(&t).unwrap());
+    let gap = |v: &[Vec<f32>]| f32.iter().zip(v).map(|(x, y)| 1.0 - cosine(x, y)).sum::<f32>() / t.len() as f32;
+    let (gi, gm) = (gap(&int8), gap(&mixed));
+    eprintln!("mean 1 - cosine to f32: int8 {gi:.2e}, mixed {gm:.2e}");
+    assert!(gm < gi, "the mixed export ({gm}) is not nearer to f32 than int8 ({gi})");
+    // It is a quantized graph that ran, not embed.onnx (which is within 1e-4 of f32).
+    let largest =
+        f32.iter().zip(&mixed).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
+    assert!(largest > 1e-3, "mixed and f32 agree to {largest}: was embed.mixed.onnx loaded?");
+    assert_eq!(Runtime::new("onnx-mixed", cfg.onnx_runtime(), 1).unwrap().name(), "onnx-mixed");
+    let empty = tempfile::tempdir().unwrap();
+    let rt = Runtime::new("onnx-mixed", cfg.onnx_runtime(), 1).unwrap();
+    assert!(rt.onnx_file(empty.path(), "embed").ends_with("embed.mixed.onnx"));
+}
+
+#[test]
 fn int8_splade_keeps_the_strongest_terms() {
     let cfg = Config::default();
     let dir = cfg.sparse_model_dir();
@@ -137,13 +163,13 @@ fn queries_and_documents_each_get_their_own_runtime_setting() {
     use codeintel_models::embed::Role;
     let mut cfg = Config::default();
     let rt = |cfg: &Config, kind, role| Runtime::from_config(cfg, kind, 1, role).unwrap().name();
-    assert_eq!(rt(&cfg, "embed", Role::Documents), "onnx");
+    assert_eq!(rt(&cfg, "embed", Role::Documents), "onnx-mixed");
     assert_eq!(rt(&cfg, "embed", Role::Queries), "onnx-int8");
-    assert_eq!(rt(&cfg, "sparse", Role::Documents), "onnx");
+    assert_eq!(rt(&cfg, "sparse", Role::Documents), "onnx-int8");
     assert_eq!(rt(&cfg, "sparse", Role::Queries), "onnx-int8");
     cfg.embed.query_runtime = "candle".into();
-    cfg.sparse.runtime = "onnx-int8".into();
+    cfg.sparse.runtime = "onnx".into();
     assert_eq!(rt(&cfg, "embed", Role::Queries), "candle");
-    assert_eq!(rt(&cfg, "embed", Role::Documents), "onnx");
-    assert_eq!(rt(&cfg, "sparse", Role::Documents), "onnx-int8");
+    assert_eq!(rt(&cfg, "embed", Role::Documents), "onnx-mixed");
+    assert_eq!(rt(&cfg, "sparse", Role::Documents), "onnx");
 }
