@@ -158,6 +158,17 @@ struct Launch<'a> {
     cfg: &'a Config,
     config_file: Option<&'a Path>,
     sets: &'a [String],
+    /// CPUs of lexical-svc and vector-svc ([`encoder_split`]).
+    encoder_cpus: Option<(Vec<usize>, Vec<usize>)>,
+}
+
+/// `up.split_encoder_cpus`: lexical-svc's and vector-svc's CPUs, unless turned off, either
+/// service's `cpus` is set, or this process may use fewer than 2 CPUs.
+pub fn encoder_split(cfg: &Config, allowed: &[usize]) -> Option<(Vec<usize>, Vec<usize>)> {
+    if !cfg.up.split_encoder_cpus || !cfg.vector.cpus.is_empty() || !cfg.lexical.cpus.is_empty() {
+        return None;
+    }
+    codeintel_server::cpus::split_encoders(allowed)
 }
 
 impl Launch<'_> {
@@ -190,6 +201,14 @@ impl Launch<'_> {
         }
         for kv in self.sets {
             cmd.arg("--set").arg(kv);
+        }
+        if let Some((lexical, vector)) = &self.encoder_cpus {
+            let cpus = |key: &str, c: &[usize]| format!("{key}={:?}", codeintel_server::cpus::format(c));
+            match s.name {
+                "lexical-svc" => cmd.arg("--set").arg(cpus("lexical.cpus", lexical)),
+                "vector-svc" => cmd.arg("--set").arg(cpus("vector.cpus", vector)),
+                _ => &mut cmd,
+            };
         }
         // Children see the same environment layer (CODEINTEL__*) and the same data root.
         cmd.stdout(Stdio::null()).stderr(file).stdin(Stdio::null()).kill_on_drop(true);
@@ -269,7 +288,9 @@ async fn supervise(slots: &mut [Slot], launch: &Launch<'_>) -> anyhow::Result<()
 }
 
 pub async fn run(cfg: &Config, config_file: Option<&Path>, sets: &[String]) -> anyhow::Result<()> {
-    let launch = Launch { bins: bin_dir()?, cfg, config_file, sets };
+    let allowed = codeintel_server::cpus::allowed().unwrap_or_default();
+    let encoder_cpus = encoder_split(cfg, &allowed);
+    let launch = Launch { bins: bin_dir()?, cfg, config_file, sets, encoder_cpus };
     // An object-store data root is mirrored by each service; logs go beside the mirrors.
     let remote = codeintel_index::remote::is_url(&cfg.data.root);
     let local = if remote { cfg.data.cache.join("mirror") } else { cfg.data.root.clone() };
@@ -279,6 +300,14 @@ pub async fn run(cfg: &Config, config_file: Option<&Path>, sets: &[String]) -> a
         std::fs::create_dir_all(&cfg.data.root)?;
     }
     println!("data directory: {}", cfg.data.root.display());
+    if let Some((lexical, vector)) = &launch.encoder_cpus {
+        let f = codeintel_server::cpus::format;
+        println!(
+            "query encoders on their own CPUs: vector-svc {}, lexical-svc {} (up.split_encoder_cpus = false shares them all)",
+            f(vector),
+            f(lexical)
+        );
+    }
     let mut slots: Vec<Slot> = Vec::new();
     let result = async {
         for s in services(cfg) {
@@ -334,6 +363,22 @@ mod tests {
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn the_encoders_get_their_own_cpus_unless_told_otherwise() {
+        let mut cfg = Config::default();
+        assert_eq!(encoder_split(&cfg, &[0, 1]), Some((vec![0], vec![1])));
+        assert_eq!(encoder_split(&cfg, &[3]), None, "one CPU: nothing to split");
+        cfg.vector.cpus = "0".into();
+        assert_eq!(encoder_split(&cfg, &[0, 1]), None, "a CPU set of the user's own wins");
+        let mut cfg = Config::default();
+        cfg.set("up.split_encoder_cpus", "false").unwrap();
+        assert_eq!(encoder_split(&cfg, &[0, 1]), None);
+        // What `up` passes on parses as the child's setting.
+        let mut child = Config::default();
+        child.set("lexical.cpus", &format!("{:?}", codeintel_server::cpus::format(&[0, 1, 2, 5]))).unwrap();
+        assert_eq!(codeintel_server::cpus::parse(&child.lexical.cpus).unwrap(), vec![0, 1, 2, 5]);
     }
 
     #[test]

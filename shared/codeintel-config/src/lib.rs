@@ -31,6 +31,24 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    pub up: UpConfig,
+}
+
+/// `codeintel up`, the one-host mesh.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpConfig {
+    /// Give vector-svc and lexical-svc disjoint halves of the CPUs `up` may use (lexical-svc
+    /// the lower half, vector-svc the rest), unless `vector.cpus` or `lexical.cpus` is set:
+    /// their two query encoders then do not time-slice one core each, the embedding (the
+    /// longest part of a hybrid query) keeps a core of its own. Needs at least 2 CPUs.
+    pub split_encoder_cpus: bool,
+}
+
+impl Default for UpConfig {
+    fn default() -> Self {
+        Self { split_encoder_cpus: true }
+    }
 }
 
 /// TLS for every gRPC server and the clients between the services (rustls). With `cert` and
@@ -338,6 +356,9 @@ pub struct VectorConfig {
     /// A repo's live vectors are held on the GPU (exact search) when they take at most this
     /// share of the GPU's free memory; a larger repo is searched on the CPU (degraded).
     pub gpu_memory_fraction: f64,
+    /// CPUs the process runs on (`0-3,8`, as `taskset -c` writes them); empty: every CPU it
+    /// was started with.
+    pub cpus: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -364,6 +385,9 @@ pub struct LexicalConfig {
     /// Weight of a query word's other inflections found in the index (`requires` also matches
     /// `require`), relative to the word as typed; 0 turns the expansion off.
     pub word_forms_weight: f32,
+    /// CPUs the process runs on (`0-3,8`, as `taskset -c` writes them); empty: every CPU it
+    /// was started with.
+    pub cpus: String,
 }
 
 impl Default for LexicalConfig {
@@ -381,6 +405,7 @@ impl Default for LexicalConfig {
             bm25_k1: 1.2,
             bm25_b: 0.75,
             word_forms_weight: 0.3,
+            cpus: String::new(),
         }
     }
 }
@@ -616,6 +641,7 @@ impl Default for VectorConfig {
             device: "auto".into(),
             gpu_ordinal: 0,
             gpu_memory_fraction: 0.5,
+            cpus: String::new(),
         }
     }
 }

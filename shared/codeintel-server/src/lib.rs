@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 pub mod admission;
+pub mod cpus;
 pub mod rpc;
 pub mod telemetry;
 pub mod tls;
