@@ -262,6 +262,10 @@ async fn a_definitions_vector_is_the_mean_of_its_code_and_name_views_and_switchi
     use codeintel_core::chunk::ChunkOptions;
     use codeintel_models::embed::{combine_views, Embedder};
     let (_tmp, src, mut cfg) = setup();
+    // The f32 export, whose vector of a text does not depend on the texts batched with it: the
+    // int8 ones (the document default is `onnx-mixed`) scale a batch's activations together,
+    // so a chunk embedded alone is only close to its vector from the index (checked below).
+    let default_runtime = std::mem::replace(&mut cfg.embed.runtime, "onnx".into());
     let r1 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
     let repo_dir = manifest::repo_dir(&cfg.data.root, "shop").unwrap();
     let m1 = manifest::load_current(&cfg.data.root, "shop").unwrap();
@@ -288,6 +292,16 @@ async fn a_definitions_vector_is_the_mean_of_its_code_and_name_views_and_switchi
     let m2 = manifest::load_current(&cfg.data.root, "shop").unwrap();
     assert_eq!(m2.settings.embed_views, 1);
     assert!(close(&stored(&m2), &e[0]));
+
+    // The default runtime: the same chunk embedded alone points where its indexed vector does.
+    cfg.embed.runtime = default_runtime;
+    assert_eq!(cfg.embed.runtime, "onnx-mixed");
+    let r3 = index::run(&cfg, &src, "shop", &opts()).await.unwrap();
+    assert_eq!(r3.mode, Mode::UpToDate, "the document runtime is not part of the index's settings");
+    let mixed = Embedder::from_config(&cfg, 0, codeintel_models::embed::Role::Documents).await.unwrap();
+    let alone = mixed.embed(vec![texts[0].clone()]).await.unwrap().remove(0);
+    let cos = alone.iter().zip(&e[0]).map(|(a, b)| a * b).sum::<f32>();
+    assert!(cos > 0.99 && cos < 0.99999, "mixed int8 against f32: cosine {cos}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
