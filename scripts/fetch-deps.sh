@@ -67,7 +67,7 @@ onnx_venv() { # the pinned export tools, and onnxruntime from the wheel above (f
   fi
 }
 export_onnx() { # kind model-folder stem: STEM.onnx (f32), STEM.int8.onnx (int8 weights) and
-  # STEM.mixed.onnx (int8 but the feed-forward output projections)
+  # STEM.mixed.onnx (int8 except the feed-forward output projections)
   local dir="$cache/models/$2"
   if [ ! -f "$dir/$3.onnx" ]; then
     onnx_venv

@@ -1,6 +1,6 @@
 //! `codeintel bench encoders`: the local encoders on each runtime (candle, ONNX Runtime in f32,
-//! ONNX Runtime with int8 weights, and int8 but the feed-forward output projections), same texts: query latency one at a time on
-//! `embed.query_threads` threads (what vector-svc and lexical-svc do per query), document
+//! with int8 weights, and with int8 weights except the feed-forward output projections), same
+//! texts: query latency one at a time on `embed.query_threads` threads (what vector-svc and lexical-svc do per query), document
 //! throughput over an indexed repo's chunks the way `codeintel index` runs them (`embed.workers`
 //! passes side by side, one thread each), and how far each runtime's outputs are from candle's.
 

@@ -19,25 +19,16 @@ fn main() -> anyhow::Result<()> {
     codeintel_server::private_files();
     let args = Args::parse();
     let cfg = args.common.load("lexical")?;
-    // Before any thread starts, so that the runtime's and the encoder's threads inherit it. The
-    // runtime keeps the worker threads it would have had unpinned: with one worker on one CPU a
-    // hybrid Search took 11.9 ms p50 instead of 4.5 (docs/benchmarks.md).
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let pinned = codeintel_server::cpus::pin("lexical.cpus", &cfg.lexical.cpus)?;
     // Before any thread starts: candle reads its thread count from the environment once.
     codeintel_models::set_encoder_threads(cfg.embed.query_threads);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()?
-        .block_on(serve(cfg, pinned))
+    // The runtime's and the encoder's threads inherit the CPUs of `lexical.cpus`.
+    let (runtime, pinned) = codeintel_server::cpus::runtime("lexical.cpus", &cfg.lexical.cpus)?;
+    runtime.block_on(serve(cfg, pinned))
 }
 
 async fn serve(mut cfg: codeintel_config::Config, pinned: Option<Vec<usize>>) -> anyhow::Result<()> {
     let _telemetry = codeintel_server::telemetry::init("lexical-svc", &cfg.telemetry)?;
-    if let Some(cpus) = pinned {
-        tracing::info!(cpus = %codeintel_server::cpus::format(&cpus), "running on these CPUs only (lexical.cpus)");
-    }
+    codeintel_server::cpus::announce("lexical.cpus", pinned.as_deref());
     // An object-store data root: mirrored locally, pulled now and every reload_ms.
     let serves = cfg.lexical.repos.clone();
     let period = std::time::Duration::from_millis(cfg.lexical.reload_ms);

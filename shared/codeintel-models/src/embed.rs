@@ -50,7 +50,7 @@ pub enum Weights {
     F32,
     /// `{stem}.int8.onnx`: every matrix product on int8 weights.
     Int8,
-    /// `{stem}.mixed.onnx`: int8 but each layer's feed-forward output projection, whose
+    /// `{stem}.mixed.onnx`: int8 except each layer's feed-forward output projection, whose
     /// GELU input int8 activations lose most on (f32 there).
     Mixed,
 }
