@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank
+	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank train-embed
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -91,6 +91,12 @@ train-data: train-venv build ## mine the training set (scripts/train/sources.txt
 train-rerank: train-venv ## train the local cross-encoder on $(CODEINTEL_CACHE)/train/pairs.jsonl into models/rerank/ (fixed seed, 2 threads; make train-data first)
 	$(TRAIN_VENV)/bin/python scripts/train/rerank.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
 		$(CODEINTEL_CACHE)/models/splade-tiny models/rerank --steps $(RERANK_STEPS)
+
+EMBED_STEPS ?= 700
+
+train-embed: train-venv ## fine-tune the embedder (LoRA deltas) on $(CODEINTEL_CACHE)/train/pairs.jsonl into models/embed/ (fixed seed, 2 threads; make train-data first)
+	$(TRAIN_VENV)/bin/python scripts/train/embed.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
+		$(CODEINTEL_CACHE)/models/all-MiniLM-L6-v2 models/embed --steps $(EMBED_STEPS) --bf16
 
 S3_VENV := $(CODEINTEL_CACHE)/venv-s3
 

@@ -87,5 +87,18 @@ export_onnx() { # kind model-folder stem: STEM.onnx (f32), STEM.int8.onnx (int8 
 }
 export_onnx embed all-MiniLM-L6-v2 embed
 export_onnx splade splade-tiny splade
+# The embedded default's embedder: all-MiniLM-L6-v2 fine-tuned for code (issue 19), the LoRA
+# deltas shipped in models/embed folded into the base weights (scripts/onnx/merge_lora.py
+# checks both sha256s and writes the same bytes on every machine), then exported like the base.
+# Rebuilt whenever the shipped lora.json changes.
+m="$cache/models/all-MiniLM-L6-v2-code"
+if ! cmp -s "$here/../models/embed/lora.json" "$m/lora.json" || [ ! -f "$m/model.safetensors" ]; then
+  onnx_venv
+  rm -rf "$m.tmp"
+  "$venv/bin/python" "$here/onnx/merge_lora.py" "$cache/models/all-MiniLM-L6-v2" "$here/../models/embed" "$m.tmp"
+  cp "$here/../models/embed/lora.json" "$m.tmp/lora.json"
+  rm -rf "$m" && mv "$m.tmp" "$m"
+fi
+export_onnx embed all-MiniLM-L6-v2-code embed
 (cd "$cache" && sha256sum -c --quiet "$sums") || { echo "checksum mismatch in $cache (see above)" >&2; exit 1; }
 echo "deps ready in $cache"

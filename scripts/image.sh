@@ -36,7 +36,7 @@ for b in $bins; do
   objcopy --strip-debug "$bin/$b" "$ctx/bin/$b"
 done
 cp "$cache/lib/libduckdb.so" "$cache/lib/libonnxruntime.so.1.32.0" "$ctx/lib/"
-for m in all-MiniLM-L6-v2 splade-tiny smollm2-135m; do
+for m in all-MiniLM-L6-v2 all-MiniLM-L6-v2-code splade-tiny smollm2-135m; do
   [ -d "$cache/models/$m" ] || { echo "$cache/models/$m is missing: make fetch" >&2; exit 1; }
   cp -r "$cache/models/$m" "$ctx/models/"
 done

@@ -823,7 +823,16 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
                     "this codeintel was built without the `gpu` feature: cargo build --release -p codeintel --features gpu"
                 ),
                 BenchCmd::Vectors { n, dim, queries, quantizers } => serde_json::to_string_pretty(
-                    &codeintel::bench::vectors(n, *dim, *queries, quantizers, &cfg.embed.model_id, &work)?,
+                    &codeintel::bench::vectors(
+                        n,
+                        *dim,
+                        *queries,
+                        quantizers,
+                        &cfg.embed.model_id,
+                        // The configured local embedder's weights, when it has them.
+                        &codeintel_models::embed::weights_sha256(&cfg.model_dir()).unwrap_or_default(),
+                        &work,
+                    )?,
                 )?,
                 BenchCmd::Hydrate { repo, ids, calls } => {
                     serde_json::to_string_pretty(&codeintel::bench::hydrate(&cfg, repo, *ids, *calls)?)?

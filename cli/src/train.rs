@@ -44,6 +44,16 @@ pub struct Example {
     /// Where each negative came from: `sibling` (same file), `name` (same package, similar
     /// name) or `package` (same package).
     pub neg_kinds: Vec<String>,
+    /// The same chunks as the embedder reads them when it indexes ([`Chunk::embedding_text`]
+    /// and, for a named chunk, [`Chunk::name_text`]): what the embedder is fine-tuned on.
+    #[serde(default)]
+    pub pos_embed: String,
+    #[serde(default)]
+    pub pos_name: Option<String>,
+    #[serde(default)]
+    pub negs_embed: Vec<String>,
+    #[serde(default)]
+    pub negs_name: Vec<Option<String>>,
 }
 
 /// What [`examples`] kept and dropped.
@@ -221,7 +231,11 @@ pub fn examples(
             lang: q.lang.clone(),
             package: q.package.clone(),
             pos: pos.rerank_text(),
+            pos_embed: pos.embedding_text(),
+            pos_name: pos.name_text(),
             neg_kinds: picked.iter().map(|(_, k)| k.to_string()).collect(),
+            negs_embed: picked.iter().map(|(c, _)| c.embedding_text()).collect(),
+            negs_name: picked.iter().map(|(c, _)| c.name_text()).collect(),
             negs: picked.into_iter().map(|(c, _)| c.rerank_text()).collect(),
         });
     }
@@ -295,6 +309,12 @@ mod tests {
         assert!(e.negs[0].contains("fn get_f32_le"), "{}", e.negs[0]);
         // The copy of the positive in copy.rs is never a negative.
         assert!(e.negs.iter().all(|n| !n.contains("fn get_f64_le")), "{:?}", e.negs);
+        // The embedder's views are of the same chunks, with its header.
+        assert!(e.pos_embed.starts_with("rust ") && e.pos_embed.contains("fn get_f64_le"), "{}", e.pos_embed);
+        assert!(e.pos_name.as_deref().is_some_and(|n| n.contains("get_f64_le") && !n.contains("from_bits")));
+        assert_eq!(e.negs_embed.len(), e.negs.len());
+        assert_eq!(e.negs_name.len(), e.negs.len());
+        assert!(e.negs_embed[0].contains("fn get_f32_le"), "{}", e.negs_embed[0]);
         // A similar name from another file of the package.
         let named = e
             .neg_kinds

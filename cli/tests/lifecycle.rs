@@ -435,6 +435,7 @@ async fn an_index_written_at_another_dimension_is_refused_with_the_difference() 
         dim,
         metric: "inner_product".into(),
         normalized: true,
+        weights_sha256: String::new(),
     };
     let a = manifest::FirstArtifacts { segments: vec![seg], primary: f, tantivy_dir: lex, sparse: None };
     let hashes = std::collections::BTreeMap::from([("a.py".to_string(), "h".to_string())]);

@@ -53,6 +53,7 @@ pub async fn remote(cfg: &Config, n: usize, dim: usize, workdir: &Path) -> anyho
         dim: dim as u32,
         metric: "inner_product".into(),
         normalized: true,
+        weights_sha256: codeintel_models::embed::weights_sha256(&cfg.model_dir()).unwrap_or_default(),
     };
     let m = super::vectors::bench_manifest(repo, &contract, &primary);
     manifest::publish(&indexer.data.root, &m)?;

@@ -66,14 +66,15 @@ fn recall(found: &[Vec<i64>], truth: &[Vec<i64>]) -> f64 {
     hit as f64 / (10 * truth.len()).max(1) as f64
 }
 
-/// `model_id` goes into the synthetic manifest so that a vector-svc running the configured
-/// embedder (of dimension `dim`) accepts the index.
+/// `model_id` and `weights_sha256` go into the synthetic manifest so that a vector-svc running
+/// the configured embedder (of dimension `dim`) accepts the index.
 pub fn vectors(
     sizes: &[usize],
     dim: usize,
     queries: usize,
     quantizers: &[String],
     model_id: &str,
+    weights_sha256: &str,
     workdir: &Path,
 ) -> anyhow::Result<Vec<VectorFigures>> {
     let mut out = Vec::new();
@@ -174,6 +175,7 @@ pub fn vectors(
             dim: d,
             metric: "inner_product".into(),
             normalized: true,
+            weights_sha256: weights_sha256.to_string(),
         };
         let mut m = bench_manifest("bench", &contract, &primary);
         m.secondary = Some(secondary);

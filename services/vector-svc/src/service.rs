@@ -39,6 +39,16 @@ pub fn contract_mismatch(index: &EmbeddingContract, embedder: &EmbeddingContract
     if index.model_id != embedder.model_id {
         return Some(format!("model mismatch: index={}, embedder={}", index.model_id, embedder.model_id));
     }
+    if index.weights_sha256 != embedder.weights_sha256 {
+        let name =
+            |w: &str| if w.is_empty() { "unnamed".to_string() } else { format!("sha256 {}", &w[..w.len().min(12)]) };
+        return Some(format!(
+            "weights mismatch: the index was embedded with weights {}, this embedder has {} (`embed.model_dir`); \
+             re-embed it with `codeintel index` or point `embed.model_dir` at the weights it was made with",
+            name(&index.weights_sha256),
+            name(&embedder.weights_sha256)
+        ));
+    }
     if index.metric != embedder.metric || index.normalized != embedder.normalized {
         return Some(format!(
             "metric mismatch: index={}/normalized={}, embedder={}/normalized={}",
@@ -173,11 +183,25 @@ mod tests {
 
     #[test]
     fn contract_mismatch_names_the_difference() {
-        let a = EmbeddingContract { model_id: "m".into(), dim: 1024, metric: "inner_product".into(), normalized: true };
+        let a = EmbeddingContract {
+            model_id: "m".into(),
+            dim: 1024,
+            metric: "inner_product".into(),
+            normalized: true,
+            weights_sha256: String::new(),
+        };
         let b = EmbeddingContract { dim: 384, ..a.clone() };
         assert_eq!(contract_mismatch(&a, &b).unwrap(), "dimension mismatch: index=1024, embedder=384");
         assert!(contract_mismatch(&a, &a).is_none());
         let c = EmbeddingContract { model_id: "other".into(), ..a.clone() };
         assert!(contract_mismatch(&a, &c).unwrap().starts_with("model mismatch"));
+        // The same model id with other weights (a fine-tune of it, or the base model) is refused.
+        let d = EmbeddingContract { weights_sha256: "ab".repeat(32), ..a.clone() };
+        let why = contract_mismatch(&a, &d).unwrap();
+        assert!(
+            why.starts_with("weights mismatch") && why.contains("unnamed") && why.contains("sha256 abababababab"),
+            "{why}"
+        );
+        assert!(contract_mismatch(&d, &d).is_none());
     }
 }

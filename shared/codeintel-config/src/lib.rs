@@ -256,7 +256,8 @@ pub struct EmbedConfig {
     /// Model id recorded in manifests; must match between indexing and serving.
     pub model_id: String,
     /// Folder of the local model (config.json, tokenizer.json, model.safetensors); empty means
-    /// `<data.cache>/models/all-MiniLM-L6-v2`.
+    /// `<data.cache>/models/all-MiniLM-L6-v2-code`, all-MiniLM-L6-v2 fine-tuned for code
+    /// (`models/embed`, merged by `make fetch`).
     pub model_dir: PathBuf,
     /// OpenAI-compatible embeddings endpoint (`http://host:8000`); empty means the local model.
     pub url: String,
@@ -602,7 +603,7 @@ impl Default for DataConfig {
 impl Default for EmbedConfig {
     fn default() -> Self {
         Self {
-            model_id: "sentence-transformers/all-MiniLM-L6-v2".into(),
+            model_id: "codeintel/all-MiniLM-L6-v2-code".into(),
             model_dir: PathBuf::new(),
             url: String::new(),
             max_tokens: 256,
@@ -917,7 +918,7 @@ impl Config {
 
     pub fn model_dir(&self) -> PathBuf {
         if self.embed.model_dir.as_os_str().is_empty() {
-            self.data.cache.join("models").join("all-MiniLM-L6-v2")
+            self.data.cache.join("models").join("all-MiniLM-L6-v2-code")
         } else {
             self.embed.model_dir.clone()
         }

@@ -20,6 +20,11 @@ pub struct EmbeddingContract {
     /// `inner_product` over L2-normalised vectors (cosine).
     pub metric: String,
     pub normalized: bool,
+    /// The sha256 of the weights that made the vectors (a local embedder's
+    /// `model.safetensors`); empty for a remote embedder, whose `model_id` names them, and in
+    /// manifests written before weights were named, which a local embedder then refuses.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub weights_sha256: String,
 }
 
 /// Word-piece id and weight, sorted by id; weights are positive (a SPLADE representation).

@@ -707,8 +707,13 @@ pub(crate) mod tests {
 
     pub(crate) fn manifest(repo: &str, version: u64) -> Manifest {
         let v = version_name(version);
-        let contract =
-            EmbeddingContract { model_id: "m".into(), dim: 4, metric: "inner_product".into(), normalized: true };
+        let contract = EmbeddingContract {
+            model_id: "m".into(),
+            dim: 4,
+            metric: "inner_product".into(),
+            normalized: true,
+            weights_sha256: String::new(),
+        };
         let primary = VectorFiles {
             faiss_index: format!("vector/{v}.faiss"),
             chunk_meta: format!("vector/{v}.meta.json"),

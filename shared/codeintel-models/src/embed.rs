@@ -117,6 +117,8 @@ pub struct LocalEmbedder {
     model: EmbedModel,
     tokenizer: Tokenizer,
     dim: usize,
+    /// [`weights_sha256`] of the model folder: the weights every runtime's vectors come from.
+    weights: String,
     batch_size: usize,
     workers: usize,
 }
@@ -147,11 +149,19 @@ impl LocalEmbedder {
                 (EmbedModel::Onnx(m), dim, tokenizer)
             }
         };
-        Ok(Self { model, tokenizer, dim, batch_size, workers })
+        // After the model, so that a missing export is what a folder without one reports.
+        let weights = weights_sha256(dir)?;
+        Ok(Self { model, tokenizer, dim, weights, batch_size, workers })
     }
 
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// The sha256 of the model folder's `model.safetensors`, which the ONNX exports are made
+    /// from: the contract's name for these weights.
+    pub fn weights_sha256(&self) -> &str {
+        &self.weights
     }
 
     /// Embeds texts in batches of similar length (less padding), returning vectors in input order.
@@ -188,6 +198,16 @@ impl LocalEmbedder {
         let rows: Vec<Vec<f32>> = mean.to_vec2().map_err(m)?;
         Ok(rows.into_iter().map(normalize).collect())
     }
+}
+
+/// The sha256 of a model folder's `model.safetensors`: what an index's embedding contract
+/// names, so vectors of other weights (another fine-tune, the base model) are not mixed.
+pub fn weights_sha256(dir: &Path) -> Result<String, EmbedError> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).map_err(|e| EmbedError::MissingModel {
+        dir: dir.display().to_string(),
+        message: format!("model.safetensors: {e}"),
+    })?;
+    Ok(codeintel_core::chunk::sha256_hex(&bytes))
 }
 
 /// The files of a local BERT-family model folder: its config, its safetensors bytes, and its
@@ -382,10 +402,10 @@ impl Embedder {
 
     /// The contract this embedder produces vectors under (the remote dimension is probed).
     pub async fn contract(&self, model_id: &str) -> Result<EmbeddingContract, EmbedError> {
-        let dim = match self {
-            Embedder::Local(e) => e.dim(),
+        let (dim, weights_sha256) = match self {
+            Embedder::Local(e) => (e.dim(), e.weights_sha256().to_string()),
             Embedder::Remote(r) => {
-                r.embed(&["dimension probe".to_string()]).await?.first().map(|v| v.len()).unwrap_or(0)
+                (r.embed(&["dimension probe".to_string()]).await?.first().map(|v| v.len()).unwrap_or(0), String::new())
             }
         };
         Ok(EmbeddingContract {
@@ -393,6 +413,7 @@ impl Embedder {
             dim: dim as u32,
             metric: "inner_product".into(),
             normalized: true,
+            weights_sha256,
         })
     }
 }

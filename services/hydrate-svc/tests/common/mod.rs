@@ -42,7 +42,13 @@ pub fn publish_repo_from(
     std::fs::write(dir.join("vector/unused.faiss"), b"").unwrap();
     std::fs::write(dir.join("vector/unused.json"), b"[]").unwrap();
     std::fs::create_dir_all(dir.join("lexical/unused")).unwrap();
-    let contract = EmbeddingContract { model_id: "m".into(), dim: 4, metric: "inner_product".into(), normalized: true };
+    let contract = EmbeddingContract {
+        model_id: "m".into(),
+        dim: 4,
+        metric: "inner_product".into(),
+        normalized: true,
+        weights_sha256: String::new(),
+    };
     let primary = VectorFiles {
         faiss_index: "vector/unused.faiss".into(),
         chunk_meta: "vector/unused.json".into(),

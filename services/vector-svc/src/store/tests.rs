@@ -18,7 +18,13 @@ fn cfg(flat_threshold: usize) -> VectorConfig {
 }
 
 fn manifest(dim: u32, primary: VectorFiles, secondary: Option<VectorFiles>, tombstones: Option<String>) -> Manifest {
-    let contract = EmbeddingContract { model_id: "m".into(), dim, metric: "inner_product".into(), normalized: true };
+    let contract = EmbeddingContract {
+        model_id: "m".into(),
+        dim,
+        metric: "inner_product".into(),
+        normalized: true,
+        weights_sha256: String::new(),
+    };
     let a = FirstArtifacts { segments: vec![], primary, tantivy_dir: String::new(), sparse: None };
     let m = Manifest::new("r", 1, ".".into(), BuildSettings::vectors_only(contract), a, Default::default());
     Manifest { secondary, tombstones, ..m }
