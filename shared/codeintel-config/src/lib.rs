@@ -433,8 +433,12 @@ pub struct AnswerConfig {
     pub fusion: String,
     /// Reciprocal rank fusion constant k (with `fusion = "rrf"`).
     pub rrf_k: f32,
-    /// RRF weight of the dense retriever.
+    /// Fusion weight of the dense retriever for natural-language queries that describe code
+    /// (`Returns the ...`, the form of a doc comment).
     pub dense_weight: f32,
+    /// Fusion weight of the dense retriever for natural-language questions (`how does ...?`,
+    /// `codeintel_core::query::is_question`); lexical and sparse keep their weights.
+    pub question_dense_weight: f32,
     /// RRF weight of the lexical retriever.
     pub lexical_weight: f32,
     /// RRF weight of the learned sparse (SPLADE) retriever; 0 leaves it out of hybrid retrieval
@@ -696,7 +700,8 @@ impl Default for AnswerConfig {
             eject_ms: 2_000,
             fusion: "dbsf".into(),
             rrf_k: 60.0,
-            dense_weight: 1.0,
+            dense_weight: 3.0,
+            question_dense_weight: 1.0,
             lexical_weight: 1.0,
             sparse_weight: 0.5,
             candidates: 100,
@@ -803,8 +808,11 @@ impl Config {
         );
         anyhow::ensure!(self.answer.rrf_k > 0.0, "answer.rrf_k must be positive, got {}", self.answer.rrf_k);
         anyhow::ensure!(
-            self.answer.dense_weight >= 0.0 && self.answer.lexical_weight >= 0.0 && self.answer.sparse_weight >= 0.0,
-            "answer.dense_weight, answer.lexical_weight and answer.sparse_weight must not be negative"
+            self.answer.dense_weight >= 0.0
+                && self.answer.question_dense_weight >= 0.0
+                && self.answer.lexical_weight >= 0.0
+                && self.answer.sparse_weight >= 0.0,
+            "answer.dense_weight, answer.question_dense_weight, answer.lexical_weight and answer.sparse_weight must not be negative"
         );
         anyhow::ensure!((1..=1000).contains(&self.answer.candidates), "answer.candidates must be in 1..=1000");
         let a = &self.answer;

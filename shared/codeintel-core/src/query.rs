@@ -102,6 +102,25 @@ const LOOKUP_WORDS: &[&str] =
 const FILLER_WORDS: &[&str] =
     &["where", "is", "are", "the", "a", "an", "of", "show", "me", "source", "code", "for", "go", "to"];
 
+/// Words that open a question (`how does ...`, `where is ...`, `does it ...`).
+const QUESTION_WORDS: &[&str] = &[
+    "how", "what", "where", "why", "when", "which", "who", "whose", "does", "do", "did", "is", "are", "can", "could",
+    "should", "would", "will",
+];
+
+/// Whether a natural-language query is a question (it ends with `?` or opens with a question
+/// word) rather than a description of what some code does (`Returns the value of ...`, the
+/// form of a doc comment). Questions about behaviour often span several definitions and name
+/// the domain's words, so they keep lexical retrieval at full weight; descriptions lean on the
+/// embedder, which is trained on exactly such sentences (`answer.question_dense_weight`).
+pub fn is_question(query: &str) -> bool {
+    let q = query.trim();
+    q.ends_with('?')
+        || q.split_whitespace()
+            .next()
+            .is_some_and(|w| QUESTION_WORDS.contains(&w.to_ascii_lowercase().trim_end_matches(',')))
+}
+
 pub fn classify(query: &str) -> QueryKind {
     let q = query.trim().trim_end_matches('?').trim();
     let words: Vec<&str> = q.split_whitespace().collect();
@@ -171,6 +190,19 @@ mod tests {
         assert_eq!(classify("where is the config loaded"), QueryKind::NaturalLanguage);
         assert_eq!(classify("parse the command line"), QueryKind::NaturalLanguage);
         assert_eq!(classify("the parser"), QueryKind::NaturalLanguage);
+    }
+
+    #[test]
+    fn questions_are_told_from_descriptions() {
+        assert!(is_question("how does the answer service fuse dense and lexical results?"));
+        assert!(is_question("Where is the retry policy configured"));
+        assert!(is_question("the limit on multipart parts?"));
+        assert!(is_question("does the store retry on 503"));
+        assert!(!is_question("Returns the value of the header as a string"));
+        assert!(!is_question("A converter that allows an attribute to be optional"));
+        assert!(!is_question("Gets an IEEE754 double-precision floating point number from self"));
+        assert!(!is_question("howl at the moon"));
+        assert!(!is_question(""));
     }
 
     #[test]

@@ -94,10 +94,12 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn natural_language(a: &AnswerConfig) -> Self {
+    /// `question`: [`codeintel_core::query::is_question`] of the query, which takes
+    /// `answer.question_dense_weight` instead of `answer.dense_weight`.
+    pub fn natural_language(a: &AnswerConfig, question: bool) -> Self {
         Self {
             name: "natural_language",
-            dense: a.dense_weight,
+            dense: if question { a.question_dense_weight } else { a.dense_weight },
             lexical: a.lexical_weight,
             sparse: a.sparse_weight,
             candidates: a.candidates,
@@ -417,6 +419,21 @@ mod tests {
         let bad = Scope { include_globs: vec!["a/[".into()], ..Default::default() };
         assert_eq!(validate_query("q", 5, Some(&bad)).unwrap_err().code(), tonic::Code::InvalidArgument);
         assert!(validate_query("q", 5, None).is_ok());
+    }
+
+    #[test]
+    fn descriptions_lean_on_dense_and_questions_keep_the_balance() {
+        let a = AnswerConfig::default();
+        let plan = |q: &str| route(&a, q, SearchMode::Hybrid, 10, Duration::from_secs(2), 0);
+        let described = plan("Returns the value of the header as a string");
+        assert_eq!((described.route.name, described.route.dense), ("natural_language", a.dense_weight));
+        let asked = plan("how does the answer service fuse dense and lexical results?");
+        assert_eq!((asked.route.name, asked.route.dense), ("natural_language", a.question_dense_weight));
+        assert_ne!(a.dense_weight, a.question_dense_weight, "the defaults weigh the two forms differently");
+        // Lexical and sparse are the same on both; identifier lookups keep their own route.
+        assert_eq!((described.route.lexical, described.route.sparse), (asked.route.lexical, asked.route.sparse));
+        let looked_up = plan("where is _get_text_stream defined?");
+        assert_eq!((looked_up.route.name, looked_up.route.dense), ("identifier", a.identifier_dense_weight));
     }
 
     #[test]

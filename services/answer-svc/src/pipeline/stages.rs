@@ -100,7 +100,11 @@ pub fn route(a: &AnswerConfig, query: &str, mode: SearchMode, top_k: u32, budget
         Some(QueryKind::Identifier { name }) => name,
         _ => String::new(),
     };
-    let route = if exact_symbol.is_empty() { Route::natural_language(a) } else { Route::identifier(a) };
+    let route = if exact_symbol.is_empty() {
+        Route::natural_language(a, query::is_question(query))
+    } else {
+        Route::identifier(a)
+    };
     let candidates = route.candidates.max(top_k).max(rerank_depth);
     let deadline = budget.mul_f32(0.5).min(Duration::from_millis(a.retriever_timeout_ms));
     let hybrid = mode == SearchMode::Hybrid;
