@@ -45,8 +45,15 @@ pub fn role(c: &Chunk) -> Role {
     if matches!(c.language.as_str(), "text" | "config") {
         return Role::Prose;
     }
-    let in_tests = c.parent.split([':', '.']).any(|p| p == "tests" || p == "test")
-        || (c.language == "python" && c.parent.split('.').any(|p| p.starts_with("Test")));
+    // The qualifier: the chunk's parent when it has one, else what precedes the name in its
+    // symbol (served chunks carry no parent: `tests::checks_x` says where it sits).
+    let qualifier = if c.parent.is_empty() {
+        c.symbol.rfind([':', '.']).map_or("", |i| c.symbol[..i].trim_end_matches(':'))
+    } else {
+        c.parent.as_str()
+    };
+    let in_tests = qualifier.split([':', '.']).any(|p| p == "tests" || p == "test")
+        || (c.language == "python" && qualifier.split('.').any(|p| p.starts_with("Test")));
     if in_tests || is_test_path(&c.path) {
         Role::Test
     } else {
@@ -128,6 +135,19 @@ mod tests {
         assert_eq!(role(&chunk("services/answer-svc/src/fusion.rs", "rust", "tests")), Role::Test);
         assert_eq!(role(&chunk("src/a.rs", "rust", "outer::tests")), Role::Test);
         assert_eq!(role(&chunk("pkg/mod.py", "python", "TestParser")), Role::Test);
+        // As served (no parent), the symbol's qualifier says the same.
+        let served = |path: &str, language: &str, symbol: &str| Chunk {
+            path: path.into(),
+            language: language.into(),
+            symbol: symbol.into(),
+            ..Default::default()
+        };
+        assert_eq!(role(&served("src/pipeline/mod.rs", "rust", "tests::descriptions_lean_on_dense")), Role::Test);
+        assert_eq!(role(&served("src/a.rs", "rust", "outer::tests::checks")), Role::Test);
+        assert_eq!(role(&served("pkg/mod.py", "python", "TestParser.test_empty")), Role::Test);
+        assert_eq!(role(&served("src/fusion.rs", "rust", "Route::natural_language")), Role::Code);
+        assert_eq!(role(&served("src/fusion.rs", "rust", "tests_helper")), Role::Code);
+        assert_eq!(role(&served("pkg/mod.py", "python", "Tester")), Role::Code);
         assert_eq!(role(&chunk("pkg/mod.py", "python", "Parser")), Role::Code);
         assert_eq!(role(&chunk("docs/configuration.md", "text", "")), Role::Prose);
         assert_eq!(role(&chunk("Makefile", "config", "")), Role::Prose);
