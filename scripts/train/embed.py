@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rerank import Layer, VAL_PACKAGES, hf_names, name_of, sha256  # noqa: E402
+from rerank import Layer, VAL_PACKAGES, adamw_linear, hf_names, name_of, sha256  # noqa: E402
 
 TARGETS = ('q', 'k', 'v', 'o', 'inter', 'out')
 
@@ -225,10 +225,7 @@ def main():
     print(f'held out before training: {before}', flush=True)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
-    warm = max(1, a.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (a.steps - s) / max(1, a.steps - warm)))
+    opt, sched = adamw_linear(params, a.lr, a.steps)
     order = list(range(len(train)))
     rng = random.Random(a.seed)
     rng.shuffle(order)

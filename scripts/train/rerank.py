@@ -99,6 +99,15 @@ def sha256(path):
     return h.hexdigest()
 
 
+def adamw_linear(params, lr, steps):
+    """AdamW (weight decay 0.01) with 5% linear warm-up, then linear decay to 0 at `steps`."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / max(1, steps - warm)))
+    return opt, sched
+
+
 VAL_PACKAGES = 'dashmap,once_cell,arrow-buffer,crossbeam-channel,more-itertools,sortedcontainers,handlebars,async'
 
 
@@ -203,10 +212,7 @@ def main():
     print(f'held out before training: {before}', flush=True)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
-    warm = max(1, a.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (a.steps - s) / max(1, a.steps - warm)))
+    opt, sched = adamw_linear(params, a.lr, a.steps)
     order = list(range(len(train_g)))
     rng = random.Random(a.seed)
     rng.shuffle(order)
