@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank train-embed
+	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank train-embed train-embed-mined
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -97,6 +97,13 @@ EMBED_STEPS ?= 700
 train-embed: train-venv ## fine-tune the embedder (LoRA deltas) on $(CODEINTEL_CACHE)/train/pairs.jsonl into models/embed/ (fixed seed, 2 threads; make train-data first)
 	$(TRAIN_VENV)/bin/python scripts/train/embed.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
 		$(CODEINTEL_CACHE)/models/all-MiniLM-L6-v2 models/embed --steps $(EMBED_STEPS) --bf16
+
+EMBED_MINED_STEPS ?= 300
+
+train-embed-mined: train-venv ## a second embedder round from models/embed: its own wrong top hits as hard negatives, a quarter of the queries as questions, into $(CODEINTEL_CACHE)/train/embed-mined (measured, not shipped: docs/training.md)
+	$(TRAIN_VENV)/bin/python scripts/train/embed.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
+		$(CODEINTEL_CACHE)/models/all-MiniLM-L6-v2 $(CODEINTEL_CACHE)/train/embed-mined --steps $(EMBED_MINED_STEPS) \
+		--bf16 --init models/embed --hard 0 --mine 1 --questions 0.25 --lr 1e-4
 
 S3_VENV := $(CODEINTEL_CACHE)/venv-s3
 

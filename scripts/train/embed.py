@@ -15,13 +15,23 @@ only parameters that change; the artifact is A and B in f16 (about 1.3 MB at ran
 sha256 of the base weights they apply to. `scripts/onnx/merge_lora.py` folds them into a model
 folder that candle and the ONNX exports load like any other.
 
+A second round (`--init` the first round's deltas, `--mine 1`) adds our own first stage's
+wrong top hits as hard negatives: before training, the model as it starts ranks each training
+query against every positive of its package (the documented definitions of that package), and
+the highest-ranked one that is not the query's own definition becomes one more hard negative,
+unless it scores within 95% of the positive or is a near-copy of it (cosine >= 0.98 between the
+two documents: the same code shipped twice), which are more likely right answers than wrong
+ones. `--questions F` rewrites that fraction of the training queries as the questions people
+ask (`Returns the length.` -> `which function returns the length?`), so that a question's
+wrapper words do not pull it away from the code it describes.
+
 The eight `--val-packages` (as `rerank.py`) never train it; they are measured before and after
 (the held-out queries against every held-out positive and negative), and chose its settings.
 The same seed, inputs and thread count give the same weights.
 
 Usage: embed.py PAIRS_JSONL BASE_MODEL_DIR OUT_DIR [--steps N] [--batch 32] [--lr 2e-4]
        [--rank 16] [--alpha 32] [--hard 1] [--dropout 0] [--max-len 128] [--query-len 64] [--seed 19]
-       [--threads 2] [--bf16] [--val-packages A,B,...]
+       [--threads 2] [--bf16] [--val-packages A,B,...] [--init DIR] [--mine 1] [--questions 0.25]
 Writes OUT_DIR/lora.safetensors, OUT_DIR/lora.json and OUT_DIR/reference.json.
 """
 import argparse, json, math, os, random, sys, time
@@ -103,6 +113,90 @@ def add_lora(model, rank, alpha):
             setattr(layer, t, LoRA(getattr(layer, t), rank, alpha))
     for name, p in model.named_parameters():
         p.requires_grad_(name.endswith('.a') or name.endswith('.b'))
+
+
+def load_init(model, theirs, init):
+    """Starts from an earlier round's deltas (`init/lora.safetensors`, as it ships: f16)."""
+    d = load_file(os.path.join(init, 'lora.safetensors'))
+    for i, layer in enumerate(model.layers):
+        for t in TARGETS:
+            key = theirs[f'layers.{i}.{t}.weight'][:-len('.weight')]
+            m = getattr(layer, t)
+            a, b = d[key + '.lora_a'].float(), d[key + '.lora_b'].float()
+            if a.shape != m.a.shape or b.shape != m.b.shape:
+                sys.exit(f'{init}: {key} has rank {a.shape[0]}, this run {m.a.shape[0]} (--rank)')
+            m.a.data, m.b.data = a, b
+
+
+QUESTION_WORDS = ('how', 'what', 'where', 'which', 'why', 'when', 'who', 'does', 'is', 'can')
+
+
+def as_question(q, rng):
+    """A doc sentence as a question someone would ask about the code it documents. The first
+    word decides the form: a third-person verb (`Returns ...`) reads `which function returns
+    ...?`, an imperative (`Return ...`) `how do I return ...?`, anything else (`The handle ...`)
+    `where is the handle ... defined?`; each form has three wordings, drawn by `rng`."""
+    s = q.strip().rstrip('.!:;').strip()
+    if not s or s.endswith('?') or s.split()[0].lower() in QUESTION_WORDS:
+        return q
+    first, _, rest = s.partition(' ')
+    # Lower-case an ordinary leading word, never an identifier (`HTTPClient`, `parse_url`).
+    if first[:1].isupper() and (len(first) == 1 or first[1:].islower()):
+        first = first.lower()
+    s = f'{first} {rest}'.strip()
+    if first.endswith('s') and not first.endswith('ss') and first.isalpha() and first.islower():
+        forms = ['which function {}?', 'what {}?', 'where is the code that {}?']
+    elif first.isalpha() and first.islower() and first not in ('the', 'a', 'an', 'this', 'these', 'if'):
+        forms = ['how do I {}?', 'how to {}?', 'where does the code {}?']
+    else:
+        forms = ['where is {} defined?', 'what is {}?', 'which code is {}?']
+    return rng.choice(forms).format(s)
+
+
+def mine(model, train, tok, a):
+    """Our first stage's own wrong top hits (see the module's doc): for each training example,
+    up to `a.mine` documents of its package that the model ranks highest without being its
+    definition, each as (body, name). Also returns how the model ranks the training queries."""
+    model.eval()
+    docs, index, by_pkg = [], {}, {}
+    for e in train:
+        if e['pos_embed'] not in index:
+            index[e['pos_embed']] = len(docs)
+            docs.append((e['pos_embed'], e['pos_name']))
+            by_pkg.setdefault(e['package'], []).append(index[e['pos_embed']])
+    t0 = time.time()
+    with torch.no_grad():
+        named = [n for _, n in docs if n]
+        name_seqs = iter(tokens(tok, named, a.max_len))
+        d = documents(model, tokens(tok, [b for b, _ in docs], a.max_len),
+                      [next(name_seqs) if n else None for _, n in docs], a.bf16)
+        q = embed(model, tokens(tok, [e['query'] for e in train], a.query_len), a.bf16)
+    mined, ranks, kept = [], [], 0
+    pools = {p: torch.tensor(ix) for p, ix in by_pkg.items()}
+    for i, e in enumerate(train):
+        pool = pools[e['package']]
+        p = index[e['pos_embed']]
+        s = d[pool] @ q[i]
+        pos_s = float(d[p] @ q[i])
+        ranks.append(int((s > pos_s).sum()) + 1)
+        ok = (pool != p) & (s < 0.95 * pos_s) & (d[pool] @ d[p] < 0.98)
+        if a.mine > 0:
+            own = set(e['negs_embed'][:a.hard])
+            picks = []
+            for j in torch.argsort(torch.where(ok, s, torch.full_like(s, -2.0)), descending=True).tolist():
+                if not ok[j] or len(picks) == a.mine:
+                    break
+                body, name = docs[int(pool[j])]
+                if body not in own:
+                    picks.append((body, name))
+            kept += len(picks)
+            mined.append(picks)
+    model.train()
+    r = torch.tensor(ranks, dtype=torch.float)
+    stats = {'examples': len(train), 'documents': len(docs), 'mined': kept, 'seconds': round(time.time() - t0),
+             'train_r1': round((r == 1).float().mean().item(), 4),
+             'train_mrr10': round(torch.where(r <= 10, 1.0 / r, torch.zeros_like(r)).mean().item(), 4)}
+    return mined, stats
 
 
 def tokens(tok, texts, max_len):
@@ -189,6 +283,11 @@ def main():
     ap.add_argument('--bf16', action='store_true', help='bf16 autocast (AMX or AVX-512 BF16); f32 without')
     ap.add_argument('--val-packages', default=VAL_PACKAGES)
     ap.add_argument('--skip-before', action='store_true', help='do not measure the base model first')
+    ap.add_argument('--init', help="start from this folder's lora.safetensors (an earlier round) instead of zero deltas")
+    ap.add_argument('--mine', type=int, default=0,
+                    help="hard negatives per example from the starting model's own wrong top hits in the package")
+    ap.add_argument('--questions', type=float, default=0.0,
+                    help='fraction of the training queries rewritten as questions (as_question)')
     a = ap.parse_args()
     random.seed(a.seed)
     np.random.seed(a.seed)
@@ -208,21 +307,44 @@ def main():
     missing = held - {name_of(e['package']) for e in val}
     if missing:
         sys.exit(f'--val-packages names packages with no examples: {sorted(missing)}')
-    t0 = time.time()
-    q_tok = tokens(tok, [e['query'] for e in train], a.query_len)
-    body_tok = tokens(tok, [t for e in train for t in [e['pos_embed']] + e['negs_embed'][:a.hard]], a.max_len)
-    name_list = [n for e in train for n in [e['pos_name']] + (e['negs_name'] + [None] * a.hard)[:a.hard]]
-    name_tok = tokens(tok, [n or '' for n in name_list], a.max_len)
-    per = 1 + a.hard
-    print(f'{len(train)} training examples, {len(val)} held out ({len({e["package"] for e in val})} packages); '
-          f'tokenized in {time.time() - t0:.0f}s', flush=True)
-
     model = Encoder(dict(cfg, hidden_dropout_prob=a.dropout))
     base_file = os.path.join(a.base, 'model.safetensors')
     theirs = load_base(model, base_file, cfg['num_hidden_layers'])
     add_lora(model, a.rank, a.alpha)
+    init = None
+    if a.init:
+        load_init(model, theirs, a.init)
+        init = {'weights_sha256': sha256(os.path.join(a.init, 'lora.safetensors'))}
+        prior = os.path.join(a.init, 'lora.json')
+        if os.path.exists(prior):
+            init['training'] = json.load(open(prior)).get('training')
     before = None if a.skip_before else measure(model, val, tok, a)
     print(f'held out before training: {before}', flush=True)
+    mined, mining = [[] for _ in train], None
+    if a.mine:
+        mined, mining = mine(model, train, tok, a)
+        print(f'mined: {mining}', flush=True)
+
+    t0 = time.time()
+    qrng = random.Random(a.seed + 1)
+    queries = [as_question(e['query'], qrng) if qrng.random() < a.questions else e['query'] for e in train]
+    rewritten = sum(q != e['query'] for q, e in zip(queries, train))
+    per = 1 + a.hard + a.mine
+    bodies, name_list = [], []
+    for e, extra in zip(train, mined):
+        hard = list(zip(e['negs_embed'], e['negs_name']))[:a.hard] + extra
+        # Short of negatives (a package with few documented definitions): repeat the positive's
+        # nearest, or the positive's own name view, so that every example has `per` documents.
+        while len(hard) < per - 1:
+            hard.append(hard[-1] if hard else (e['negs_embed'][0], e['negs_name'][0]))
+        for body, name in [(e['pos_embed'], e['pos_name'])] + hard:
+            bodies.append(body)
+            name_list.append(name)
+    q_tok = tokens(tok, queries, a.query_len)
+    body_tok = tokens(tok, bodies, a.max_len)
+    name_tok = tokens(tok, [n or '' for n in name_list], a.max_len)
+    print(f'{len(train)} training examples ({rewritten} as questions), {len(val)} held out '
+          f'({len({e["package"] for e in val})} packages); tokenized in {time.time() - t0:.0f}s', flush=True)
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt, sched = adamw_linear(params, a.lr, a.steps)
@@ -294,6 +416,7 @@ def main():
                      'dropout': a.dropout, 'max_len': a.max_len, 'query_len': a.query_len, 'seed': a.seed, 'threads': a.threads,
                      'bf16': a.bf16, 'seconds': round(train_s), 'torch': torch.__version__,
                      'val_before': before, 'val_after': after,
+                     'init': init, 'mine': a.mine, 'mining': mining, 'questions': a.questions,
                      'final_loss': round(float(np.mean(losses[-25:])), 4) if losses else None},
     }
     with open(os.path.join(a.out, 'lora.json'), 'w') as f:
