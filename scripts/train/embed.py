@@ -333,8 +333,9 @@ def main():
     bodies, name_list = [], []
     for e, extra in zip(train, mined):
         hard = list(zip(e['negs_embed'], e['negs_name']))[:a.hard] + extra
-        # Short of negatives (a package with few documented definitions): repeat the positive's
-        # nearest, or the positive's own name view, so that every example has `per` documents.
+        # Short of negatives (nothing mined in a package with few documented definitions):
+        # repeat the last hard one, or the example's first negative, so that every example has
+        # `per` documents.
         while len(hard) < per - 1:
             hard.append(hard[-1] if hard else (e['negs_embed'][0], e['negs_name'][0]))
         for body, name in [(e['pos_embed'], e['pos_name'])] + hard:
