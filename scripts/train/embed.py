@@ -27,7 +27,9 @@ wrapper words do not pull it away from the code it describes.
 
 The eight `--val-packages` (as `rerank.py`) never train it; they are measured before and after
 (the held-out queries against every held-out positive and negative), and chose its settings.
-The same seed, inputs and thread count give the same weights.
+The same seed, inputs and thread count are meant to give the same weights on one kind of CPU;
+bf16 products differ between AMX and AVX-512 BF16, and a run on the other kind gave weights
+within 0.33% of the shipped ones, not the same bytes (docs/training.md).
 
 Usage: embed.py PAIRS_JSONL BASE_MODEL_DIR OUT_DIR [--steps N] [--batch 32] [--lr 2e-4]
        [--rank 16] [--alpha 32] [--hard 1] [--dropout 0] [--max-len 128] [--query-len 64] [--seed 19]
@@ -180,17 +182,16 @@ def mine(model, train, tok, a):
         pos_s = float(d[p] @ q[i])
         ranks.append(int((s > pos_s).sum()) + 1)
         ok = (pool != p) & (s < 0.95 * pos_s) & (d[pool] @ d[p] < 0.98)
-        if a.mine > 0:
-            own = set(e['negs_embed'][:a.hard])
-            picks = []
-            for j in torch.argsort(torch.where(ok, s, torch.full_like(s, -2.0)), descending=True).tolist():
-                if not ok[j] or len(picks) == a.mine:
-                    break
-                body, name = docs[int(pool[j])]
-                if body not in own:
-                    picks.append((body, name))
-            kept += len(picks)
-            mined.append(picks)
+        own = set(e['negs_embed'][:a.hard])
+        picks = []
+        for j in torch.argsort(torch.where(ok, s, torch.full_like(s, -2.0)), descending=True).tolist():
+            if not ok[j] or len(picks) == a.mine:
+                break
+            body, name = docs[int(pool[j])]
+            if body not in own:
+                picks.append((body, name))
+        kept += len(picks)
+        mined.append(picks)
     model.train()
     r = torch.tensor(ranks, dtype=torch.float)
     stats = {'examples': len(train), 'documents': len(docs), 'mined': kept, 'seconds': round(time.time() - t0),
