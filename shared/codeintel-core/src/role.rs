@@ -1,5 +1,6 @@
 //! What a chunk is to someone asking how the code behaves: the implementing code, a test of it,
-//! or prose and configuration about it (docs, READMEs, Makefiles, YAML). Decided from the path,
+//! prose and configuration about it (docs, READMEs, Makefiles, YAML), or the top-level lines of
+//! a code file that no definition holds (imports, module docs, script statements). Decided from the path,
 //! the language the chunker gave it and the enclosing definition, the way code search engines
 //! tell tests from code (`tests/`, `test_*.py`, `*_test.go`, `*.spec.ts`, Rust `mod tests`).
 
@@ -7,9 +8,14 @@ use crate::chunk::Chunk;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// A definition (function, method, type, ...) outside tests.
     Code,
     Test,
     Prose,
+    /// A line window of a code file: the lines between definitions (imports, module docs,
+    /// constants, script statements). What a description of behaviour describes is nearly
+    /// always a definition.
+    TopLevel,
 }
 
 /// Folders whose files are tests, benchmarks or fixtures. Not `testing`: in libraries that is
@@ -40,7 +46,7 @@ pub fn is_test_path(path: &str) -> bool {
 /// The chunk's role: a test when its file is one or it sits in a Rust `mod tests`/`mod test`
 /// (or a `Test*` class in Python); prose for the text and configuration languages
 /// ([`crate::chunk::language_for_path`]: Markdown, reST, TOML, YAML, JSON, Makefiles...);
-/// code otherwise.
+/// top-level for a chunk of code that names no definition (a line window); code otherwise.
 pub fn role(c: &Chunk) -> Role {
     if matches!(c.language.as_str(), "text" | "config") {
         return Role::Prose;
@@ -56,6 +62,8 @@ pub fn role(c: &Chunk) -> Role {
         || (c.language == "python" && qualifier.split('.').any(|p| p.starts_with("Test")));
     if in_tests || is_test_path(&c.path) {
         Role::Test
+    } else if c.symbol.is_empty() {
+        Role::TopLevel
     } else {
         Role::Code
     }
@@ -100,8 +108,15 @@ pub fn asked_for(query: &str) -> (bool, bool) {
 mod tests {
     use super::*;
 
+    /// A definition's chunk (it has a symbol).
     fn chunk(path: &str, language: &str, parent: &str) -> Chunk {
-        Chunk { path: path.into(), language: language.into(), parent: parent.into(), ..Default::default() }
+        Chunk {
+            path: path.into(),
+            language: language.into(),
+            parent: parent.into(),
+            symbol: "item".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -152,6 +167,11 @@ mod tests {
         assert_eq!(role(&chunk("docs/configuration.md", "text", "")), Role::Prose);
         assert_eq!(role(&chunk("Makefile", "config", "")), Role::Prose);
         assert_eq!(role(&chunk("tests/data.json", "config", "")), Role::Prose);
+        // A line window of code (no symbol): top-level lines; in a test file still a test.
+        assert_eq!(role(&served("src/fusion.rs", "rust", "")), Role::TopLevel);
+        assert_eq!(role(&served("scripts/codeintel-questions.py", "python", "")), Role::TopLevel);
+        assert_eq!(role(&served("tests/test_x.py", "python", "")), Role::Test);
+        assert_eq!(role(&served("README.md", "text", "")), Role::Prose);
     }
 
     #[test]

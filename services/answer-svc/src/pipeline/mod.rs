@@ -445,7 +445,9 @@ mod tests {
     }
 
     fn hit(id: u64, path: &str, language: &str) -> Hit {
-        let chunk = Chunk { chunk_id: id, path: path.into(), language: language.into(), ..Default::default() };
+        // A definition unless it is prose; `window` below makes a line window.
+        let symbol = if language == "rust" { format!("f{id}") } else { String::new() };
+        let chunk = Chunk { chunk_id: id, path: path.into(), language: language.into(), symbol, ..Default::default() };
         Hit { chunk, score: 1.0 / id as f32, dense_rank: 0, lexical_rank: 0, sparse_rank: 0 }
     }
 
@@ -473,5 +475,25 @@ mod tests {
         // Named in the question: that role keeps its place.
         assert_eq!(ids(code_first(hits(), 0, 10, "which tests cover fusion?")), vec![1, 3, 5, 6, 2, 4]);
         assert_eq!(ids(code_first(hits(), 0, 10, "where is fusion documented?")), vec![2, 3, 4, 5, 6, 1]);
+    }
+
+    #[test]
+    fn top_level_windows_move_below_definitions_like_prose() {
+        let window = |id: u64, path: &str| {
+            let mut h = hit(id, path, "python");
+            h.chunk.symbol.clear();
+            h
+        };
+        let hits = || {
+            let mut d = hit(2, "pkg/core.py", "rust");
+            d.chunk.language = "python".into();
+            vec![window(1, "pkg/core.py"), d, hit(3, "src/fusion.rs", "rust"), window(4, "src/fusion.rs")]
+        };
+        let ids = |h: Vec<Hit>| h.into_iter().map(|h| h.chunk.chunk_id).collect::<Vec<_>>();
+        // A description and a question alike: the definitions first.
+        assert_eq!(ids(code_first(hits(), 0, 10, "Parse the header of a message")), vec![2, 3, 1, 4]);
+        assert_eq!(ids(code_first(hits(), 0, 1, "how is the header parsed?")), vec![2, 1, 3, 4]);
+        // A module doc is documentation: asked for, windows keep their place.
+        assert_eq!(ids(code_first(hits(), 0, 10, "where is the header format documented?")), vec![1, 2, 3, 4]);
     }
 }

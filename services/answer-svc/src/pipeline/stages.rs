@@ -29,10 +29,11 @@ pub fn exact_first(fused: Vec<Fused>, exact: &[u64]) -> Vec<Fused> {
     first
 }
 
-/// Code before tests and prose for a question about behaviour: each hit that is a test or
-/// prose ([`role::role`]) and of a role the query does not ask for ([`role::asked_for`]) moves
-/// `places` places down, below the code hits it then ties with; the rest keep their order. Hits
-/// before `keep` (pinned exact definitions) do not move. `places` = 0 changes nothing.
+/// Definitions before tests, prose and top-level lines for a natural-language query: each hit
+/// that is a test, prose or a top-level window ([`role::role`]) and of a role the query does not
+/// ask for ([`role::asked_for`]; a module doc is docs) moves `places` places down, below the
+/// definitions it then ties with; the rest keep their order. Hits before `keep` (pinned exact
+/// definitions) do not move. `places` = 0 changes nothing.
 pub fn code_first(hits: Vec<Hit>, keep: usize, places: usize, query: &str) -> Vec<Hit> {
     if places == 0 || hits.len() <= keep + 1 {
         return hits;
@@ -46,7 +47,7 @@ pub fn code_first(hits: Vec<Hit>, keep: usize, places: usize, query: &str) -> Ve
                 && match role::role(&h.chunk) {
                     role::Role::Code => false,
                     role::Role::Test => !tests_asked,
-                    role::Role::Prose => !prose_asked,
+                    role::Role::Prose | role::Role::TopLevel => !prose_asked,
                 };
             (if later { i + places } else { i }, later, h)
         })
