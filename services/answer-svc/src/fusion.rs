@@ -4,9 +4,11 @@
 //!   1-based. Uses ranks only, so a retriever's confidence is lost: a chunk first in one list
 //!   by a wide margin ties with one that is first by a hair.
 //! - Distribution-based score fusion (DBSF, as in Qdrant): each list's scores are mapped to
-//!   [0, 1] between mean - 3 sd and mean + 3 sd of that list, then `score(d) = sum_i w_i *
-//!   norm_i(d)`. Scales as different as cosine and BM25 become comparable, and a clear winner
-//!   of one retriever keeps its lead.
+//!   [0, 1] between mean - 3 sd and mean + 3 sd of that list's first `stats_depth` scores
+//!   (`answer.dbsf_depth`), then `score(d) = sum_i w_i * norm_i(d)`. Scales as different as
+//!   cosine and BM25 become comparable, and a clear winner of one retriever keeps its lead.
+//!   Statistics of the head of a list rather than all of it measure how far a hit stands out
+//!   from its real competitors, not from the long tail that every query drags in.
 
 use std::collections::HashMap;
 
@@ -30,16 +32,21 @@ pub struct RankedList<'a> {
 /// How ranked lists are fused (`answer.fusion`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Method {
-    Rrf { k: f32 },
-    Dbsf,
+    Rrf {
+        k: f32,
+    },
+    /// `stats_depth`: how many of each list's first scores give its mean and spread (0: all).
+    Dbsf {
+        stats_depth: usize,
+    },
 }
 
 impl Method {
-    /// From configuration: `rrf` (with `answer.rrf_k`) or `dbsf`.
-    pub fn from_config(name: &str, rrf_k: f32) -> Option<Self> {
+    /// From configuration: `rrf` (with `answer.rrf_k`) or `dbsf` (with `answer.dbsf_depth`).
+    pub fn from_config(name: &str, rrf_k: f32, dbsf_depth: u32) -> Option<Self> {
         match name {
             "rrf" => Some(Self::Rrf { k: rrf_k }),
-            "dbsf" => Some(Self::Dbsf),
+            "dbsf" => Some(Self::Dbsf { stats_depth: dbsf_depth as usize }),
             _ => None,
         }
     }
@@ -48,7 +55,7 @@ impl Method {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Rrf { .. } => "rrf",
-            Self::Dbsf => "dbsf",
+            Self::Dbsf { .. } => "dbsf",
         }
     }
 }
@@ -59,7 +66,7 @@ impl Method {
 pub fn fuse(lists: &[RankedList<'_>], method: Method) -> Vec<Fused> {
     match method {
         Method::Rrf { k } => rrf(lists, k),
-        Method::Dbsf => dbsf(lists),
+        Method::Dbsf { stats_depth } => dbsf(lists, stats_depth),
     }
 }
 
@@ -68,15 +75,20 @@ pub fn rrf(lists: &[RankedList<'_>], k: f32) -> Vec<Fused> {
     accumulate(lists, |_, pos| 1.0 / (k + pos as f32 + 1.0))
 }
 
-/// Distribution-based score fusion (see the module docs). A list whose scores are all equal
-/// (one hit, say) maps them to 1.
-pub fn dbsf(lists: &[RankedList<'_>]) -> Vec<Fused> {
+/// Distribution-based score fusion (see the module docs), each list's mean and spread taken
+/// over its first `stats_depth` scores (0: all of them). A list whose scores are all equal (one
+/// hit, say) maps them to 1.
+pub fn dbsf(lists: &[RankedList<'_>], stats_depth: usize) -> Vec<Fused> {
     let bounds: Vec<(f32, f32)> = lists
         .iter()
         .map(|l| {
-            let n = l.scores.len().max(1) as f64;
-            let mean = l.scores.iter().map(|&s| s as f64).sum::<f64>() / n;
-            let var = l.scores.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / n;
+            let head = match stats_depth {
+                0 => l.scores,
+                d => &l.scores[..d.min(l.scores.len())],
+            };
+            let n = head.len().max(1) as f64;
+            let mean = head.iter().map(|&s| s as f64).sum::<f64>() / n;
+            let var = head.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / n;
             let sd = var.sqrt();
             ((mean - 3.0 * sd) as f32, (6.0 * sd) as f32)
         })
@@ -182,7 +194,7 @@ mod tests {
         let (b, sb) = (l(&[3, 2, 7, 8, 9, 10]), [10.0f32, 4.0, 3.9, 3.8, 3.7, 3.6]);
         let lists =
             [RankedList { weight: 1.0, hits: &a, scores: &sa }, RankedList { weight: 1.0, hits: &b, scores: &sb }];
-        let f = dbsf(&lists);
+        let f = dbsf(&lists, 0);
         let norm = |x: f32, s: &[f32]| {
             let n = s.len() as f32;
             let m = s.iter().sum::<f32>() / n;
@@ -198,11 +210,36 @@ mod tests {
         let r = rrf(&lists, 60.0);
         assert!((score(&r, 3) - score(&r, 2)).abs() < 1e-4, "{r:?}");
         // One hit, or all scores equal: each counts fully.
-        let one = dbsf(&[RankedList { weight: 0.5, hits: &a[..1], scores: &sa[..1] }]);
+        let one = dbsf(&[RankedList { weight: 0.5, hits: &a[..1], scores: &sa[..1] }], 0);
         assert_eq!(one[0].score, 0.5);
-        assert_eq!(Method::from_config("dbsf", 60.0), Some(Method::Dbsf));
-        assert_eq!(Method::from_config("rrf", 10.0), Some(Method::Rrf { k: 10.0 }));
-        assert_eq!(Method::from_config("linear", 60.0), None);
+        assert_eq!(Method::from_config("dbsf", 60.0, 30), Some(Method::Dbsf { stats_depth: 30 }));
+        assert_eq!(Method::from_config("rrf", 10.0, 30), Some(Method::Rrf { k: 10.0 }));
+        assert_eq!(Method::from_config("linear", 60.0, 30), None);
+    }
+
+    #[test]
+    fn dbsf_statistics_come_from_the_head_of_each_list() {
+        // Two hits close at the top of a list with a long, low tail.
+        let a = l(&(1..=10).collect::<Vec<_>>());
+        let sa = [0.90f32, 0.88, 0.40, 0.39, 0.38, 0.37, 0.36, 0.35, 0.34, 0.33];
+        let lists = [RankedList { weight: 1.0, hits: &a, scores: &sa }];
+        let score = |f: &[Fused], id| f.iter().find(|x| x.chunk_id == id).unwrap().score;
+        let (all, head) = (dbsf(&lists, 0), dbsf(&lists, 2));
+        let norm = |x: f32, s: &[f32]| {
+            let n = s.len() as f32;
+            let m = s.iter().sum::<f32>() / n;
+            let sd = (s.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / n).sqrt();
+            ((x - (m - 3.0 * sd)) / (6.0 * sd)).clamp(0.0, 1.0)
+        };
+        assert!((score(&head, 1) - norm(0.90, &sa[..2])).abs() < 1e-5, "{head:?}");
+        assert!((score(&head, 2) - norm(0.88, &sa[..2])).abs() < 1e-5, "{head:?}");
+        // Against its closest rival the first hit's lead is large; against the tail, small.
+        assert!(score(&head, 1) - score(&head, 2) > score(&all, 1) - score(&all, 2) + 0.1, "{all:?} {head:?}");
+        // The tail falls below the head's range: 0, ties broken by rank.
+        assert_eq!(score(&head, 5), 0.0);
+        assert_eq!(head.iter().map(|f| f.chunk_id).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+        // A depth beyond the list is the whole list.
+        assert_eq!(dbsf(&lists, 50), all);
     }
 
     proptest! {
@@ -212,12 +249,13 @@ mod tests {
             sb in proptest::collection::vec(0.0f32..50.0, 1..30),
             scale in 0.1f32..100.0,
             shift in -100.0f32..100.0,
+            depth in 0usize..40,
         ) {
             let a: Vec<(u64, String)> = (0..sa.len() as u64).map(|i| (i, "r".into())).collect();
             let b: Vec<(u64, String)> = (0..sb.len() as u64).map(|i| (i * 3, "r".into())).collect();
             let sb2: Vec<f32> = sb.iter().map(|s| s * scale + shift).collect();
-            let f1 = dbsf(&[RankedList { weight: 1.0, hits: &a, scores: &sa }, RankedList { weight: 0.7, hits: &b, scores: &sb }]);
-            let f2 = dbsf(&[RankedList { weight: 1.0, hits: &a, scores: &sa }, RankedList { weight: 0.7, hits: &b, scores: &sb2 }]);
+            let f1 = dbsf(&[RankedList { weight: 1.0, hits: &a, scores: &sa }, RankedList { weight: 0.7, hits: &b, scores: &sb }], depth);
+            let f2 = dbsf(&[RankedList { weight: 1.0, hits: &a, scores: &sa }, RankedList { weight: 0.7, hits: &b, scores: &sb2 }], depth);
             for (x, y) in f1.iter().zip(&f2) {
                 prop_assert!((x.score - y.score).abs() < 1e-3, "{} vs {}", x.score, y.score);
             }

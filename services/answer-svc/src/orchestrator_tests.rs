@@ -280,7 +280,7 @@ fn expected_fusion(c: &Config, lists: &[(f32, &[(u64, f32)])]) -> Vec<crate::fus
         .map(|(w, l)| (*w, l.iter().map(|(id, _)| (*id, "r".to_string())).collect(), l.iter().map(|p| p.1).collect()))
         .collect();
     let ranked: Vec<RankedList> = owned.iter().map(|(w, h, s)| RankedList { weight: *w, hits: h, scores: s }).collect();
-    fuse(&ranked, Method::from_config(&c.answer.fusion, c.answer.rrf_k).unwrap())
+    fuse(&ranked, Method::from_config(&c.answer.fusion, c.answer.rrf_k, c.answer.dbsf_depth).unwrap())
 }
 
 const LEX: &[(u64, f32)] = &[(1, 9.0), (2, 5.0), (3, 1.0)];

@@ -433,6 +433,9 @@ pub struct AnswerConfig {
     pub fusion: String,
     /// Reciprocal rank fusion constant k (with `fusion = "rrf"`).
     pub rrf_k: f32,
+    /// With `fusion = "dbsf"`: how many of each retriever's first scores give the mean and
+    /// spread its scores are normalised by (0: the whole list of `candidates`).
+    pub dbsf_depth: u32,
     /// Fusion weight of the dense retriever for natural-language queries that describe code
     /// (`Returns the ...`, the form of a doc comment).
     pub dense_weight: f32,
@@ -700,6 +703,7 @@ impl Default for AnswerConfig {
             eject_ms: 2_000,
             fusion: "dbsf".into(),
             rrf_k: 60.0,
+            dbsf_depth: 30,
             dense_weight: 3.0,
             question_dense_weight: 1.0,
             lexical_weight: 1.0,

@@ -217,7 +217,7 @@ pub fn fuse_lists(a: &AnswerConfig, lists: &[RetrieverList]) -> (Vec<Fused>, Vec
     } else {
         let ranked: Vec<RankedList> =
             lists.iter().map(|l| RankedList { weight: l.weight, hits: &l.hits, scores: &l.scores }).collect();
-        let method = Method::from_config(&a.fusion, a.rrf_k).expect("answer.fusion is validated");
+        let method = Method::from_config(&a.fusion, a.rrf_k, a.dbsf_depth).expect("answer.fusion is validated");
         fuse(&ranked, method)
             .into_iter()
             .map(|f| {
