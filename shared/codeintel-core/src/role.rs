@@ -1,8 +1,9 @@
 //! What a chunk is to someone asking how the code behaves: the implementing code, a test of it,
 //! prose and configuration about it (docs, READMEs, Makefiles, YAML), or the top-level lines of
-//! a code file that no definition holds (imports, module docs, script statements). Decided from the path,
-//! the language the chunker gave it and the enclosing definition, the way code search engines
-//! tell tests from code (`tests/`, `test_*.py`, `*_test.go`, `*.spec.ts`, Rust `mod tests`).
+//! a code file that no definition holds (imports, module docs, script statements). Decided from
+//! the path, the language the chunker gave it and the enclosing definition, the way code search
+//! engines tell tests from code (`tests/`, `test_*.py`, `*_test.go`, `*.spec.ts`, Rust `mod
+//! tests`).
 
 use crate::chunk::Chunk;
 

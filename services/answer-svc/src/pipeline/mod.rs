@@ -445,9 +445,14 @@ mod tests {
     }
 
     fn hit(id: u64, path: &str, language: &str) -> Hit {
-        // A definition unless it is prose; `window` below makes a line window.
-        let symbol = if language == "rust" { format!("f{id}") } else { String::new() };
-        let chunk = Chunk { chunk_id: id, path: path.into(), language: language.into(), symbol, ..Default::default() };
+        // A definition's chunk (it names a symbol); prose is prose by its language.
+        let chunk = Chunk {
+            chunk_id: id,
+            path: path.into(),
+            language: language.into(),
+            symbol: format!("f{id}"),
+            ..Default::default()
+        };
         Hit { chunk, score: 1.0 / id as f32, dense_rank: 0, lexical_rank: 0, sparse_rank: 0 }
     }
 
@@ -485,9 +490,12 @@ mod tests {
             h
         };
         let hits = || {
-            let mut d = hit(2, "pkg/core.py", "rust");
-            d.chunk.language = "python".into();
-            vec![window(1, "pkg/core.py"), d, hit(3, "src/fusion.rs", "rust"), window(4, "src/fusion.rs")]
+            vec![
+                window(1, "pkg/core.py"),
+                hit(2, "pkg/core.py", "python"),
+                hit(3, "src/fusion.rs", "rust"),
+                window(4, "src/fusion.rs"),
+            ]
         };
         let ids = |h: Vec<Hit>| h.into_iter().map(|h| h.chunk.chunk_id).collect::<Vec<_>>();
         // A description and a question alike: the definitions first.

@@ -352,8 +352,8 @@ impl Engine {
         // Hydrate a few more than asked, in case the scope filter at hydration drops some (all
         // the reranker's candidates when one runs).
         let t = Instant::now();
-        // Questions about behaviour hydrate as deep as tests and prose may be moved down, so that
-        // the code they make room for is there.
+        // Natural-language queries hydrate as deep as tests, prose and top-level windows may be
+        // moved down, so that the definitions they make room for are there.
         let demote = if plan.route.name == "natural_language" { a.non_code_demotion as usize } else { 0 };
         let want = if rerank.is_some() { rerank_n.max(top_k) as usize } else { top_k as usize + 8.max(demote) };
         let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
