@@ -10,14 +10,21 @@ Score: codeintel --data-root R eval bench/behaviour/NAME.jsonl --mode hybrid --o
        python3 ../shared/bench/score.py bench/behaviour/NAME.jsonl res.jsonl --strict
 """
 import json
+import re
 import sys
+
+
+# What braces in a Rust line do not count: char literals ('{'), one-line strings ("{}") and
+# line comments. Raw and multi-line strings are rare enough in definitions to leave out.
+RUST_NOT_CODE = re.compile(r"""'(?:\\.|[^\\'])'|"(?:\\.|[^"\\])*"|//.*""")
 
 
 def brace_span(lines, i):
     depth, started = 0, False
     for j in range(i, len(lines)):
-        depth += lines[j].count('{') - lines[j].count('}')
-        started = started or '{' in lines[j]
+        code = RUST_NOT_CODE.sub('', lines[j])
+        depth += code.count('{') - code.count('}')
+        started = started or '{' in code
         if started and depth <= 0:
             return j
     raise SystemExit(f'no closing brace after line {i + 1}')
