@@ -72,15 +72,22 @@ impl Retriever for FakeRetriever {
     }
 }
 
+/// A line window of `src/f{id}.rs`; ids 800-899 are definitions (`f{id}`) and 900-999 prose
+/// (`docs/d{id}.md`), for the tests of roles.
 fn chunk(id: u64) -> Chunk {
+    let (path, language, symbol) = match id {
+        800..=899 => (format!("src/f{id}.rs"), "rust", format!("f{id}")),
+        900..=999 => (format!("docs/d{id}.md"), "text", String::new()),
+        _ => (format!("src/f{id}.rs"), "rust", String::new()),
+    };
     Chunk {
         chunk_id: id,
         repo: "r".into(),
-        path: format!("src/f{id}.rs"),
-        language: "rust".into(),
+        path,
+        language: language.into(),
         start_line: 1,
         end_line: 2,
-        symbol: String::new(),
+        symbol,
         kind: String::new(),
         text: format!("chunk {id}"),
         ..Default::default()
@@ -455,6 +462,36 @@ async fn fused_order_and_ranks_are_those_of_fusion_fuse() {
             assert_eq!(order, vec![(10, 1, 3), (12, 3, 1), (11, 2, 0), (13, 0, 2)]);
         }
     }
+}
+
+/// Twelve prose hits (a README's examples) ahead of five definitions in every list: with the
+/// default `answer.non_code_demotion` (40) a question hydrates 40 candidates beyond `top_k` and
+/// its first five hits are the definitions; with 10 places prose still leads and interleaves.
+#[tokio::test]
+async fn a_question_gets_definitions_first_even_when_prose_fills_the_head_of_every_list() {
+    let fused: Vec<(u64, f32)> =
+        (900..912).chain(800..805).enumerate().map(|(i, id)| (id, 1.0 - i as f32 / 100.0)).collect();
+    let defs: Vec<u64> = (800..805).collect();
+    let c = cfg();
+    assert_eq!(c.answer.non_code_demotion, 40);
+    let f = Fakes::new(hits(&fused), hits(&fused), hits(&fused));
+    let r = retrieve(&f.engine(&c), NL, SearchMode::Hybrid, 0).await.unwrap();
+    assert_eq!(ids(&r), defs, "definitions first");
+    assert_eq!(f.hydrator.calls.lock()[0].0.len(), fused.len(), "all 17 fused candidates hydrated (5 + 40 wanted)");
+
+    let mut c10 = cfg();
+    c10.answer.non_code_demotion = 10;
+    let f = Fakes::new(hits(&fused), hits(&fused), hits(&fused));
+    let r = retrieve(&f.engine(&c10), NL, SearchMode::Hybrid, 0).await.unwrap();
+    assert_eq!(
+        ids(&r),
+        vec![900, 901, 800, 902, 801],
+        "10 places: prose n lands at 10 + n, level with definition n - 2 (definitions win ties)"
+    );
+
+    let f = Fakes::new(hits(&fused), hits(&fused), hits(&fused));
+    let r = retrieve(&f.engine(&c), "where is this documented?", SearchMode::Hybrid, 0).await.unwrap();
+    assert_eq!(ids(&r), vec![900, 901, 902, 903, 904], "asked for docs: fused order");
 }
 
 /// The identifier route over these fakes: chunk 20 defines `SessionStore` (lexical flags it

@@ -458,8 +458,10 @@ pub struct AnswerConfig {
     pub identifier_lexical_weight: f32,
     pub identifier_sparse_weight: f32,
     pub identifier_candidates: u32,
-    /// Places a test or prose hit (docs, READMEs, config files) moves down for a question about
-    /// behaviour, unless the question names tests or docs; 0 keeps the fused order.
+    /// Places a test, a prose hit (docs, READMEs, config files) or a top-level line window moves
+    /// down for a natural-language query, unless it names tests or docs; 0 keeps the fused
+    /// order. Such queries hydrate this many candidates beyond `top_k`, so the definitions that
+    /// move up are there.
     pub non_code_demotion: u32,
     /// Per-retriever timeout, milliseconds (also capped by the request budget).
     pub retriever_timeout_ms: u64,
@@ -714,7 +716,7 @@ impl Default for AnswerConfig {
             identifier_lexical_weight: 1.0,
             identifier_sparse_weight: 0.5,
             identifier_candidates: 50,
-            non_code_demotion: 10,
+            non_code_demotion: 40,
             retriever_timeout_ms: 1_500,
             time_budget_ms: 2_000,
             llm_url: String::new(),
