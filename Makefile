@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank train-embed train-embed-mined
+	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank train-embed train-embed-mined train-embed-query
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -104,6 +104,11 @@ train-embed-mined: train-venv ## a second embedder round from models/embed: its 
 	$(TRAIN_VENV)/bin/python scripts/train/embed.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
 		$(CODEINTEL_CACHE)/models/all-MiniLM-L6-v2 $(CODEINTEL_CACHE)/train/embed-mined --steps $(EMBED_MINED_STEPS) \
 		--bf16 --init models/embed --hard 0 --mine 1 --questions 0.25 --lr 1e-4
+
+train-embed-query: train-venv ## a query tower for the base model's documents (embed.py --query-only, EMBED_STEPS) into $(CODEINTEL_CACHE)/train/embed-q (measured, not shipped: docs/training.md)
+	$(TRAIN_VENV)/bin/python scripts/train/embed.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
+		$(CODEINTEL_CACHE)/models/all-MiniLM-L6-v2 $(CODEINTEL_CACHE)/train/embed-q --steps $(EMBED_STEPS) --bf16 \
+		--query-only --skip-before
 
 S3_VENV := $(CODEINTEL_CACHE)/venv-s3
 

@@ -25,6 +25,11 @@ ones. `--questions F` rewrites that fraction of the training queries as the ques
 ask (`Returns the length.` -> `which function returns the length?`), so that a question's
 wrapper words do not pull it away from the code it describes.
 
+`--query-only` trains a query tower instead: documents are embedded with the base weights (the
+deltas switched off, no gradient), so an index keeps the base model's vectors and only queries
+go through the deltas; `lora.json` then says `"tower": "query"`, and `reference.json` holds the
+query tower's vectors of its four texts. Measured, not shipped (docs/training.md).
+
 The eight `--val-packages` (as `rerank.py`) never train it; they are measured before and after
 (the held-out queries against every held-out positive and negative), and chose its settings.
 The same seed, inputs and thread count are meant to give the same weights on one kind of CPU;
@@ -33,10 +38,10 @@ within 0.33% of the shipped ones, not the same bytes (docs/training.md).
 
 Usage: embed.py PAIRS_JSONL BASE_MODEL_DIR OUT_DIR [--steps N] [--batch 32] [--lr 2e-4]
        [--rank 16] [--alpha 32] [--hard 1] [--dropout 0] [--max-len 128] [--query-len 64] [--seed 19]
-       [--threads 2] [--bf16] [--val-packages A,B,...] [--init DIR] [--mine 1] [--questions 0.25]
+       [--threads 2] [--bf16] [--val-packages A,B,...] [--init DIR] [--mine 1] [--questions 0.25] [--query-only]
 Writes OUT_DIR/lora.safetensors, OUT_DIR/lora.json and OUT_DIR/reference.json.
 """
-import argparse, json, math, os, random, sys, time
+import argparse, contextlib, json, math, os, random, sys, time
 
 import numpy as np
 import torch
@@ -61,9 +66,28 @@ class LoRA(nn.Module):
         self.b = nn.Parameter(torch.zeros(base.out_features, rank))
         nn.init.kaiming_uniform_(self.a, a=math.sqrt(5))
         self.scale = alpha / rank
+        self.enabled = True
 
     def forward(self, x):
+        if not self.enabled:
+            return self.base(x)
         return self.base(x) + (x @ self.a.t() @ self.b.t()) * self.scale
+
+
+class base_weights:
+    """`with base_weights(model, on):` runs the model without its deltas (when `on`), as the
+    document tower of a `--query-only` run: documents keep the base model's vectors."""
+
+    def __init__(self, model, on=True):
+        self.mods = [m for m in model.modules() if isinstance(m, LoRA)] if on else []
+
+    def __enter__(self):
+        for m in self.mods:
+            m.enabled = False
+
+    def __exit__(self, *exc):
+        for m in self.mods:
+            m.enabled = True
 
 
 class Encoder(nn.Module):
@@ -251,8 +275,9 @@ def measure(model, val, tok, a):
                 index[body] = len(docs)
                 docs.append((body, name))
     with torch.no_grad():
-        d = documents(model, tokens(tok, [b for b, _ in docs], a.max_len),
-                      [tokens(tok, [n], a.max_len)[0] if n else None for _, n in docs], a.bf16)
+        with base_weights(model, a.query_only):
+            d = documents(model, tokens(tok, [b for b, _ in docs], a.max_len),
+                          [tokens(tok, [n], a.max_len)[0] if n else None for _, n in docs], a.bf16)
         q = embed(model, tokens(tok, [e['query'] for e in val], a.query_len), a.bf16)
     s = q @ d.t()
     gold = torch.tensor([index[e['pos_embed']] for e in val])
@@ -289,6 +314,9 @@ def main():
                     help="hard negatives per example from the starting model's own wrong top hits in the package")
     ap.add_argument('--questions', type=float, default=0.0,
                     help='fraction of the training queries rewritten as questions (as_question)')
+    ap.add_argument('--query-only', action='store_true',
+                    help='train a query tower: documents are embedded with the base weights (no deltas, no '
+                         'gradient), so an index keeps the base model\'s vectors and only queries use the deltas')
     a = ap.parse_args()
     random.seed(a.seed)
     np.random.seed(a.seed)
@@ -322,6 +350,8 @@ def main():
     before = None if a.skip_before else measure(model, val, tok, a)
     print(f'held out before training: {before}', flush=True)
     mined, mining = [[] for _ in train], None
+    if a.mine and a.query_only:
+        sys.exit('--mine ranks documents with the deltas; it is not made for --query-only')
     if a.mine:
         mined, mining = mine(model, train, tok, a)
         print(f'mined: {mining}', flush=True)
@@ -362,8 +392,9 @@ def main():
         pos += a.batch
         docs = [i * per + k for i in idx for k in range(per)]
         q = embed(model, [q_tok[i] for i in idx], a.bf16, len(idx))
-        d = documents(model, [body_tok[j] for j in docs],
-                      [name_tok[j] if name_list[j] is not None else None for j in docs], a.bf16, len(docs))
+        with torch.no_grad() if a.query_only else contextlib.nullcontext(), base_weights(model, a.query_only):
+            d = documents(model, [body_tok[j] for j in docs],
+                          [name_tok[j] if name_list[j] is not None else None for j in docs], a.bf16, len(docs))
         scores = a.scale * (q @ d.t())
         loss = F.cross_entropy(scores, torch.arange(len(idx)) * per)
         opt.zero_grad()
@@ -406,6 +437,8 @@ def main():
     save_file(delta, weights, metadata={'rank': str(a.rank), 'alpha': str(a.alpha)})
     meta = {
         'kind': 'lora',
+        # `query`: the deltas make a query tower only; documents keep the base weights.
+        'tower': 'query' if a.query_only else 'both',
         'base': {'package': 'all-MiniLM-L6-v2 (scripts/fetch-deps.sh)', 'file': 'model.safetensors',
                  'sha256': sha256(base_file), 'tokenizer_sha256': sha256(os.path.join(a.base, 'tokenizer.json'))},
         'weights_sha256': sha256(weights),
@@ -418,7 +451,7 @@ def main():
                      'dropout': a.dropout, 'max_len': a.max_len, 'query_len': a.query_len, 'seed': a.seed, 'threads': a.threads,
                      'bf16': a.bf16, 'seconds': round(train_s), 'torch': torch.__version__,
                      'val_before': before, 'val_after': after,
-                     'init': init, 'mine': a.mine, 'mining': mining, 'questions': a.questions,
+                     'init': init, 'mine': a.mine, 'mining': mining, 'questions': a.questions, 'query_only': a.query_only,
                      'final_loss': round(float(np.mean(losses[-25:])), 4) if losses else None},
     }
     with open(os.path.join(a.out, 'lora.json'), 'w') as f:
