@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank train-embed train-embed-mined train-embed-query
+	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank train-embed train-embed-mined train-embed-query train-questions train-embed-questions
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -109,6 +109,19 @@ train-embed-query: train-venv ## a query tower for the base model's documents (e
 	$(TRAIN_VENV)/bin/python scripts/train/embed.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
 		$(CODEINTEL_CACHE)/models/all-MiniLM-L6-v2 $(CODEINTEL_CACHE)/train/embed-q --steps $(EMBED_STEPS) --bf16 \
 		--query-only --skip-before
+
+train-questions: build ## the written questions about the training packages (scripts/train/questions/) as training examples: $(CODEINTEL_CACHE)/train/questions-pairs.jsonl (make train-data first)
+	python3 scripts/train/questions.py $(CODEINTEL_CACHE)/train/corpus $(CODEINTEL_CACHE)/train/questions.jsonl
+	$(CARGO_TARGET_DIR)/release/codeintel train pairs $(CODEINTEL_CACHE)/train/questions.jsonl \
+		--corpus $(CODEINTEL_CACHE)/train/corpus --out $(CODEINTEL_CACHE)/train/questions-pairs.jsonl
+
+EMBED_QUESTIONS_STEPS ?= 300
+
+train-embed-questions: train-venv train-questions ## an embedder round from models/embed with a quarter of every batch written questions, into $(CODEINTEL_CACHE)/train/embed-questions (docs/training.md)
+	$(TRAIN_VENV)/bin/python scripts/train/embed.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
+		$(CODEINTEL_CACHE)/models/all-MiniLM-L6-v2 $(CODEINTEL_CACHE)/train/embed-questions \
+		--steps $(EMBED_QUESTIONS_STEPS) --bf16 --init models/embed --lr 1e-4 \
+		--questions-pairs $(CODEINTEL_CACHE)/train/questions-pairs.jsonl --questions-share 0.25
 
 S3_VENV := $(CODEINTEL_CACHE)/venv-s3
 

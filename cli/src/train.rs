@@ -183,7 +183,18 @@ pub fn examples(
             stats.duplicate += 1;
             continue;
         }
-        let same = |c: &Chunk| overlaps(c, pos) || c.text == pos.text || (c.symbol == pos.symbol && c.kind == pos.kind);
+        // A question may name several definitions (`scripts/train/questions.py`): the first is the
+        // positive, and none of the others may be drawn as a negative.
+        let also: Vec<&Chunk> = q.gold[1..]
+            .iter()
+            .filter_map(|g| by_path.get(g.path.as_str()).and_then(|cs| positive(cs, g.def_line)))
+            .collect();
+        let same = |c: &Chunk| {
+            overlaps(c, pos)
+                || c.text == pos.text
+                || (c.symbol == pos.symbol && c.kind == pos.kind)
+                || also.iter().any(|o| overlaps(c, o) || c.text == o.text)
+        };
         let words = name_words(pos);
         let order = |c: &Chunk| draw(seed, &q.id, c.chunk_id);
         let siblings: Vec<&Chunk> = {
@@ -339,6 +350,23 @@ mod tests {
         let (ex, stats) = examples(d.path(), &qs, 4, 7).unwrap();
         assert_eq!(ex.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["c"]);
         assert_eq!((stats.ambiguous, stats.duplicate, stats.no_chunk), (2, 2, 1));
+    }
+
+    #[test]
+    fn a_question_with_several_definitions_never_has_the_others_as_negatives() {
+        let d = corpus();
+        let mut both = q("a", "how do I read a float back out of the buffer?", "bytes-1/src/buf.rs", 2);
+        both.gold.push(Gold { path: "bytes-1/src/buf.rs".into(), def_line: 6 });
+        let (ex, _) =
+            examples(d.path(), &[both.clone(), q("b", "Sums the bytes", "bytes-1/src/util.rs", 5)], 4, 7).unwrap();
+        let e = ex.iter().find(|e| e.id == "a").unwrap();
+        assert!(e.pos.contains("fn get_f64_le"), "{}", e.pos);
+        assert!(e.negs.iter().all(|n| !n.contains("fn get_f32_le")), "{:?}", e.negs);
+        assert!(e.negs.iter().any(|n| n.contains("fn advance")), "{:?}", e.negs);
+        // With one definition named, the closest sibling is the first negative.
+        both.gold.pop();
+        let (ex, _) = examples(d.path(), &[both], 4, 7).unwrap();
+        assert!(ex[0].negs[0].contains("fn get_f32_le"), "{:?}", ex[0].negs);
     }
 
     #[test]

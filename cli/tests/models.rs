@@ -76,7 +76,10 @@ async fn score_and_rerank_put_the_relevant_snippet_first() {
 
 /// `make certs` into `dir` (the project's script, openssl).
 fn certs(dir: &std::path::Path) -> codeintel_config::TlsConfig {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs.sh");
+    let script = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("../scripts/certs.sh");
     let out = std::process::Command::new("bash").arg(&script).arg(dir).output().unwrap();
     assert!(out.status.success(), "make certs failed: {}", String::from_utf8_lossy(&out.stderr));
     codeintel_config::TlsConfig {

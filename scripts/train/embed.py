@@ -30,6 +30,11 @@ deltas switched off, no gradient), so an index keeps the base model's vectors an
 go through the deltas; `lora.json` then says `"tower": "query"`, and `reference.json` holds the
 query tower's vectors of its four texts. Measured, not shipped (docs/training.md).
 
+`--questions-pairs FILE` (`make train-questions`: questions a user would ask about the training
+packages' behaviour, written by reading their code, as `codeintel train pairs` examples) makes
+`--questions-share` of every batch such questions; those about the `--val-packages` never
+train and are measured beside the held-out doc sentences, against the same documents.
+
 The eight `--val-packages` (as `rerank.py`) never train it; they are measured before and after
 (the held-out queries against every held-out positive and negative), and chose its settings.
 The same seed, inputs and thread count are meant to give the same weights on one kind of CPU;
@@ -39,6 +44,7 @@ within 0.33% of the shipped ones, not the same bytes (docs/training.md).
 Usage: embed.py PAIRS_JSONL BASE_MODEL_DIR OUT_DIR [--steps N] [--batch 32] [--lr 2e-4]
        [--rank 16] [--alpha 32] [--hard 1] [--dropout 0] [--max-len 128] [--query-len 64] [--seed 19]
        [--threads 2] [--bf16] [--val-packages A,B,...] [--init DIR] [--mine 1] [--questions 0.25] [--query-only]
+       [--questions-pairs FILE] [--questions-share 0.25]
 Writes OUT_DIR/lora.safetensors, OUT_DIR/lora.json and OUT_DIR/reference.json.
 """
 import argparse, contextlib, json, math, os, random, sys, time
@@ -264,12 +270,15 @@ def documents(model, bodies, names, bf16, size=64):
     return v
 
 
-def measure(model, val, tok, a):
+def measure(model, val, tok, a, queries=None):
     """Held-out queries against every held-out document (positives and negatives, deduplicated):
-    MRR@10, R@1 and R@10 of each query's own positive."""
+    MRR@10, R@1 and R@10 of each query's own positive. `queries` (default `val`) are the ones
+    ranked, against the documents of `val` and of `queries`; another positive of the same query
+    text (a question with two gold definitions) does not count against it."""
     model.eval()
+    queries = val if queries is None else queries
     docs, index = [], {}
-    for e in val:
+    for e in list(val) + ([] if queries is val else list(queries)):
         for body, name in [(e['pos_embed'], e['pos_name'])] + list(zip(e['negs_embed'], e['negs_name'])):
             if body not in index:
                 index[body] = len(docs)
@@ -278,14 +287,20 @@ def measure(model, val, tok, a):
         with base_weights(model, a.query_only):
             d = documents(model, tokens(tok, [b for b, _ in docs], a.max_len),
                           [tokens(tok, [n], a.max_len)[0] if n else None for _, n in docs], a.bf16)
-        q = embed(model, tokens(tok, [e['query'] for e in val], a.query_len), a.bf16)
+        q = embed(model, tokens(tok, [e['query'] for e in queries], a.query_len), a.bf16)
     s = q @ d.t()
-    gold = torch.tensor([index[e['pos_embed']] for e in val])
-    rank = (s > s[torch.arange(len(val)), gold][:, None]).sum(1) + 1
+    gold = torch.tensor([index[e['pos_embed']] for e in queries])
+    golds = {}
+    for e in queries:
+        golds.setdefault(e['query'], set()).add(index[e['pos_embed']])
+    for i, e in enumerate(queries):
+        for j in golds[e['query']] - {int(gold[i])}:
+            s[i, j] = -2.0
+    rank = (s > s[torch.arange(len(queries)), gold][:, None]).sum(1) + 1
     model.train()
     rr = torch.where(rank <= 10, 1.0 / rank.float(), torch.zeros_like(rank, dtype=torch.float))
     return {'mrr10': round(rr.mean().item(), 4), 'r1': round((rank == 1).float().mean().item(), 4),
-            'r10': round((rank <= 10).float().mean().item(), 4), 'queries': len(val), 'documents': len(docs)}
+            'r10': round((rank <= 10).float().mean().item(), 4), 'queries': len(queries), 'documents': len(docs)}
 
 
 def main():
@@ -317,6 +332,11 @@ def main():
     ap.add_argument('--query-only', action='store_true',
                     help='train a query tower: documents are embedded with the base weights (no deltas, no '
                          'gradient), so an index keeps the base model\'s vectors and only queries use the deltas')
+    ap.add_argument('--questions-pairs',
+                    help='`codeintel train pairs` over written questions (scripts/train/questions.py): the '
+                         '--val-packages ones are measured, the others train')
+    ap.add_argument('--questions-share', type=float, default=0.25,
+                    help='share of every batch drawn from --questions-pairs')
     a = ap.parse_args()
     random.seed(a.seed)
     np.random.seed(a.seed)
@@ -336,6 +356,12 @@ def main():
     missing = held - {name_of(e['package']) for e in val}
     if missing:
         sys.exit(f'--val-packages names packages with no examples: {sorted(missing)}')
+    # Questions (`--questions-pairs`): the held-out packages' ones only measure, the rest train.
+    extra = [json.loads(l) for l in open(a.questions_pairs) if l.strip()] if a.questions_pairs else []
+    xtrain = [e for e in extra if name_of(e['package']) not in held]
+    xval = [e for e in extra if name_of(e['package']) in held]
+    if a.questions_pairs and (not xtrain or not xval):
+        sys.exit(f'{a.questions_pairs}: {len(xtrain)} questions to train on and {len(xval)} held out; both are needed')
     model = Encoder(dict(cfg, hidden_dropout_prob=a.dropout))
     base_file = os.path.join(a.base, 'model.safetensors')
     theirs = load_base(model, base_file, cfg['num_hidden_layers'])
@@ -349,6 +375,9 @@ def main():
             init['training'] = json.load(open(prior)).get('training')
     before = None if a.skip_before else measure(model, val, tok, a)
     print(f'held out before training: {before}', flush=True)
+    qbefore = measure(model, val, tok, a, xval) if xval and not a.skip_before else None
+    if qbefore:
+        print(f'held-out questions before training: {qbefore}', flush=True)
     mined, mining = [[] for _ in train], None
     if a.mine and a.query_only:
         sys.exit('--mine ranks documents with the deltas; it is not made for --query-only')
@@ -356,6 +385,9 @@ def main():
         mined, mining = mine(model, train, tok, a)
         print(f'mined: {mining}', flush=True)
 
+    n_main = len(train)
+    train = train + xtrain
+    mined = mined + [[] for _ in xtrain]
     t0 = time.time()
     qrng = random.Random(a.seed + 1)
     queries = [as_question(e['query'], qrng) if qrng.random() < a.questions else e['query'] for e in train]
@@ -375,21 +407,30 @@ def main():
     q_tok = tokens(tok, queries, a.query_len)
     body_tok = tokens(tok, bodies, a.max_len)
     name_tok = tokens(tok, [n or '' for n in name_list], a.max_len)
-    print(f'{len(train)} training examples ({rewritten} as questions), {len(val)} held out '
+    print(f'{n_main} training examples ({rewritten} as questions) and {len(xtrain)} written questions '
+          f'({len(xval)} held out), {len(val)} held out '
           f'({len({e["package"] for e in val})} packages); tokenized in {time.time() - t0:.0f}s', flush=True)
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt, sched = adamw_linear(params, a.lr, a.steps)
-    order = list(range(len(train)))
+    order = list(range(n_main))
     rng = random.Random(a.seed)
     rng.shuffle(order)
-    pos, losses, t0 = 0, [], time.time()
+    # `--questions-share` of every batch are questions, drawn in their own shuffled order.
+    n_q = round(a.batch * a.questions_share) if xtrain else 0
+    qorder = list(range(n_main, len(train)))
+    rng.shuffle(qorder)
+    pos, qpos, losses, t0 = 0, 0, [], time.time()
     for step in range(a.steps):
-        if pos + a.batch > len(order):
+        if pos + a.batch - n_q > len(order):
             rng.shuffle(order)
             pos = 0
-        idx = order[pos:pos + a.batch]
-        pos += a.batch
+        if qpos + n_q > len(qorder):
+            rng.shuffle(qorder)
+            qpos = 0
+        idx = order[pos:pos + a.batch - n_q] + qorder[qpos:qpos + n_q]
+        pos += a.batch - n_q
+        qpos += n_q
         docs = [i * per + k for i in idx for k in range(per)]
         q = embed(model, [q_tok[i] for i in idx], a.bf16, len(idx))
         with torch.no_grad() if a.query_only else contextlib.nullcontext(), base_weights(model, a.query_only):
@@ -421,6 +462,9 @@ def main():
             m.b.data = delta[key + '.lora_b'].float()
     after = measure(model, val, tok, a)
     print(f'held out after training (f16 deltas): {after}', flush=True)
+    qafter = measure(model, val, tok, a, xval) if xval else None
+    if qafter:
+        print(f'held-out questions after training (f16 deltas): {qafter}', flush=True)
     model.eval()
     reference = []
     with torch.no_grad():
@@ -452,6 +496,8 @@ def main():
                      'bf16': a.bf16, 'seconds': round(train_s), 'torch': torch.__version__,
                      'val_before': before, 'val_after': after,
                      'init': init, 'mine': a.mine, 'mining': mining, 'questions': a.questions, 'query_only': a.query_only,
+                     'questions_pairs': len(extra), 'questions_train': len(xtrain), 'questions_share': a.questions_share,
+                     'questions_val_before': qbefore, 'questions_val_after': qafter,
                      'final_loss': round(float(np.mean(losses[-25:])), 4) if losses else None},
     }
     with open(os.path.join(a.out, 'lora.json'), 'w') as f:

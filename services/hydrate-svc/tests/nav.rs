@@ -15,7 +15,10 @@ mod common;
 use common::{publish_repo_from, serve, TEST_COMMIT};
 
 fn fixture_file(rel: &str) -> String {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/fixtures/nav");
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("../../tests/e2e/fixtures/nav");
     std::fs::read_to_string(dir.join(rel)).unwrap()
 }
 
