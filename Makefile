@@ -117,7 +117,7 @@ train-questions: build ## the written questions about the training packages (scr
 
 EMBED_QUESTIONS_STEPS ?= 300
 
-train-embed-questions: train-venv train-questions ## an embedder round from models/embed with a quarter of every batch written questions, into $(CODEINTEL_CACHE)/train/embed-questions (docs/training.md)
+train-embed-questions: train-venv train-questions ## an embedder round from models/embed with a quarter of every batch written questions, into $(CODEINTEL_CACHE)/train/embed-questions (the shipped deltas: make train-embed first, then this; docs/training.md)
 	$(TRAIN_VENV)/bin/python scripts/train/embed.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
 		$(CODEINTEL_CACHE)/models/all-MiniLM-L6-v2 $(CODEINTEL_CACHE)/train/embed-questions \
 		--steps $(EMBED_QUESTIONS_STEPS) --bf16 --init models/embed --lr 1e-4 \

@@ -205,12 +205,14 @@ pub fn indexed_shop() -> (tempfile::TempDir, PathBuf) {
     (tmp, data)
 }
 
+/// This crate's folder, read at run time: cargo sets it for every test process, and a binary
+/// built in another checkout sharing the target folder would otherwise carry that checkout's path.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
 pub fn fixture(name: &str) -> PathBuf {
-    // Read at run time: cargo sets it for every test process, and a binary built in another
-    // checkout sharing the target folder would otherwise carry that checkout's path.
-    let dir =
-        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    dir.join("fixtures").join(name)
+    manifest_dir().join("fixtures").join(name)
 }
 
 pub mod model_server;

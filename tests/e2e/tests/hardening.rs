@@ -600,10 +600,7 @@ async fn tls_channel(
 async fn mutual_tls_between_the_services_refuses_plaintext_and_peers_without_a_certificate() {
     let (tmp, data) = two_repos();
     let certs = tmp.path().join("certs");
-    let script = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-        .join("../../scripts/certs.sh");
+    let script = codeintel_e2e::manifest_dir().join("../../scripts/certs.sh");
     let out = std::process::Command::new("bash").arg(&script).arg(&certs).output().unwrap();
     assert!(out.status.success(), "make certs failed: {}", String::from_utf8_lossy(&out.stderr));
     let tls = [

@@ -24,9 +24,7 @@ fn python() -> PathBuf {
 }
 
 fn client_script() -> PathBuf {
-    let dir =
-        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    dir.join("mcp/client.py")
+    codeintel_e2e::manifest_dir().join("mcp/client.py")
 }
 
 /// The MCP Inspector's CLI (npm `@modelcontextprotocol/inspector-cli`, `make test-deps-mcp`).
