@@ -14,7 +14,7 @@ IMAGE ?= codeintel:dev
 DOCKER_BASE ?= codeintel-base:bookworm
 
 .PHONY: help deps system-deps fetch build build-gpu run test fmt lint check bench clean-data \
-	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank train-embed train-embed-mined train-embed-query train-questions train-embed-questions
+	docker-deps image-base image test-deploy helm-check test-deps-s3 test-deps-mcp certs corpus-100k train-venv train-data train-rerank train-rerank-questions train-embed train-embed-mined train-embed-query train-questions train-embed-questions
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -91,6 +91,13 @@ train-data: train-venv build ## mine the training set (scripts/train/sources.txt
 train-rerank: train-venv ## train the local cross-encoder on $(CODEINTEL_CACHE)/train/pairs.jsonl into models/rerank/ (fixed seed, 2 threads; make train-data first)
 	$(TRAIN_VENV)/bin/python scripts/train/rerank.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
 		$(CODEINTEL_CACHE)/models/splade-tiny models/rerank --steps $(RERANK_STEPS)
+
+RERANK_QUESTIONS_STEPS ?= 600
+
+train-rerank-questions: train-venv train-questions ## a reranker round from models/rerank with a quarter of every batch written questions, into $(CODEINTEL_CACHE)/train/rerank-questions (measured, not shipped: docs/training.md)
+	$(TRAIN_VENV)/bin/python scripts/train/rerank.py $(CODEINTEL_CACHE)/train/pairs.jsonl \
+		$(CODEINTEL_CACHE)/models/splade-tiny $(CODEINTEL_CACHE)/train/rerank-questions --steps $(RERANK_QUESTIONS_STEPS) \
+		--init models/rerank --lr 1e-4 --questions-pairs $(CODEINTEL_CACHE)/train/questions-pairs.jsonl --questions-share 0.25
 
 EMBED_STEPS ?= 700
 

@@ -14,8 +14,14 @@ two JavaScript, mid-sized so that a validation index of them is quick to build) 
 choose the reranker's settings, never the benchmark sets. The same seed, inputs and
 thread count give the same weights.
 
+A second round (`--init` the shipped delta) adds the written questions of
+`scripts/train/questions/` (`--questions-pairs`, `make train-questions`): `--questions-share` of
+every batch are such questions, with the same hard negatives the embedder's round 2 saw; the
+`--val-packages`' questions never train and are measured as their own held-out groups.
+
 Usage: rerank.py PAIRS_JSONL BASE_MODEL_DIR OUT_DIR [--steps N] [--batch 16] [--lr 3e-4]
        [--max-len 128] [--seed 19] [--threads 2] [--val-packages A,B,...]
+       [--init DIR] [--questions-pairs FILE] [--questions-share 0.25]
 Writes OUT_DIR/rerank.safetensors and OUT_DIR/rerank.json.
 """
 import argparse, hashlib, json, math, os, random, sys, time
@@ -170,6 +176,11 @@ def main():
     ap.add_argument('--seed', type=int, default=19)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--val-packages', default=VAL_PACKAGES)
+    ap.add_argument('--init', help="start from this folder's rerank.safetensors (an earlier round) instead of a new head")
+    ap.add_argument('--questions-pairs',
+                    help='`codeintel train pairs` over written questions (scripts/train/questions.py); the '
+                         "--val-packages' ones only measure")
+    ap.add_argument('--questions-share', type=float, default=0.25, help='share of every batch drawn from --questions-pairs')
     a = ap.parse_args()
     random.seed(a.seed)
     np.random.seed(a.seed)
@@ -190,10 +201,18 @@ def main():
         sys.exit(f'--val-packages names packages with no examples: {sorted(missing)}')
     width = 1 + max(len(e['negs']) for e in examples)
     t0 = time.time()
+    extra = [json.loads(l) for l in open(a.questions_pairs) if l.strip()] if a.questions_pairs else []
+    xtrain = [e for e in extra if name_of(e['package']) not in held]
+    xval = [e for e in extra if name_of(e['package']) in held]
+    if a.questions_pairs and (not xtrain or not xval):
+        sys.exit(f'{a.questions_pairs}: {len(xtrain)} questions to train on and {len(xval)} held out; both are needed')
+    if extra and 1 + max(len(e['negs']) for e in extra) != width:
+        sys.exit(f'{a.questions_pairs}: its groups are not {width} candidates wide like {a.pairs}\'s')
     train_g, val_g = encode(tok, train), encode(tok, val)
+    xtrain_g, xval_g = encode(tok, xtrain), encode(tok, xval)
     print(f'{len(train)} training examples, {len(val)} held out '
-          f'({len({e["package"] for e in val})} packages); {width} candidates a group; '
-          f'tokenized in {time.time() - t0:.0f}s', flush=True)
+          f'({len({e["package"] for e in val})} packages), {len(xtrain)} written questions to train on, '
+          f'{len(xval)} held out; {width} candidates a group; tokenized in {time.time() - t0:.0f}s', flush=True)
 
     model = CrossEncoder(cfg)
     names = hf_names(cfg['num_hidden_layers'])
@@ -204,25 +223,51 @@ def main():
     for ours, theirs in names.items():
         if theirs in base:
             state[ours] = base[theirs]
+    init = None
+    if a.init:
+        prior_file = os.path.join(a.init, 'rerank.safetensors')
+        prior = load_file(prior_file)
+        for ours, theirs in names.items():
+            if ours != 'word.weight':
+                if theirs not in prior:
+                    sys.exit(f'{prior_file} has no {theirs}: not a delta of this base model')
+                state[ours] = prior[theirs].float()
+        init = {'weights_sha256': sha256(prior_file)}
+        prior_meta = os.path.join(a.init, 'rerank.json')
+        if os.path.exists(prior_meta):
+            init['training'] = json.load(open(prior_meta)).get('training')
     model.load_state_dict(state)
-    nn.init.normal_(model.head.weight, std=0.02)
-    nn.init.zeros_(model.head.bias)
+    if not a.init:
+        nn.init.normal_(model.head.weight, std=0.02)
+        nn.init.zeros_(model.head.bias)
     model.word.weight.requires_grad_(False)
     before = measure(model, val_g, width)
     print(f'held out before training: {before}', flush=True)
+    qbefore = measure(model, xval_g, width) if xval_g else None
+    if qbefore:
+        print(f'held-out questions before training: {qbefore}', flush=True)
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt, sched = adamw_linear(params, a.lr, a.steps)
     order = list(range(len(train_g)))
     rng = random.Random(a.seed)
     rng.shuffle(order)
-    pos, losses, t0 = 0, [], time.time()
+    # `--questions-share` of every batch are written questions, drawn in their own shuffled order.
+    n_q = round(a.batch * a.questions_share) if xtrain_g else 0
+    n_main = a.batch - n_q
+    qorder = list(range(len(xtrain_g)))
+    rng.shuffle(qorder)
+    qpos, pos, losses, t0 = 0, 0, [], time.time()
     for step in range(a.steps):
-        if pos + a.batch > len(order):
+        if pos + n_main > len(order):
             rng.shuffle(order)
             pos = 0
-        groups = [train_g[i] for i in order[pos:pos + a.batch]]
-        pos += a.batch
+        if qpos + n_q > len(qorder):
+            rng.shuffle(qorder)
+            qpos = 0
+        groups = [train_g[i] for i in order[pos:pos + n_main]] + [xtrain_g[i] for i in qorder[qpos:qpos + n_q]]
+        pos += n_main
+        qpos += n_q
         ids, types, mask, valid = batch(groups, width)
         scores = model(ids, types, mask).view(-1, width).masked_fill(~valid, -1e4)
         loss = F.cross_entropy(scores, torch.zeros(len(groups), dtype=torch.long))
@@ -235,7 +280,7 @@ def main():
         if (step + 1) % 50 == 0 or step + 1 == a.steps:
             el = time.time() - t0
             print(f'step {step + 1}/{a.steps} loss {np.mean(losses[-50:]):.4f} '
-                  f'{el:.0f}s ({el / (step + 1):.2f}s/step, epoch {(step + 1) * a.batch / len(order):.2f})', flush=True)
+                  f'{el:.0f}s ({el / (step + 1):.2f}s/step, epoch {(step + 1) * n_main / len(order):.2f})', flush=True)
     train_s = time.time() - t0
     # What ships is f16: measure and describe the model after that rounding.
     sd = model.state_dict()
@@ -243,6 +288,9 @@ def main():
     model.load_state_dict({k: (delta[names[k]].float() if k != 'word.weight' else v) for k, v in sd.items()})
     after = measure(model, val_g, width)
     print(f'held out after training (f16 weights): {after}', flush=True)
+    qafter = measure(model, xval_g, width) if xval_g else None
+    if qafter:
+        print(f'held-out questions after training (f16 weights): {qafter}', flush=True)
     model.eval()
     reference = []
     with torch.no_grad():
@@ -268,7 +316,10 @@ def main():
         'training': {'pairs': len(examples), 'train_examples': len(train), 'val_examples': len(val),
                      'steps': a.steps, 'batch': a.batch, 'lr': a.lr, 'seed': a.seed, 'threads': a.threads,
                      'candidates': width, 'seconds': round(train_s), 'torch': torch.__version__,
-                     'val_before': before, 'val_after': after, 'final_loss': round(float(np.mean(losses[-50:])), 4)},
+                     'val_before': before, 'val_after': after, 'final_loss': round(float(np.mean(losses[-50:])), 4),
+                     'init': init, 'questions_pairs': len(extra), 'questions_train': len(xtrain),
+                     'questions_share': a.questions_share if extra else 0.0,
+                     'questions_val_before': qbefore, 'questions_val_after': qafter},
     }
     with open(os.path.join(a.out, 'rerank.json'), 'w') as f:
         json.dump(meta, f, indent=2)
