@@ -117,8 +117,10 @@ train-embed-query: train-venv ## a query tower for the base model's documents (e
 		$(CODEINTEL_CACHE)/models/all-MiniLM-L6-v2 $(CODEINTEL_CACHE)/train/embed-q --steps $(EMBED_STEPS) --bf16 \
 		--query-only --skip-before
 
-train-questions: build ## the written questions about the training packages (scripts/train/questions/) as training examples: $(CODEINTEL_CACHE)/train/questions-pairs.jsonl (make train-data first)
-	python3 scripts/train/questions.py $(CODEINTEL_CACHE)/train/corpus $(CODEINTEL_CACHE)/train/questions.jsonl
+QUESTIONS_DIRS ?= scripts/train/questions
+
+train-questions: build ## the written questions about the training packages ($(QUESTIONS_DIRS); add scripts/train/questions-next for the next round) as training examples: $(CODEINTEL_CACHE)/train/questions-pairs.jsonl (make train-data first)
+	python3 scripts/train/questions.py $(CODEINTEL_CACHE)/train/corpus $(CODEINTEL_CACHE)/train/questions.jsonl $(QUESTIONS_DIRS)
 	$(CARGO_TARGET_DIR)/release/codeintel train pairs $(CODEINTEL_CACHE)/train/questions.jsonl \
 		--corpus $(CODEINTEL_CACHE)/train/corpus --out $(CODEINTEL_CACHE)/train/questions-pairs.jsonl
 

@@ -14,7 +14,11 @@ copy `make train-data` writes) and writes one query line per question, in
 the others as a negative), so that `codeintel train pairs` cuts the positives and negatives with our own
 chunker, as for the mined doc sentences.
 
-Usage: questions.py CORPUS OUT_JSONL [QUESTIONS_DIR]
+A later batch of questions lives in its own folder (`scripts/train/questions-next/`, written
+for a round not yet trained); name several folders to use them together. The first folder's
+ids are `question-PACKAGE-NN`, the k-th's `question-PACKAGE-kNN`, so earlier ids never change.
+
+Usage: questions.py CORPUS OUT_JSONL [QUESTIONS_DIR...]
 """
 import glob
 import json
@@ -26,16 +30,20 @@ LANGS = {'.rs': 'rust', '.py': 'python', '.js': 'javascript', '.mjs': 'javascrip
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
     corpus, out = sys.argv[1], sys.argv[2]
-    qdir = sys.argv[3] if len(sys.argv) == 4 else os.path.join(os.path.dirname(os.path.abspath(__file__)), 'questions')
-    files = sorted(glob.glob(os.path.join(qdir, '*.json')))
-    if not files:
-        sys.exit(f'{qdir}: no question files')
+    qdirs = sys.argv[3:] or [os.path.join(os.path.dirname(os.path.abspath(__file__)), 'questions')]
+    files = []
+    for k, qdir in enumerate(qdirs):
+        found = sorted(glob.glob(os.path.join(qdir, '*.json')))
+        if not found:
+            sys.exit(f'{qdir}: no question files')
+        files += [(k, f) for f in found]
     lines, missing, ambiguous = [], [], 0
-    for f in files:
+    for k, f in files:
         package = os.path.basename(f)[:-len('.json')]
+        prefix = f'{k}' if k else ''
         for n, q in enumerate(json.load(open(f))):
             gold = []
             for g in q['gold']:
@@ -56,14 +64,14 @@ def main():
                              'end_line': hits[0] + 1, 'def_line': hits[0] + 1})
             if gold:
                 ext = os.path.splitext(gold[0]['path'])[1]
-                lines.append({'id': f'question-{package}-{n:02d}', 'query': q['query'], 'kind': 'nl',
+                lines.append({'id': f'question-{package}-{prefix}{n:02d}', 'query': q['query'], 'kind': 'nl',
                               'lang': LANGS.get(ext, ext.lstrip('.')), 'package': package, 'gold': gold})
     with open(out, 'w') as o:
         for line in lines:
             o.write(json.dumps(line) + '\n')
     for m in missing:
         print(f'skipped: {m}', file=sys.stderr)
-    print(f'{out}: {len(lines)} questions from {len(files)} packages '
+    print(f'{out}: {len(lines)} questions from {len({os.path.basename(f) for _, f in files})} packages '
           f'({len(missing)} gold definitions not found, {ambiguous} heads on more than one line: the first is used)')
 
 
