@@ -463,6 +463,10 @@ pub struct AnswerConfig {
     /// order. Such queries hydrate this many candidates beyond `top_k`, so the definitions that
     /// move up are there.
     pub non_code_demotion: u32,
+    /// Places a declaration (struct, enum, trait, interface, constant, type alias, module) moves
+    /// down for a question about behaviour ("how does ...", "if I ..."; not "what is X?" nor one
+    /// that names a struct, type or field); 0 keeps the order.
+    pub declaration_demotion: u32,
     /// Per-retriever timeout, milliseconds (also capped by the request budget).
     pub retriever_timeout_ms: u64,
     /// Default whole-request budget, milliseconds.
@@ -717,6 +721,7 @@ impl Default for AnswerConfig {
             identifier_sparse_weight: 0.5,
             identifier_candidates: 50,
             non_code_demotion: 40,
+            declaration_demotion: 10,
             retriever_timeout_ms: 1_500,
             time_budget_ms: 2_000,
             llm_url: String::new(),

@@ -105,6 +105,66 @@ pub fn asked_for(query: &str) -> (bool, bool) {
     (tests, prose)
 }
 
+/// Kinds of definition that declare data or an interface (a struct's fields, an enum's
+/// variants, a trait's signatures, a constant, a type alias, a module) rather than do
+/// something. Classes are not among them: a class holds its methods' code.
+const DECLARATION_KINDS: &[&str] = &["struct", "enum", "union", "const", "trait", "interface", "type", "module"];
+
+/// Whether the chunk is a declaration of data or an interface (see [`DECLARATION_KINDS`]).
+pub fn is_declaration(c: &Chunk) -> bool {
+    DECLARATION_KINDS.contains(&c.kind.as_str())
+}
+
+/// Words that open a question or a scenario ("how does ...", "if I ...", "my retries ...").
+const QUESTION_OPENERS: &[&str] = &[
+    "how", "why", "what", "when", "which", "where", "does", "do", "did", "is", "are", "can", "could", "should", "will",
+    "would", "if", "i", "my", "we", "after",
+];
+
+/// Whether a query asks how code behaves ("how does the answer service fuse dense and lexical
+/// results?", "if I drop a progress bar, is it cleared?"): a question (it ends with `?` or opens
+/// with a question word) that does not look a thing up ("what is X?", "where is X defined?",
+/// "which struct ...") and names no declaration ("the config fields", "which type ..."). What
+/// answers such a question is code that does something, not the declaration of its data.
+pub fn asks_about_behaviour(query: &str) -> bool {
+    let q = query.trim();
+    let words: Vec<String> = q
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let Some(first) = words.first() else { return false };
+    if !(q.ends_with('?') || QUESTION_OPENERS.contains(&first.as_str())) {
+        return false;
+    }
+    let second = words.get(1).map(String::as_str).unwrap_or("");
+    let lookup = matches!((first.as_str(), second), ("what" | "where", "is" | "are") | ("what's" | "where's", _));
+    let names_declaration = words.iter().any(|w| {
+        matches!(
+            w.as_str(),
+            "struct"
+                | "structs"
+                | "enum"
+                | "enums"
+                | "variant"
+                | "variants"
+                | "trait"
+                | "traits"
+                | "interface"
+                | "interfaces"
+                | "type"
+                | "types"
+                | "constant"
+                | "constants"
+                | "const"
+                | "field"
+                | "fields"
+                | "alias"
+        )
+    });
+    !lookup && !names_declaration
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +233,35 @@ mod tests {
         assert_eq!(role(&served("scripts/codeintel-questions.py", "python", "")), Role::TopLevel);
         assert_eq!(role(&served("tests/test_x.py", "python", "")), Role::Test);
         assert_eq!(role(&served("README.md", "text", "")), Role::Prose);
+    }
+
+    #[test]
+    fn behaviour_questions_are_told_from_lookups_and_descriptions() {
+        assert!(asks_about_behaviour("how does the answer service fuse dense and lexical results?"));
+        assert!(asks_about_behaviour("If I drop a progress bar without finishing it, is it cleared"));
+        assert!(asks_about_behaviour("my retries never stop: why?"));
+        assert!(asks_about_behaviour("Does stop_after_attempt(3) count the first call?"));
+        // Descriptions (doc sentences) and names are not questions.
+        assert!(!asks_about_behaviour("A converter that allows an attribute to be optional"));
+        assert!(!asks_about_behaviour("Command::flatten_help"));
+        assert!(!asks_about_behaviour(""));
+        // Lookups of a thing, and questions that name a declaration, want the declaration.
+        assert!(!asks_about_behaviour("what is a non-blocking iterator over messages in a channel?"));
+        assert!(!asks_about_behaviour("where is the retry state defined?"));
+        assert!(!asks_about_behaviour("which struct holds the bar's style?"));
+        assert!(!asks_about_behaviour("how are the config fields of the answer service validated?"));
+        assert!(!asks_about_behaviour("what's the default fusion?"));
+    }
+
+    #[test]
+    fn declarations_are_data_and_interfaces_not_classes() {
+        let of = |kind: &str| Chunk { kind: kind.into(), symbol: "X".into(), ..Default::default() };
+        for k in ["struct", "enum", "const", "trait", "interface", "type", "module"] {
+            assert!(is_declaration(&of(k)), "{k}");
+        }
+        for k in ["function", "method", "class", "impl", "macro", "window"] {
+            assert!(!is_declaration(&of(k)), "{k}");
+        }
     }
 
     #[test]

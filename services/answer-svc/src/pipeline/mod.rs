@@ -504,4 +504,24 @@ mod tests {
         // A module doc is documentation: asked for, windows keep their place.
         assert_eq!(ids(code_first(hits(), 0, 10, "where is the header format documented?")), vec![1, 2, 3, 4]);
     }
+
+    #[test]
+    fn declarations_move_below_code_for_questions_about_behaviour() {
+        let of = |id: u64, kind: &str| {
+            let mut h = hit(id, "src/fusion.rs", "rust");
+            h.chunk.kind = kind.into();
+            h
+        };
+        let hits = || vec![of(1, "struct"), of(2, "enum"), of(3, "function"), of(4, "method"), of(5, "class")];
+        let ids = |h: Vec<Hit>| h.into_iter().map(|h| h.chunk.chunk_id).collect::<Vec<_>>();
+        let q = "how does the answer service fuse dense and lexical results?";
+        assert_eq!(ids(behaviour_first(hits(), 0, 10, q)), vec![3, 4, 5, 1, 2]);
+        assert_eq!(ids(behaviour_first(hits(), 0, 2, q)), vec![3, 1, 4, 2, 5], "2 places: ties go to the code");
+        assert_eq!(ids(behaviour_first(hits(), 1, 10, q)), vec![1, 3, 4, 5, 2], "a pinned hit keeps its place");
+        assert_eq!(ids(behaviour_first(hits(), 0, 0, q)), vec![1, 2, 3, 4, 5], "0: the order as it was");
+        // Descriptions, lookups and questions that name a declaration keep the order.
+        for q in ["Fused ranked lists", "what is the fused list?", "which struct holds the fused lists?"] {
+            assert_eq!(ids(behaviour_first(hits(), 0, 10, q)), vec![1, 2, 3, 4, 5], "{q}");
+        }
+    }
 }

@@ -56,6 +56,27 @@ pub fn code_first(hits: Vec<Hit>, keep: usize, places: usize, query: &str) -> Ve
     ordered.into_iter().map(|(_, _, h)| h).collect()
 }
 
+/// Code that does something before the declarations of its data for a question about
+/// behaviour ([`role::asks_about_behaviour`]): each hit that declares data or an interface
+/// ([`role::is_declaration`]: a struct, an enum, a trait, a constant...) moves `places` places
+/// down, below the definitions it then ties with. Hits before `keep` (pinned exact definitions)
+/// do not move; other queries, and `places` = 0, keep the order.
+pub fn behaviour_first(hits: Vec<Hit>, keep: usize, places: usize, query: &str) -> Vec<Hit> {
+    if places == 0 || hits.len() <= keep + 1 || !role::asks_about_behaviour(query) {
+        return hits;
+    }
+    let mut ordered: Vec<(usize, bool, Hit)> = hits
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let later = i >= keep && role::is_declaration(&h.chunk);
+            (if later { i + places } else { i }, later, h)
+        })
+        .collect();
+    ordered.sort_by_key(|(at, later, _)| (*at, *later));
+    ordered.into_iter().map(|(_, _, h)| h).collect()
+}
+
 pub(super) async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
     let t = Instant::now();
     let r = f.await;
@@ -363,6 +384,9 @@ impl Engine {
         // Definitions of the symbol the query names stay first: the user asked for them.
         let pinned = hits.iter().take_while(|h| exact.contains(&h.chunk.chunk_id)).count();
         hits = code_first(hits, pinned, demote, query);
+        if plan.route.name == "natural_language" {
+            hits = behaviour_first(hits, pinned, a.declaration_demotion as usize, query);
+        }
         if let Some(rr) = rerank.filter(|_| hits.len() > pinned + 1 && pinned < top_k as usize) {
             let t = Instant::now();
             let left = budget.saturating_sub(started.elapsed()) / 2;
