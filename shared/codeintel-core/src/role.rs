@@ -121,8 +121,8 @@ const QUESTION_OPENERS: &[&str] = &[
     "would", "if", "i", "my", "we", "after",
 ];
 
-/// Whether a query asks how code behaves ("how does the answer service fuse dense and lexical
-/// results?", "if I drop a progress bar, is it cleared?"): a question (it ends with `?` or opens
+/// Whether a query asks how code behaves ("how are failed calls retried?", "if I drop a
+/// progress bar, is it cleared?"): a question (it ends with `?` or opens
 /// with a question word) that does not look a thing up ("what is X?", "where is X defined?",
 /// "which struct ...") and names no declaration ("the config fields", "which type ..."). What
 /// answers such a question is code that does something, not the declaration of its data.
