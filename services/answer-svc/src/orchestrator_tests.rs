@@ -72,13 +72,14 @@ impl Retriever for FakeRetriever {
     }
 }
 
-/// A line window of `src/f{id}.rs`; ids 800-899 are definitions (`f{id}`) and 900-999 prose
-/// (`docs/d{id}.md`), for the tests of roles.
+/// A line window of `src/f{id}.rs`; ids 700-799 are structs (`S{id}`), 800-899 functions
+/// (`f{id}`) and 900-999 prose (`docs/d{id}.md`), for the tests of roles.
 fn chunk(id: u64) -> Chunk {
-    let (path, language, symbol) = match id {
-        800..=899 => (format!("src/f{id}.rs"), "rust", format!("f{id}")),
-        900..=999 => (format!("docs/d{id}.md"), "text", String::new()),
-        _ => (format!("src/f{id}.rs"), "rust", String::new()),
+    let (path, language, symbol, kind) = match id {
+        700..=799 => (format!("src/f{id}.rs"), "rust", format!("S{id}"), "struct"),
+        800..=899 => (format!("src/f{id}.rs"), "rust", format!("f{id}"), "function"),
+        900..=999 => (format!("docs/d{id}.md"), "text", String::new(), ""),
+        _ => (format!("src/f{id}.rs"), "rust", String::new(), ""),
     };
     Chunk {
         chunk_id: id,
@@ -88,7 +89,7 @@ fn chunk(id: u64) -> Chunk {
         start_line: 1,
         end_line: 2,
         symbol,
-        kind: String::new(),
+        kind: kind.into(),
         text: format!("chunk {id}"),
         ..Default::default()
     }
@@ -492,6 +493,29 @@ async fn a_question_gets_definitions_first_even_when_prose_fills_the_head_of_eve
     let f = Fakes::new(hits(&fused), hits(&fused), hits(&fused));
     let r = retrieve(&f.engine(&c), "where is this documented?", SearchMode::Hybrid, 0).await.unwrap();
     assert_eq!(ids(&r), vec![900, 901, 902, 903, 904], "asked for docs: fused order");
+}
+
+/// Five structs ahead of four functions in every list: a question about behaviour gets the
+/// functions first (`answer.declaration_demotion`, 10), a description and 0 the fused order.
+#[tokio::test]
+async fn a_question_about_behaviour_gets_code_before_the_declarations_of_its_data() {
+    let fused: Vec<(u64, f32)> =
+        (700..705).chain(800..804).enumerate().map(|(i, id)| (id, 1.0 - i as f32 / 100.0)).collect();
+    let c = cfg();
+    assert_eq!(c.answer.declaration_demotion, 10);
+    let f = Fakes::new(hits(&fused), hits(&fused), hits(&fused));
+    let r = retrieve(&f.engine(&c), NL, SearchMode::Hybrid, 0).await.unwrap();
+    assert_eq!(ids(&r), vec![800, 801, 802, 803, 700], "functions first, then the structs in order");
+
+    let f = Fakes::new(hits(&fused), hits(&fused), hits(&fused));
+    let r = retrieve(&f.engine(&c), "Stores sessions in Redis", SearchMode::Hybrid, 0).await.unwrap();
+    assert_eq!(ids(&r), vec![700, 701, 702, 703, 704], "a description: fused order");
+
+    let mut off = cfg();
+    off.answer.declaration_demotion = 0;
+    let f = Fakes::new(hits(&fused), hits(&fused), hits(&fused));
+    let r = retrieve(&f.engine(&off), NL, SearchMode::Hybrid, 0).await.unwrap();
+    assert_eq!(ids(&r), vec![700, 701, 702, 703, 704], "0: fused order");
 }
 
 /// The identifier route over these fakes: chunk 20 defines `SessionStore` (lexical flags it

@@ -115,26 +115,23 @@ pub fn is_declaration(c: &Chunk) -> bool {
     DECLARATION_KINDS.contains(&c.kind.as_str())
 }
 
-/// Words that open a question or a scenario ("how does ...", "if I ...", "my retries ...").
-const QUESTION_OPENERS: &[&str] = &[
-    "how", "why", "what", "when", "which", "where", "does", "do", "did", "is", "are", "can", "could", "should", "will",
-    "would", "if", "i", "my", "we", "after",
-];
+/// Words that open a scenario rather than a question ("if I ...", "my retries ...", "after the
+/// first call ..."); [`crate::query::is_question`] knows the question words.
+const SCENARIO_OPENERS: &[&str] = &["if", "i", "my", "we", "after"];
 
 /// Whether a query asks how code behaves ("how are failed calls retried?", "if I drop a
-/// progress bar, is it cleared?"): a question (it ends with `?` or opens
-/// with a question word) that does not look a thing up ("what is X?", "where is X defined?",
-/// "which struct ...") and names no declaration ("the config fields", "which type ..."). What
-/// answers such a question is code that does something, not the declaration of its data.
+/// progress bar, is it cleared?"): a question ([`crate::query::is_question`]) or a scenario
+/// that does not look a thing up ("what is X?", "where is X defined?", "which struct ...") and
+/// names no declaration ("the config fields", "which type ..."). What answers such a question
+/// is code that does something, not the declaration of its data.
 pub fn asks_about_behaviour(query: &str) -> bool {
-    let q = query.trim();
-    let words: Vec<String> = q
+    let words: Vec<String> = query
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '\''))
         .filter(|w| !w.is_empty())
         .map(|w| w.to_ascii_lowercase())
         .collect();
     let Some(first) = words.first() else { return false };
-    if !(q.ends_with('?') || QUESTION_OPENERS.contains(&first.as_str())) {
+    if !(crate::query::is_question(query) || SCENARIO_OPENERS.contains(&first.as_str())) {
         return false;
     }
     let second = words.get(1).map(String::as_str).unwrap_or("");

@@ -375,7 +375,8 @@ impl Engine {
         let t = Instant::now();
         // Natural-language queries hydrate as deep as tests, prose and top-level windows may be
         // moved down, so that the definitions they make room for are there.
-        let demote = if plan.route.name == "natural_language" { a.non_code_demotion as usize } else { 0 };
+        let natural = plan.route.name == "natural_language";
+        let demote = if natural { a.non_code_demotion as usize } else { 0 };
         let want = if rerank.is_some() { rerank_n.max(top_k) as usize } else { top_k as usize + 8.max(demote) };
         let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
         let mut hits = self.hydrate_stage(&fused, want, scope, left).await?;
@@ -384,7 +385,7 @@ impl Engine {
         // Definitions of the symbol the query names stay first: the user asked for them.
         let pinned = hits.iter().take_while(|h| exact.contains(&h.chunk.chunk_id)).count();
         hits = code_first(hits, pinned, demote, query);
-        if plan.route.name == "natural_language" {
+        if natural {
             hits = behaviour_first(hits, pinned, a.declaration_demotion as usize, query);
         }
         if let Some(rr) = rerank.filter(|_| hits.len() > pinned + 1 && pinned < top_k as usize) {
