@@ -195,7 +195,7 @@ where
                         tracing::info!(code = ?r.code, reason = r.reason, "request refused: {}", r.message);
                         recorder.finish(r.code as i32);
                         let resp = r.into_http::<ResBody>();
-                        return Ok(resp.map(|body| RecordedBody { inner: body, recorder, _permit: None }));
+                        return Ok(resp.map(|body| RecordedBody { inner: body, recorder, permit: None }));
                     }
                 }
                 match inner.call(req).await {
@@ -206,7 +206,7 @@ where
                         if let Some(code) = grpc_status(resp.headers()) {
                             recorder.finish(code);
                         }
-                        Ok(resp.map(|body| RecordedBody { inner: body, recorder, _permit: permit }))
+                        Ok(resp.map(|body| RecordedBody { inner: body, recorder, permit }))
                     }
                     Err(e) => {
                         recorder.finish(tonic::Code::Internal as i32);
@@ -225,8 +225,9 @@ pin_project! {
         #[pin]
         inner: B,
         recorder: Recorder,
-        // The admission slot, held until the response (an Answer's whole stream) ends.
-        _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        // The admission slot, held until the response (an Answer's whole stream) ends: freed
+        // with its last frame, or when the body is dropped (a client gone).
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     }
 }
 
@@ -240,15 +241,27 @@ impl<B: Body> Body for RecordedBody<B> {
         if let Some(t) = frame.as_mut().and_then(|f| f.as_mut().ok()).and_then(|f| f.trailers_mut()) {
             caller_faults_are_invalid_argument(t);
         }
-        match &frame {
+        let ended = match &frame {
             Some(Ok(f)) => {
                 if let Some(code) = f.trailers_ref().and_then(grpc_status) {
                     this.recorder.finish(code);
                 }
+                f.is_trailers()
             }
-            Some(Err(_)) => this.recorder.finish(tonic::Code::Internal as i32),
+            Some(Err(_)) => {
+                this.recorder.finish(tonic::Code::Internal as i32);
+                true
+            }
             // The end without a status in the trailers: an OK unary response.
-            None => this.recorder.finish(tonic::Code::Ok as i32),
+            None => {
+                this.recorder.finish(tonic::Code::Ok as i32);
+                true
+            }
+        };
+        // The slot frees with the last frame, before the client can see it: a caller that
+        // sends its next request on the trailers must not find its own finished one running.
+        if ended {
+            this.permit.take();
         }
         Poll::Ready(frame)
     }
@@ -265,6 +278,40 @@ impl<B: Body> Body for RecordedBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body of the given frames, in order.
+    struct Frames(std::collections::VecDeque<Frame<tonic::codegen::Bytes>>);
+
+    impl Body for Frames {
+        type Data = tonic::codegen::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_admission_slot_frees_with_the_last_frame_not_when_the_body_is_dropped() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let frames = Frames([Frame::data(tonic::codegen::Bytes::from_static(b"x")), Frame::trailers(trailers)].into());
+        let recorder =
+            Recorder { metrics: Metrics::new("test"), method: "Search".into(), started: Instant::now(), done: false };
+        let permit = Some(slots.clone().try_acquire_owned().unwrap());
+        let mut body = Box::pin(RecordedBody { inner: frames, recorder, permit });
+        let first = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        assert!(first.unwrap().unwrap().is_data());
+        assert_eq!(slots.available_permits(), 0, "held while the response streams");
+        let last = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        assert!(last.unwrap().unwrap().is_trailers());
+        assert_eq!(slots.available_permits(), 1, "free as the trailers leave, with the body still alive");
+        drop(body);
+        assert_eq!(slots.available_permits(), 1);
+    }
 
     #[test]
     fn methods_and_span_names_come_from_the_path() {
