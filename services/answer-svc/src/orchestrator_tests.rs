@@ -28,11 +28,18 @@ enum Reply {
     /// `CallError::Timeout` with the deadline it was given, as the real clients report it.
     Timeout,
     Fail(Code, &'static str),
+    /// `within` for a scope with include globs (a question's subject search), else `whole`.
+    Scoped {
+        whole: Vec<ScoredChunk>,
+        within: Vec<ScoredChunk>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct Call {
     query: String,
+    repos: Vec<String>,
+    include: Vec<String>,
     exact_symbol: String,
     k: u32,
     deadline: Duration,
@@ -59,23 +66,33 @@ impl Retriever for FakeRetriever {
         &self,
         query: &str,
         exact_symbol: &str,
-        _scope: &Scope,
+        scope: &Scope,
         k: u32,
         deadline: Duration,
     ) -> Result<Vec<ScoredChunk>, CallError> {
-        self.calls.lock().push(Call { query: query.into(), exact_symbol: exact_symbol.into(), k, deadline });
+        self.calls.lock().push(Call {
+            query: query.into(),
+            repos: scope.repos.clone(),
+            include: scope.include_globs.clone(),
+            exact_symbol: exact_symbol.into(),
+            k,
+            deadline,
+        });
         match &self.reply {
             Reply::Hits(h) => Ok(h.clone()),
+            Reply::Scoped { whole, within } => Ok(if scope.include_globs.is_empty() { whole } else { within }.clone()),
             Reply::Timeout => Err(CallError::Timeout(deadline)),
             Reply::Fail(code, message) => Err(CallError::Status(tonic::Status::new(*code, *message))),
         }
     }
 }
 
-/// A line window of `src/f{id}.rs`; ids 700-799 are structs (`S{id}`), 800-899 functions
-/// (`f{id}`) and 900-999 prose (`docs/d{id}.md`), for the tests of roles.
+/// A line window of `src/f{id}.rs`; ids 600-699 are functions of `services/answer-svc/`, 700-799
+/// structs (`S{id}`), 800-899 functions (`f{id}`) and 900-999 prose (`docs/d{id}.md`), for the
+/// tests of roles and subjects.
 fn chunk(id: u64) -> Chunk {
     let (path, language, symbol, kind) = match id {
+        600..=699 => (format!("services/answer-svc/src/f{id}.rs"), "rust", format!("f{id}"), "function"),
         700..=799 => (format!("src/f{id}.rs"), "rust", format!("S{id}"), "struct"),
         800..=899 => (format!("src/f{id}.rs"), "rust", format!("f{id}"), "function"),
         900..=999 => (format!("docs/d{id}.md"), "text", String::new(), ""),
@@ -516,6 +533,56 @@ async fn a_question_about_behaviour_gets_code_before_the_declarations_of_its_dat
     let f = Fakes::new(hits(&fused), hits(&fused), hits(&fused));
     let r = retrieve(&f.engine(&off), NL, SearchMode::Hybrid, 0).await.unwrap();
     assert_eq!(ids(&r), vec![700, 701, 702, 703, 704], "0: fused order");
+}
+
+/// A question that names a folder ("the answer service" -> `services/answer-svc`) is asked
+/// again within it, without those words, and those hits lead; the rest follow in fused order.
+#[tokio::test]
+async fn a_question_naming_a_folder_is_searched_within_it_first() {
+    let whole: Vec<ScoredChunk> = [800, 801, 600, 802, 601].iter().map(|&id| sc(id, 1.0)).collect();
+    let within = vec![sc(601, 1.0), sc(600, 0.5)];
+    let reply = || Reply::Scoped { whole: whole.clone(), within: within.clone() };
+    const Q: &str = "how does the answer service fuse results?";
+    let c = cfg();
+    assert!(c.answer.subject_scope);
+    let f = Fakes::new(reply(), reply(), reply());
+    let r = retrieve(&f.engine(&c), Q, SearchMode::Hybrid, 0).await.unwrap();
+    assert_eq!(ids(&r), vec![601, 600, 800, 801, 802], "the folder's hits, then the rest in fused order");
+    let calls = f.dense.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!((calls[0].query.as_str(), calls[0].include.len()), (Q, 0));
+    assert_eq!(calls[1].query, "how does it fuse results?");
+    assert_eq!(
+        (calls[1].repos.clone(), calls[1].include.clone()),
+        (vec!["r".into()], vec!["services/answer-svc/**".into()])
+    );
+    assert_eq!(f.lexical.calls()[1].query, "how does it fuse results?");
+    assert!(stages(&r).contains(&"subject"), "{:?}", stages(&r));
+
+    // No folder named, a scope of the caller's own globs, or the option off: one search.
+    for (query, scope, on) in [
+        ("how are results fused?", Scope::default(), true),
+        (Q, Scope { include_globs: vec!["services/**".into()], ..Default::default() }, true),
+        (Q, Scope::default(), false),
+    ] {
+        let mut c = cfg();
+        c.answer.subject_scope = on;
+        let f = Fakes::new(reply(), reply(), reply());
+        let r =
+            f.engine(&c).retrieve(query, &scope, SearchMode::Hybrid, 5, Duration::from_millis(2000), 0).await.unwrap();
+        assert_eq!(f.dense.calls().len(), 1, "{query} {scope:?} {on}");
+        // The fakes answer a scope with globs (the caller's own here) with the folder's hits.
+        let first = if scope.include_globs.is_empty() { [800, 801] } else { [601, 600] };
+        assert_eq!(ids(&r)[..2], first, "{query} {scope:?} {on}");
+        assert!(!stages(&r).contains(&"subject"));
+    }
+
+    // Nothing found within the folder: the whole scope's hits as they were.
+    let empty = || Reply::Scoped { whole: whole.clone(), within: Vec::new() };
+    let f = Fakes::new(empty(), empty(), empty());
+    let r = retrieve(&f.engine(&c), Q, SearchMode::Hybrid, 0).await.unwrap();
+    assert_eq!(ids(&r), vec![800, 801, 600, 802, 601]);
+    assert_eq!(f.dense.calls().len(), 2);
 }
 
 /// The identifier route over these fakes: chunk 20 defines `SessionStore` (lexical flags it

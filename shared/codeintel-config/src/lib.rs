@@ -467,6 +467,11 @@ pub struct AnswerConfig {
     /// down for a question about behaviour ("how does ...", "if I ..."; not "what is X?" nor one
     /// that names a struct, type or field); 0 keeps the order.
     pub declaration_demotion: u32,
+    /// A question whose subject names a folder of two words or more ("how does the answer
+    /// service fuse ...?" -> `services/answer-svc`) is searched again within that folder, the
+    /// subject replaced by `it`, and those hits come first (only when the request's scope has
+    /// no include globs of its own; `codeintel_core::subject::link` says which folders link).
+    pub subject_scope: bool,
     /// Per-retriever timeout, milliseconds (also capped by the request budget).
     pub retriever_timeout_ms: u64,
     /// Default whole-request budget, milliseconds.
@@ -722,6 +727,7 @@ impl Default for AnswerConfig {
             identifier_candidates: 50,
             non_code_demotion: 40,
             declaration_demotion: 10,
+            subject_scope: true,
             retriever_timeout_ms: 1_500,
             time_budget_ms: 2_000,
             llm_url: String::new(),

@@ -6,6 +6,7 @@ pub mod chunk;
 pub mod query;
 pub mod role;
 pub mod scope;
+pub mod subject;
 pub mod ticket;
 pub mod wire;
 

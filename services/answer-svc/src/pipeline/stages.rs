@@ -15,6 +15,7 @@ use crate::rerank::RerankError;
 use crate::retrievers::{CallError, Reranker, RetrieverKind};
 use codeintel_core::query::{self, QueryKind};
 use codeintel_core::role;
+use codeintel_core::subject::{self, Subject};
 
 use super::*;
 
@@ -75,6 +76,15 @@ pub fn behaviour_first(hits: Vec<Hit>, keep: usize, places: usize, query: &str) 
         .collect();
     ordered.sort_by_key(|(at, later, _)| (*at, *later));
     ordered.into_iter().map(|(_, _, h)| h).collect()
+}
+
+/// The hits of a question's subject search ([`subject::link`]) first, then those of the whole
+/// scope it did not find, in their order.
+pub fn subject_first(first: Vec<Hit>, rest: Vec<Hit>) -> Vec<Hit> {
+    let seen: std::collections::HashSet<u64> = first.iter().map(|h| h.chunk.chunk_id).collect();
+    let mut out = first;
+    out.extend(rest.into_iter().filter(|h| !seen.contains(&h.chunk.chunk_id)));
+    out
 }
 
 pub(super) async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
@@ -382,6 +392,24 @@ impl Engine {
         let mut hits = self.hydrate_stage(&fused, want, scope, left).await?;
         out.stages.push(stage("hydrate", t));
 
+        // A question that names a folder of the repo ("the answer service") is asked again of
+        // that folder alone, without those words; what it finds comes first.
+        if natural && a.subject_scope && scope.include_globs.is_empty() && query::is_question(query) {
+            let named = subject::link(query, hits.iter().map(|h| (h.chunk.repo.as_str(), h.chunk.path.as_str())));
+            if let Some(s) = named {
+                let t = Instant::now();
+                let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
+                match self.subject_pass(&s, scope, &plan, mode, want, left).await {
+                    Ok(first) => hits = subject_first(first, hits),
+                    Err(e) => out.limits.push(limit(
+                        "subject_unavailable",
+                        format!("the search within {} failed ({e}); hits come from the whole scope", s.folder),
+                    )),
+                }
+                out.stages.push(stage("subject", t));
+            }
+        }
+
         // Definitions of the symbol the query names stay first: the user asked for them.
         let pinned = hits.iter().take_while(|h| exact.contains(&h.chunk.chunk_id)).count();
         hits = code_first(hits, pinned, demote, query);
@@ -434,6 +462,25 @@ impl Engine {
             RetrieverKind::Sparse => tracing::info_span!("retrieve.sparse"),
         };
         Some(timed(f).instrument(span).await)
+    }
+
+    /// The search a question's subject asks for: its query (the subject's words gone) within
+    /// the subject's folder of its repo, fused and hydrated like the first.
+    async fn subject_pass(
+        &self,
+        s: &Subject,
+        scope: &Scope,
+        plan: &Plan,
+        mode: SearchMode,
+        want: usize,
+        deadline: Duration,
+    ) -> Result<Vec<Hit>, AnswerError> {
+        let narrowed = Scope { repos: vec![s.repo.clone()], include_globs: vec![s.glob()], ..scope.clone() };
+        tracing::debug!(folder = %s.folder, query = %s.query, "question linked to a folder");
+        let answered = self.fan_out(&s.query, &narrowed, plan).await;
+        let lists = classify(answered, &plan.route, mode, &self.metrics)?.lists;
+        let (fused, _) = fuse_lists(&self.cfg.answer, &lists);
+        self.hydrate_stage(&fused, want, &narrowed, deadline).await
     }
 
     /// Hydrates the first `want` fused candidates (at most a ticket's worth) within `deadline`;
