@@ -485,6 +485,9 @@ fn main() -> anyhow::Result<()> {
     // private to its user.
     codeintel_server::private_files();
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Up | Cmd::Mcp { .. } | Cmd::Models { what: ModelsCmd::Serve { .. } }) {
+        stop_when_stdout_closes();
+    }
     let cfg = load_config(&cli)?;
     let encoders = matches!(cli.cmd, Cmd::Bench { what: BenchCmd::Encoders { .. }, .. });
     if (matches!(cli.cmd, Cmd::Index { .. }) || encoders) && cfg.embed.url.is_empty() && cfg.embed.workers > 1 {
@@ -503,6 +506,14 @@ fn main() -> anyhow::Result<()> {
         }
     }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli, cfg))
+}
+
+/// `codeintel search ... | head`: a reader that closes the pipe ends the command the way it
+/// ends `grep`, by SIGPIPE, instead of a panic in `println!` (Rust ignores SIGPIPE, so a write
+/// to a closed pipe is an error, which the printing macros panic on). Not for `up`, `mcp` and
+/// `models serve`, which run until stopped. Called first in `main`, before any thread exists.
+fn stop_when_stdout_closes() {
+    sigpipe::reset();
 }
 
 /// An indexing error that ran out of disk says so, and what is still served.

@@ -326,3 +326,27 @@ async fn answer_svc_with_no_backend_is_not_ready_but_alive() {
     let live = h.check(status("codeintel.Liveness")).await.unwrap().into_inner().status;
     assert_eq!(live, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 }
+
+/// `codeintel search ... | head -1`: when its reader closes the pipe, the command ends by
+/// SIGPIPE, as `grep` would, not with a panic in `println!`.
+#[test]
+fn the_cli_ends_quietly_when_its_reader_closes_the_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let (_tmp, data) = codeintel_e2e::indexed_shop();
+    let mesh = Mesh::start(&data);
+    let mut child = std::process::Command::new(codeintel_e2e::bin_dir().join("codeintel"))
+        .arg("--data-root")
+        .arg(&data)
+        .args(["search", "how is the shopping cart total computed", "--json", "--top-k", "20"])
+        .env("CODEINTEL__ANSWER__ADDR", &mesh.answer.addr)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the first hit is printed (the search takes a round trip).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?} {stderr}", out.status);
+}
