@@ -552,6 +552,8 @@ async fn a_question_naming_a_folder_is_searched_within_it_first() {
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert_eq!((calls[0].query.as_str(), calls[0].include.len()), (Q, 0));
     assert_eq!(calls[1].query, "how does it fuse results?");
+    // Within what the first search left: never more time than it had (half the 2 s budget).
+    assert!(calls[1].deadline <= calls[0].deadline && calls[0].deadline <= SECOND, "{calls:?}");
     assert_eq!(
         (calls[1].repos.clone(), calls[1].include.clone()),
         (vec!["r".into()], vec!["services/answer-svc/**".into()])

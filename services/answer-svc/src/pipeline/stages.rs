@@ -398,8 +398,12 @@ impl Engine {
             let named = subject::link(query, hits.iter().map(|h| (h.chunk.repo.as_str(), h.chunk.path.as_str())));
             if let Some(s) = named {
                 let t = Instant::now();
-                let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
-                match self.subject_pass(&s, scope, &plan, mode, want, left).await {
+                // Within what the first search left of the budget: half for its retrievers,
+                // the rest for hydration and any rerank after it.
+                let left = budget.saturating_sub(started.elapsed());
+                let within = Plan { deadline: plan.deadline.min(left / 2), ..plan.clone() };
+                let hydration = (left / 2).max(Duration::from_millis(200));
+                match self.subject_pass(&s, scope, &within, mode, want, hydration).await {
                     Ok(first) => hits = subject_first(first, hits),
                     Err(e) => out.limits.push(limit(
                         "subject_unavailable",
