@@ -20,7 +20,7 @@ pub struct Subject {
     pub repo: String,
     /// Repo-relative, `/`-separated, no trailing slash.
     pub folder: String,
-    /// The question with the subject's words replaced by `it` (or dropped): what is asked of it.
+    /// The question with the subject's phrase replaced by `it` (`its`): what is asked of it.
     pub query: String,
 }
 
@@ -30,58 +30,6 @@ impl Subject {
         format!("{}/**", self.folder)
     }
 }
-
-/// Folder names that say where code sits in a layout, not what it does.
-const LAYOUT_FOLDERS: &[&str] = &[
-    "src",
-    "source",
-    "sources",
-    "lib",
-    "libs",
-    "pkg",
-    "pkgs",
-    "cmd",
-    "internal",
-    "core",
-    "common",
-    "shared",
-    "util",
-    "utils",
-    "helpers",
-    "misc",
-    "services",
-    "crates",
-    "packages",
-    "modules",
-    "include",
-    "bin",
-    "scripts",
-    "test",
-    "tests",
-    "doc",
-    "docs",
-    "example",
-    "examples",
-    "vendor",
-    "third_party",
-    "build",
-    "dist",
-    "target",
-    "main",
-    "app",
-    "apps",
-    "java",
-    "python",
-    "js",
-    "ts",
-    "go",
-    "rs",
-    "tools",
-    "benches",
-    "bench",
-    "private",
-    "public",
-];
 
 /// Words that may stand right before a subject ("the answer service", "this client", "its
 /// parser").
@@ -131,7 +79,6 @@ fn expand(word: &str) -> &str {
         "db" => "database",
         "fs" => "filesystem",
         "auth" | "authn" => "authentication",
-        "cli" => "cli",
         "impl" => "implementation",
         "proto" | "protos" => "protocol",
         w => w,
@@ -150,12 +97,9 @@ fn stem(word: &str) -> String {
 }
 
 /// The words of a folder's last name as a question would say them (`answer-svc` -> answer,
-/// service); empty for layout folders (`src`, `lib`, `internal`...), one-word names and names
-/// with a word of fewer than three letters or digits.
+/// service); empty for one-word names (which include every layout folder: `src`, `lib`,
+/// `internal`, `services`...) and names with a word of fewer than three letters or digits.
 pub fn folder_words(name: &str) -> Vec<String> {
-    if LAYOUT_FOLDERS.contains(&name.to_ascii_lowercase().as_str()) {
-        return Vec::new();
-    }
     let parts: Vec<String> = name
         .split(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_')
         .flat_map(|p| crate::query::split_identifier(p, false))

@@ -36,20 +36,25 @@ pub fn exact_first(fused: Vec<Fused>, exact: &[u64]) -> Vec<Fused> {
 /// definitions it then ties with; the rest keep their order. Hits before `keep` (pinned exact
 /// definitions) do not move. `places` = 0 changes nothing.
 pub fn code_first(hits: Vec<Hit>, keep: usize, places: usize, query: &str) -> Vec<Hit> {
+    let (tests_asked, prose_asked) = role::asked_for(query);
+    move_down(hits, keep, places, |h| match role::role(&h.chunk) {
+        role::Role::Code => false,
+        role::Role::Test => !tests_asked,
+        role::Role::Prose | role::Role::TopLevel => !prose_asked,
+    })
+}
+
+/// Each hit from `keep` on for which `later` holds moves `places` places down, below the hits
+/// it then ties with; the others keep their order. `places` = 0 changes nothing.
+fn move_down(hits: Vec<Hit>, keep: usize, places: usize, later: impl Fn(&Hit) -> bool) -> Vec<Hit> {
     if places == 0 || hits.len() <= keep + 1 {
         return hits;
     }
-    let (tests_asked, prose_asked) = role::asked_for(query);
     let mut ordered: Vec<(usize, bool, Hit)> = hits
         .into_iter()
         .enumerate()
         .map(|(i, h)| {
-            let later = i >= keep
-                && match role::role(&h.chunk) {
-                    role::Role::Code => false,
-                    role::Role::Test => !tests_asked,
-                    role::Role::Prose | role::Role::TopLevel => !prose_asked,
-                };
+            let later = i >= keep && later(&h);
             (if later { i + places } else { i }, later, h)
         })
         .collect();
@@ -63,19 +68,10 @@ pub fn code_first(hits: Vec<Hit>, keep: usize, places: usize, query: &str) -> Ve
 /// down, below the definitions it then ties with. Hits before `keep` (pinned exact definitions)
 /// do not move; other queries, and `places` = 0, keep the order.
 pub fn behaviour_first(hits: Vec<Hit>, keep: usize, places: usize, query: &str) -> Vec<Hit> {
-    if places == 0 || hits.len() <= keep + 1 || !role::asks_about_behaviour(query) {
+    if !role::asks_about_behaviour(query) {
         return hits;
     }
-    let mut ordered: Vec<(usize, bool, Hit)> = hits
-        .into_iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let later = i >= keep && role::is_declaration(&h.chunk);
-            (if later { i + places } else { i }, later, h)
-        })
-        .collect();
-    ordered.sort_by_key(|(at, later, _)| (*at, *later));
-    ordered.into_iter().map(|(_, _, h)| h).collect()
+    move_down(hits, keep, places, |h| role::is_declaration(&h.chunk))
 }
 
 /// The hits of a question's subject search ([`subject::link`]) first, then those of the whole
